@@ -1,0 +1,151 @@
+"""The trial file: one configuration of data, model, training and evaluation.
+
+Validated once at the boundary (a trial YAML, or a grid cell resolved by ``sweeps``) with pydantic;
+everything inside ``tracker`` receives these frozen, typed objects. Unknown keys are errors that name
+the key and list the accepted ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSizes(_Section):
+    """Number of events (or graphs) in each split; the splits are disjoint."""
+
+    train: int = Field(8, ge=1)
+    val: int = Field(2, ge=1)
+    test: int = Field(2, ge=1)
+
+
+class DataConfig(_Section):
+    """Where the hit graphs come from and how they are built (the dataset cache key hashes all of it)."""
+
+    source: Literal["simulated", "trackml", "hitgraphs"] = "simulated"
+    path: str | None = None  # trackml: folder/zip of events; hitgraphs: folder of npz; simulated: unused
+    events: SplitSizes = SplitSizes()
+    pileup: float = Field(200.0, gt=0)  # simulated only
+    noise_fraction: float = Field(0.15, ge=0, lt=1)  # simulated only
+    pt_min: float = Field(1.5, gt=0)
+    phi_slope_max: float | None = None  # None: the recommended cut for pt_min (SCIENCE.md §3)
+    z0_max: float | None = None  # None: the recommended cut for pt_min
+    endcaps: bool = True
+    remove_intersecting: bool = True
+    seed: int = 0
+    # symmetry-breaking knobs of the simulation (default off)
+    field_phi_modulation: float = 0.0
+    misalignment_mm: float = 0.0
+    dead_module_fraction: float = 0.0
+
+
+class ModelConfig(BaseModel):
+    """Model name plus its hyperparameters; ``tracker.models.build_model`` validates the latter."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "euclidnet"
+    preset: str | None = None
+
+    def hparams(self) -> dict[str, Any]:
+        """All hyperparameters except the name, with ``None`` preset dropped."""
+        out = {k: v for k, v in self.model_dump().items() if k != "name"}
+        if out.get("preset") is None:
+            out.pop("preset", None)
+        return out
+
+
+class TrainConfig(_Section):
+    """Optimisation: the paper's protocol by default (SCIENCE.md §5)."""
+
+    epochs: int = Field(200, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_step: int = Field(100, ge=1)  # epochs between lr decays
+    lr_gamma: float = Field(0.3, gt=0, le=1)
+    patience: int | None = Field(50, ge=1)  # early stopping; None disables it
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    batch_size: int = Field(1, ge=1)
+    pos_weight: float | Literal["auto"] | None = None
+    grad_clip: float | None = Field(None, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    train_rotation_deg: float = 0.0  # the whole training set rotated by this angle (paper fig. 2)
+    random_rotation: bool = False  # augmentation: a random angle per graph and epoch
+    fraction: float = Field(1.0, gt=0, le=1)  # share of the training split used (data efficiency)
+    seed: int = 0
+    deterministic: bool = True
+
+
+def _default_rotations() -> list[float]:
+    return [float(a) for a in range(0, 181, 20)]
+
+
+class EvalConfig(_Section):
+    """Evaluation of the best model on the test split."""
+
+    rotations_deg: list[float] = Field(default_factory=_default_rotations)
+    threshold: Literal["tpr_tnr", "max_f1"] = "tpr_tnr"
+    track_metrics: bool = True
+    equivariance: bool = True
+    timing: bool = True
+    timing_runs: int = Field(10, ge=1)
+
+
+class TrialConfig(_Section):
+    """One trial: the sections a grid cell resolves to."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_name_required(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "name" not in v:
+            raise ValueError("model.name is required (e.g. euclidnet, interaction_network)")
+        return v
+
+
+class ConfigError(ValueError):
+    """A trial or grid file that does not validate; the message names the file, key and value."""
+
+
+def format_validation_error(err: ValidationError, *, source: str) -> str:
+    """One line per problem: ``source: key.path: message (got value)``."""
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        lines.append(f"  {loc}: {e['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConfig:
+    """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, got {type(raw).__name__}")
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source=source)) from None
+
+
+def load_trial(path: str | Path) -> TrialConfig:
+    """Read and validate a trial YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such trial file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return trial_from_dict(raw or {}, source=str(path))

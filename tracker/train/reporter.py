@@ -1,0 +1,44 @@
+"""How a trial tells the outside world what happened, without knowing who listens.
+
+``tracker`` imports neither Ray nor MLflow: ``sweeps`` implements this protocol to forward epochs to
+Ray Tune (with checkpoints) and runs to MLflow; the CLI uses :class:`ConsoleReporter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Receives a trial's life: start, one call per epoch, artifacts, the final metrics."""
+
+    def start(self, *, config: Mapping[str, Any], n_params: int) -> None:
+        """Called once, before the first epoch (also on resume), with the resolved config."""
+
+    def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
+        """Called after every epoch (1-based) with that epoch's metrics and the checkpoint just written."""
+
+    def artifact(self, path: Path) -> None:
+        """A file the trial produced (config, history, ROC, rotation table, weights)."""
+
+    def finish(self, *, metrics: Mapping[str, float]) -> None:
+        """Called once with the final test metrics."""
+
+
+class NullReporter:
+    """Swallows everything (tests, library use)."""
+
+    def start(self, *, config: Mapping[str, Any], n_params: int) -> None:
+        pass
+
+    def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
+        pass
+
+    def artifact(self, path: Path) -> None:
+        pass
+
+    def finish(self, *, metrics: Mapping[str, float]) -> None:
+        pass
