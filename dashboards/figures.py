@@ -1,0 +1,90 @@
+"""Figure style and output: legible matplotlib figures saved as PNG and PDF, then logged to the sweep's parent run.
+
+Every dashboard draws through ``new_figure`` and ``save``, so all figures share fonts, sizes and colours (one
+colour per model, the same in every figure), and all end up in the MLflow UI under ``dashboards/`` of the parent run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: dashboards run on CPU-only machines without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {
+    "font.size": 12,
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "legend.fontsize": 10,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100,
+    "savefig.bbox": "tight",
+}
+
+_PALETTE = plt.get_cmap("tab10").colors
+_FIXED = {"euclidnet": 0, "interaction_network": 1, "in": 1, "egnn": 2, "euclidnet_noneq": 3, "vecnet": 4}
+_MARKERS = "osD^vP*Xh<>"
+
+
+def color(name: object, order: Sequence[object] = ()) -> tuple:
+    """A fixed colour per model name (EuclidNet blue, IN orange), others by their place in ``order``."""
+    key = str(name).lower()
+    if key in _FIXED:
+        return _PALETTE[_FIXED[key]]
+    names = [str(o).lower() for o in order if str(o).lower() not in _FIXED]
+    idx = names.index(key) if key in names else abs(hash(key))
+    return _PALETTE[(5 + idx) % len(_PALETTE)]
+
+
+def marker(i: int) -> str:
+    return _MARKERS[i % len(_MARKERS)]
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 4.6, **kwargs):
+    """A figure with the dashboards' style; returns (fig, axes) like ``plt.subplots``."""
+    plt.rcParams.update(STYLE)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)
+    return fig, axes
+
+
+def save(fig, out: Path, name: str, *, outputs: list[Path] | None = None) -> list[Path]:
+    """Write ``out/name.png`` (150 dpi) and ``out/name.pdf``; close the figure; append both paths to ``outputs``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    if outputs is not None:
+        outputs.extend(paths)
+    return paths
+
+
+def log_to_parent(rs, paths: Sequence[Path], *, artifact_path: str = "dashboards") -> str | None:
+    """Log files to the selected sweep's parent run under ``dashboards/`` so they show in the MLflow UI.
+
+    Returns the parent run id, or None (with the reason printed) when no single parent run is selected."""
+    from mlflow import MlflowClient
+
+    run_id = rs.parent_run_id
+    if run_id is None:
+        why = "no parent run found" if len(rs.parents) == 0 else f"{len(rs.parents)} sweeps selected"
+        print(f"not logged to MLflow ({why}); pass --sweep ID to log the figures to that sweep's parent run")
+        return None
+    client = MlflowClient(tracking_uri=rs.tracking_uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    print(f"logged {len(paths)} files to parent run {run_id} under {artifact_path}/")
+    return run_id
+
+
+def footnote(fig, text: str) -> None:
+    """A small grey line under the axes (e.g. which sweep, how many failed runs were left out)."""
+    fig.text(0.01, -0.02, text, fontsize=8, color="0.4", ha="left", va="top")

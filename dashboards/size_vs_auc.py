@@ -1,0 +1,157 @@
+"""AUC against model size (paper Table 1): a figure (AUC vs parameter count, log x, one series per model, mean ± std
+over seeds, points labelled by size and n) and the table in the paper's layout as ``table1.md`` / ``table1.csv``.
+
+    python -m dashboards.size_vs_auc --experiment paper_table1 --out docs/results [--sweep ID] [--paper]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dashboards import cli, figures
+from dashboards.data import RunSet, aggregate, fmt_pm, label, model_label
+from dashboards.paper import TABLE1
+
+MODEL = "params.model.name"
+TABLE_METRICS = [
+    ("metrics.n_params", "params"),
+    ("metrics.auc", "auc"),
+    ("metrics.edge_efficiency", "efficiency"),
+    ("metrics.edge_purity", "purity"),
+]
+
+
+def _present(df: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    return [c for c in cols if c in df.columns]
+
+
+def table1(rs: RunSet) -> pd.DataFrame:
+    """One row per (size, model): params, AUC, efficiency, purity as mean and std over seeds, n finished runs and the
+    number of failed runs of that configuration; ordered like the paper (by size, then model)."""
+    runs = rs.runs
+    if MODEL not in runs:
+        return pd.DataFrame(columns=["size", "model", "n", "failed"])
+    metrics = _present(runs, [m for m, _ in TABLE_METRICS])
+    ok = rs.ok
+    by = [MODEL, "size", "size_rank"]
+    agg = aggregate(ok, by, metrics)
+    failed = runs[runs["outcome"] == "failed"].groupby(by, dropna=False).size().rename("failed").reset_index()
+    agg = agg.merge(failed, on=by, how="outer")
+    agg["failed"] = agg["failed"].fillna(0).astype(int)
+    agg["n"] = agg["n"].fillna(0).astype(int)
+    out = pd.DataFrame({"size": agg["size"], "model": agg[MODEL], "size_rank": agg["size_rank"]})
+    for col, name in TABLE_METRICS:
+        s = col.split(".", 1)[1]
+        out[f"{name}_mean"] = agg.get(f"{s}_mean", np.nan)
+        out[f"{name}_std"] = agg.get(f"{s}_std", np.nan)
+    out["n"] = agg["n"]
+    out["failed"] = agg["failed"]
+    out = out.sort_values(["size_rank", "size", "params_mean", "model"], na_position="last").drop(columns="size_rank")
+    return out.reset_index(drop=True)
+
+
+def table1_markdown(t: pd.DataFrame, rs: RunSet) -> str:
+    lines = [
+        "| size | model | params | AUC | efficiency | purity | n | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in t.iterrows():
+        params = "–" if pd.isna(r["params_mean"]) else f"{r['params_mean']:.0f}"
+        if not pd.isna(r["params_std"]) and r["params_std"] > 0:
+            params += f" ± {r['params_std']:.0f}"
+        lines.append(
+            f"| {r['size']} | {model_label(r['model'])} | {params} | {fmt_pm(r['auc_mean'], r['auc_std'])} | "
+            f"{fmt_pm(r['efficiency_mean'], r['efficiency_std'])} | {fmt_pm(r['purity_mean'], r['purity_std'])} | "
+            f"{int(r['n'])} | {int(r['failed'])} |"
+        )
+    lines += [
+        "",
+        f"Mean ± sample std (ddof = 1) over seeds; n = finished runs, failed runs are left out. {rs.describe()}.",
+        "Efficiency = TP/(TP+FN), purity = TP/(TP+FP) at the threshold chosen on validation; AUC from scores.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(rs: RunSet, out: Path) -> tuple[pd.DataFrame, list[Path]]:
+    t = table1(rs)
+    csv, md = out / "table1.csv", out / "table1.md"
+    t.to_csv(csv, index=False, float_format="%.10g")
+    md.write_text(table1_markdown(t, rs))
+    return t, [md, csv]
+
+
+def figure(rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics.auc", name: str = "size_vs_auc"):
+    """AUC vs parameter count per model, mean ± std over seeds; annotated ``size (n=…)``."""
+    fig, axes = figures.new_figure(width=7.2, height=5.0)
+    ax = axes[0, 0]
+    ok = rs.ok
+    has = {MODEL, "metrics.n_params", metric} <= set(ok.columns)
+    models = sorted(ok[MODEL].dropna().unique()) if has else []
+    for i, model in enumerate(models):
+        sub = ok[ok[MODEL] == model]
+        agg = aggregate(sub, ["size", "size_rank"], ["metrics.n_params", metric]).sort_values("n_params_mean")
+        m = metric.split(".", 1)[1]
+        std = agg[f"{m}_std"].fillna(0.0)
+        c = figures.color(model, models)
+        ax.errorbar(
+            agg["n_params_mean"], agg[f"{m}_mean"], yerr=std, marker=figures.marker(i), ms=7, capsize=4, lw=1.6,
+            color=c, label=f"{model_label(model)} (this work)",
+        )
+        for _, r in agg.iterrows():
+            ax.annotate(
+                f"{r['size']} (n={int(r['n'])})", (r["n_params_mean"], r[f"{m}_mean"]), textcoords="offset points",
+                xytext=(6, -12), fontsize=9, color=c,
+            )
+    if paper and metric == "metrics.auc":
+        for i, (model, sub) in enumerate(TABLE1.groupby("model")):
+            c = figures.color(model, models)
+            ax.errorbar(
+                sub["params"], sub["auc"], yerr=sub["auc_std"], marker=figures.marker(i), mfc="white", ms=7,
+                capsize=3, ls="--", lw=1.0, color=c, alpha=0.8, label=f"{model_label(model)} (paper Table 1)",
+            )
+            for _, r in sub.iterrows():
+                ax.annotate(
+                    f"{r['size']}", (r["params"], r["auc"]), textcoords="offset points", xytext=(-4, 7), fontsize=8,
+                    color=c, alpha=0.8,
+                )
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel(label(metric))
+    ax.set_title("Model size vs " + label(metric))
+    if not models:
+        ax.text(0.5, 0.5, "no finished runs with n_params and " + label(metric), transform=ax.transAxes, ha="center")
+    ax.legend(loc="lower right")
+    figures.footnote(fig, "error bars: ± sample std over seeds; labels: size (n finished runs). " + rs.describe())
+    return figures.save(fig, out, name)
+
+
+def build(rs: RunSet, out: Path, *, paper: bool = False) -> list[Path]:
+    t, tables = write_table1(rs, out)
+    return figure(rs, out, paper=paper) + tables
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--paper", action="store_true", help="overlay the paper's Table 1 points")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = cli.parser("size_vs_auc", __doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    rs = cli.load(args)
+    out = cli.out_dir(args, "size_vs_auc")
+    paths = build(rs, out, paper=args.paper)
+    print((out / "table1.md").read_text())
+    print("wrote " + ", ".join(str(x) for x in paths))
+    if not args.no_log:
+        figures.log_to_parent(rs, paths)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_main(main))

@@ -1,0 +1,169 @@
+"""Driver-side Ray Tune callback: turns trial events into MLflow writes and terminal progress.
+
+Ray calls these hooks in the driver's Tune loop, one at a time, so :class:`SweepTracker` is the only
+MLflow writer. Per-epoch results become metrics with ``step=epoch`` (epochs already logged by an earlier
+attempt are skipped); a ``finish`` report logs the final metrics, and its checkpoint (the trainer's artifacts)
+is uploaded in :meth:`on_checkpoint`; errors after the last retry mark the cell's run FAILED with the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sweeps.schema import Cell
+from sweeps.tracking import SweepTracker
+from sweeps.trainable import EPOCH_KEYS, Plan, cell_key, read_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellState:
+    cell: Cell
+    run_id: str
+    last_step: int = 0
+    status: str = "scheduled"  # scheduled, running, finished, pruned, failed, killed
+    final: dict[str, float] | None = None
+    artifacts: bool = False
+    started: float = 0.0
+
+
+class SweepCallback(tune.Callback):
+    """Receives ``on_trial_*`` events on the driver and writes them to MLflow through ``tracker``."""
+
+    def __init__(self, *, tracker: SweepTracker, plan: Plan, states: dict[str, CellState], display: Any,
+                 existing: dict[tuple[str, int], Any] | None = None) -> None:
+        self.tracker, self.plan, self.states, self.display = tracker, plan, states, display
+        self.existing = existing or {}
+        self.trial_cells: dict[str, list[str]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its run config into the experiment state; the live writer stays on this driver."""
+        return {"trial_cells": self.trial_cells}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # helpers -----------------------------------------------------------------------------------------------
+
+    def _cells(self, trial: Any) -> list[CellState]:
+        keys = self.trial_cells.get(trial.trial_id)
+        if keys is None:
+            keys = []
+            for cell in self.plan.cells_for(trial.config):
+                k = cell_key(cell)
+                if k not in self.states:  # Optuna: the cell is only known now
+                    old = self.existing.get(cell.key)
+                    if old is not None and old.status == "FINISHED":
+                        continue
+                    if old is not None:
+                        self.tracker.reschedule(old.run_id)
+                        run_id = old.run_id
+                    else:
+                        run_id = self.tracker.create_child(cell)
+                    self.states[k] = CellState(cell, run_id, last_step=getattr(old, "last_step", 0))
+                keys.append(k)
+            self.trial_cells[trial.trial_id] = keys
+        return [self.states[k] for k in keys]
+
+    def _end(self, st: CellState, status: str, *, error: str | None = None) -> None:
+        if st.status in ("finished", "pruned", "failed", "killed"):
+            return
+        if status == "finished" and not st.artifacts:
+            self.tracker.set_tags(st.run_id, {"artifacts": "missing"})
+        self.tracker.end_child(st.run_id, status, error=error)
+        st.status = status
+        self.display.cell_end(st, status, error=error)
+
+    # Tune hooks --------------------------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        attempt = int(getattr(trial, "num_failures", 0)) + 1
+        for st in self._cells(trial):
+            if st.status in ("finished", "pruned"):
+                continue
+            self.tracker.start_child(st.run_id, attempt=attempt, ray_trial_id=trial.trial_id)
+            st.status, st.started = "running", time.time()
+            self.display.cell_start(st, attempt)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        for st in self._cells(trial):
+            if st.status == "running":
+                self.tracker.set_tags(st.run_id, {"retries": str(int(getattr(trial, "num_failures", 0)))})
+        self.display.note(f"[yellow]retrying[/] {trial.trial_id} from its last checkpoint "
+                          f"(failure {getattr(trial, 'num_failures', '?')})")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        event = result.get("event")
+        key = result.get("cell_key")
+        st = self.states.get(key) if key else None
+        if st is None:
+            return
+        if event == "epoch":
+            epoch = int(result["epoch"])
+            if epoch > st.last_step:
+                self.tracker.log_metrics(st.run_id, {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch)
+                self.tracker.set_tags(st.run_id, {"last_epoch": str(epoch)})
+                st.last_step = epoch
+            self.display.cell_epoch(st, epoch, result)
+        elif event == "finish":
+            st.final = dict(result.get("final") or {})
+            self.tracker.log_metrics(st.run_id, st.final, step=0)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        with checkpoint.as_directory() as folder:
+            state = read_state(Path(folder))
+            if not state or state.get("kind") != "final":
+                return
+            st = self.states.get(state["cell_key"])
+            if st is None or st.status in ("finished", "failed"):
+                return
+            if st.final is None:
+                st.final = dict(state.get("final") or {})
+                self.tracker.log_metrics(st.run_id, st.final, step=0)
+            self.tracker.log_artifacts(st.run_id, Path(folder) / "artifacts")
+            st.artifacts = True
+        self._end(st, "finished")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        for st in self._cells(trial):
+            if st.status not in ("running", "scheduled"):
+                continue
+            # the trial ended without this cell's artifacts: final metrics mean finished, none mean pruned
+            self._end(st, "finished" if st.final is not None else "pruned")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = _error_text(trial)
+        for st in self._cells(trial):
+            if st.status in ("running", "scheduled"):
+                self._end(st, "failed", error=error)
+
+    def kill_unfinished(self) -> int:
+        """After an interrupted ``fit``: every cell this sweep started or scheduled but did not end -> KILLED."""
+        n = 0
+        for st in self.states.values():
+            if st.status in ("running", "scheduled"):
+                self.tracker.end_child(st.run_id, "killed")
+                st.status = "killed"
+                n += 1
+        return n
+
+
+def _error_text(trial: Any) -> str:
+    text = None
+    try:
+        text = trial.get_error()
+    except Exception:  # noqa: BLE001
+        text = None
+    if not text and getattr(trial, "error_file", None):
+        try:
+            text = Path(trial.error_file).read_text()
+        except OSError:
+            text = None
+    return str(text or f"trial {trial.trial_id} failed (no error text recorded by Ray)")

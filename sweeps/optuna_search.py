@@ -1,0 +1,93 @@
+"""Optuna search over a grid file's ``search.space``: Ray Tune's OptunaSearch with a seeded sampler, and the
+hyperparameter importances of the finished study (rebuilt from MLflow so resumed sweeps count every trial)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweeps.schema import GridFile
+
+log = logging.getLogger(__name__)
+
+
+def distributions(grid: GridFile) -> dict[str, BaseDistribution]:
+    """``search.space`` as Optuna distributions keyed by dotted trial key."""
+    out: dict[str, BaseDistribution] = {}
+    for key, p in grid.search.space.items():
+        if p.type == "categorical":
+            out[key] = CategoricalDistribution(list(p.values or []))
+        elif p.type == "int":
+            out[key] = IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))  # type: ignore[arg-type]
+        else:
+            out[key] = FloatDistribution(float(p.low), float(p.high), log=p.log,  # type: ignore[arg-type]
+                                         step=None if p.log or p.step is None else float(p.step))
+    return out
+
+
+def sampler(grid: GridFile) -> optuna.samplers.BaseSampler:
+    """Seeded TPE for one objective, seeded NSGA-II for several."""
+    if len(grid.search.objectives) > 1:
+        return optuna.samplers.NSGAIISampler(seed=grid.search.sampler_seed)
+    return optuna.samplers.TPESampler(seed=grid.search.sampler_seed)
+
+
+def searcher(grid: GridFile) -> Any:
+    """Ray Tune's ``OptunaSearch`` over the grid's space and objectives."""
+    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
+
+    objs = grid.search.objectives
+    metric: Any = [o.metric for o in objs] if len(objs) > 1 else objs[0].metric
+    mode: Any = [o.mode for o in objs] if len(objs) > 1 else objs[0].mode
+    return OptunaSearch(space=distributions(grid), metric=metric, mode=mode, sampler=sampler(grid))
+
+
+def _parse(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, TypeError):
+        return value
+
+
+def importances(grid: GridFile, runs: Iterable[Any]) -> dict[str, dict[str, float]]:
+    """Per objective, the importance of every space dimension over the finished child runs.
+
+    ``runs`` are MLflow runs with tags ``grid.<key>`` (the suggested values) and the objective metrics; seeds
+    of one configuration are averaged. Fewer than two distinct finished configurations gives ``{}``.
+    """
+    dists = distributions(grid)
+    objs = grid.search.objectives
+    by_config: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        if run.info.status != "FINISHED" or any(o.metric not in metrics for o in objs):
+            continue
+        try:
+            params = {k: _parse(tags[f"grid.{k}"]) for k in dists}
+        except KeyError:
+            continue
+        entry = by_config.setdefault(tags.get("config_id", run.info.run_id), {"params": params, "values": []})
+        entry["values"].append([float(metrics[o.metric]) for o in objs])
+    if len(by_config) < 2:
+        return {}
+    study = optuna.create_study(directions=["maximize" if o.mode == "max" else "minimize" for o in objs])
+    for entry in by_config.values():
+        values = [sum(v[i] for v in entry["values"]) / len(entry["values"]) for i in range(len(objs))]
+        try:
+            study.add_trial(optuna.trial.create_trial(params=entry["params"], distributions=dists, values=values))
+        except ValueError as err:
+            log.warning("skipping a run outside the search space: %s", err)
+    out: dict[str, dict[str, float]] = {}
+    for i, o in enumerate(objs):
+        try:
+            imp = optuna.importance.get_param_importances(study, target=lambda t, i=i: t.values[i])
+        except Exception as err:  # noqa: BLE001 - e.g. all values equal
+            log.warning("importances for %s unavailable: %s", o.metric, err)
+            continue
+        out[o.metric] = {k: float(v) for k, v in imp.items()}
+    return out

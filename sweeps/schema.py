@@ -1,0 +1,519 @@
+"""The grid file: a validated description of a sweep, and its resolution into trial cells.
+
+A grid file names an MLflow experiment, the shared data section, training/evaluation defaults, per-model
+defaults, grid axes over dotted trial keys (or an Optuna search space), seeds, scheduler, resources, Ray and
+MLflow settings. :func:`load_grid` validates it (pydantic, unknown keys are errors); :func:`resolve` turns it
+into :class:`Cell` objects, each a fully validated :class:`tracker.train.config.TrialConfig` plus the
+identity ``sweeps`` uses in MLflow (``config_id`` = hash of the trial without its seed, a readable run name).
+Every error is a :class:`GridError` whose message names the grid file, the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tracker.train.config import TrialConfig
+
+SECTIONS = ("data", "model", "train", "eval")
+
+
+class GridError(ValueError):
+    """A grid file that does not validate or resolve; the message names file, key, value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Strict):
+    """One optimisation target: a final metric name and its direction."""
+
+    metric: str = "auc"
+    mode: Literal["max", "min"] = "max"
+
+
+class SpaceParam(_Strict):
+    """One Optuna search dimension over a dotted trial key."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SpaceParam:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("categorical needs a non-empty 'values' list")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"{self.type} needs 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("log scale needs low > 0")
+        return self
+
+
+class Search(_Strict):
+    """How cells are chosen: the full grid, or Optuna (TPE for one objective, NSGA-II for several)."""
+
+    type: Literal["grid", "optuna"] = "grid"
+    n_trials: int = Field(20, ge=1)
+    sampler_seed: int = 0
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective()], min_length=1, max_length=3)
+    space: dict[str, SpaceParam] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Search:
+        if self.type == "optuna" and not self.space:
+            raise ValueError("search.type optuna needs a non-empty search.space")
+        if self.type == "grid" and self.space:
+            raise ValueError("search.space is only used with search.type: optuna (use grid: for a grid)")
+        return self
+
+
+class Scheduler(_Strict):
+    """Early stopping of whole trials across the sweep: none, or ASHA on a per-epoch metric."""
+
+    type: Literal["none", "asha"] = "none"
+    metric: str = "val_auc"
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(5, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    max_t: int | None = Field(None, ge=1)  # None: train.epochs of the cells
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, v: Any) -> Any:
+        return {"type": v} if isinstance(v, str) else v
+
+
+class Resources(_Strict):
+    """What each Ray trial asks for; fractional GPUs let several small trials share one device."""
+
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class RaySettings(_Strict):
+    """Local Ray (address null) with capped resources, or an existing cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)  # local Ray only; None: all cores
+    num_gpus: int | None = Field(None, ge=0)  # local Ray only; None: detected
+    object_store_mb: int = Field(512, ge=75)  # local Ray only
+    storage_path: str = ".equitrack/ray"  # Ray Tune results and checkpoints (shared FS or s3:// on a cluster)
+    workdir: str = ".equitrack/trials"  # per-cell trainer directories (resumable across invocations)
+
+
+class MlflowSettings(_Strict):
+    """Where runs go: a SQLite file in the working directory and artifacts beside it by default."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "./mlartifacts"
+
+
+class GridFile(_Strict):
+    """The whole grid file (see docs/sweeps.md for every key)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment: str = Field(min_length=1)
+    description: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    grid: list[dict[str, list[Any]]] = Field(default_factory=lambda: [{}])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    search: Search = Search()
+    scheduler: Scheduler = Scheduler()
+    resources: Resources = Resources()
+    max_retries: int = Field(1, ge=0)
+    ray: RaySettings = RaySettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _grid_shape(cls, v: Any) -> Any:
+        if v is None:
+            return [{}]
+        blocks = v if isinstance(v, list) else [v]
+        out = []
+        for block in blocks:
+            if not isinstance(block, dict):
+                raise ValueError(f"each grid block must be a mapping of dotted key -> list of values, got {block!r}")
+            out.append({str(k): (list(vals) if isinstance(vals, (list, tuple)) else [vals]) for k, vals in block.items()})
+        return out or [{}]
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys(cls, v: list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
+        for block in v:
+            for key, vals in block.items():
+                _check_dotted(key, where="grid")
+                if key == "train.seed":
+                    raise ValueError("train.seed is set by 'seeds:', not by a grid axis")
+                if not vals:
+                    raise ValueError(f"grid axis {key!r} has no values")
+        return v
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("seeds must be a count or a list of integers")
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"a seed count must be >= 1 (got {v})")
+            return list(range(v))
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("seeds must not be empty")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _space_keys(self) -> GridFile:
+        for key in self.search.space:
+            _check_dotted(key, where="search.space")
+        return self
+
+
+def _check_dotted(key: str, *, where: str) -> None:
+    head = key.split(".", 1)[0]
+    if "." not in key or head not in SECTIONS:
+        raise ValueError(f"{where} key {key!r} must be a dotted trial key starting with one of {', '.join(SECTIONS)} "
+                         f"(e.g. model.hidden, train.lr)")
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def _format_pydantic(err: ValidationError, *, source: str, prefix: str = "") -> str:
+    lines = [f"{source}: invalid grid file"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        loc = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "<root>")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; allowed: {', '.join(_allowed_keys(e['loc']))}"
+        lines.append(f"  {loc}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that owns the last element of ``loc`` (GridFile tree)."""
+    model: Any = GridFile
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
+    """Validate a mapping as a grid file."""
+    if not isinstance(raw, dict):
+        raise GridError(f"{source}: a grid file must be a YAML mapping, got {type(raw).__name__}")
+    try:
+        return GridFile.model_validate(raw)
+    except ValidationError as err:
+        raise GridError(_format_pydantic(err, source=source)) from None
+
+
+def load_grid(path: str | Path, *, overrides: list[str] | None = None) -> GridFile:
+    """Read, optionally override (``key=value`` with YAML values, dotted into the grid file) and validate."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise GridError(f"{path}: no such grid file") from None
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: not valid YAML: {err}") from None
+    raw = raw or {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise GridError(f"{path}: override {item!r} must look like key=value (e.g. train.epochs=1)")
+        key, value = item.split("=", 1)
+        if not isinstance(raw, dict):
+            break
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    return parse_grid(raw, source=str(path))
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = target
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+
+
+# ------------------------------------------------------------------------------------------------ cells
+
+
+class Cell(BaseModel):
+    """One (configuration, seed): what one MLflow child run records."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial: dict[str, Any]  # TrialConfig.model_dump(mode="json"), validated
+    config_id: str
+    seed: int
+    run_name: str
+    overrides: dict[str, Any]  # the grid/space values that made this cell
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.config_id, self.seed)
+
+    @property
+    def model(self) -> str:
+        return str(self.trial["model"]["name"])
+
+
+def config_id(trial: dict[str, Any]) -> str:
+    """Stable hash of a trial config without its seed (groups the seeds of one configuration)."""
+    stripped = copy.deepcopy(trial)
+    stripped.get("train", {}).pop("seed", None)
+    blob = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+_SHORT = {
+    "model.c": "c",
+    "train.train_rotation_deg": "rot",
+    "train.fraction": "frac",
+    "train.lr": "lr",
+    "model.hidden": "h",
+    "data.pt_min": "pt",
+    "train.random_rotation": "randrot",
+}
+
+
+def _fmt_value(key: str, value: Any) -> str:
+    if key == "train.train_rotation_deg":
+        return f"rot{int(round(float(value))):03d}"
+    if isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}{text}"
+
+
+def run_name(trial: dict[str, Any], seed: int, varied: list[str]) -> str:
+    """``euclidnet-paper_8-c0.005-rot045-s3``: model, size, the varied axes, the seed."""
+    model = trial["model"]
+    parts = [str(model["name"])]
+    if model.get("preset"):
+        parts.append(str(model["preset"]))
+    elif model.get("hidden") is not None:
+        parts.append(f"h{model['hidden']}")
+    for key in varied:
+        if key in ("model.name", "model.preset", "model.hidden"):
+            continue
+        value = _get_dotted(trial, key)
+        if value is not None:
+            parts.append(_fmt_value(key, value))
+    parts.append(f"s{seed}")
+    return "-".join(parts).replace("/", "_")
+
+
+def _get_dotted(d: dict[str, Any], key: str) -> Any:
+    node: Any = d
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return None
+        node = node[p]
+    return node
+
+
+def base_trial(grid: GridFile, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The raw trial dict of one cell before validation: shared sections, model defaults, then the overrides."""
+    raw: dict[str, Any] = {
+        "data": copy.deepcopy(grid.data),
+        "train": copy.deepcopy(grid.train),
+        "eval": copy.deepcopy(grid.eval),
+        "model": {},
+    }
+    name = overrides.get("model.name")
+    if name is None and len(grid.models) == 1:
+        name = next(iter(grid.models))
+    if name is not None:
+        raw["model"]["name"] = name
+        raw["model"].update(copy.deepcopy(grid.models.get(str(name), {})))
+    for key, value in overrides.items():
+        _set_dotted(raw, key, copy.deepcopy(value))
+    return raw
+
+
+def _describe(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "no grid values"
+
+
+def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> TrialConfig:
+    """Validate one cell; a failure names the grid key and value (or the default section) and what is allowed."""
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [f"{source}: cell ({_describe(overrides)}) is not a valid trial"]
+        for e in err.errors():
+            loc = tuple(str(p) for p in e["loc"])
+            dotted = ".".join(loc)
+            origin = next((f"grid key {k!r} value {overrides[k]!r}" for k in overrides
+                           if dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".")), None)
+            if origin is None:
+                origin = f"key {dotted!r} (from the '{loc[0]}:' section)" if loc else "the trial"
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key; allowed: {', '.join(_trial_allowed(loc))}"
+            lines.append(f"  {origin}: {dotted or '<root>'}: {msg} (got {e.get('input')!r})")
+        raise GridError("\n".join(lines)) from None
+
+
+def _trial_allowed(loc: tuple[str, ...]) -> list[str]:
+    model: Any = TrialConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        ann = getattr(field, "annotation", None)
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _check_model(cfg: TrialConfig, *, source: str, overrides: dict[str, Any], seen: dict[str, str | None]) -> None:
+    """Build the model once per distinct model section so bad names/hyperparameters fail before Ray starts."""
+    key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
+    if key not in seen:
+        try:
+            from tracker.models import build_model  # noqa: PLC0415 (optional until the models exist)
+        except ImportError:
+            seen[key] = None
+            return
+        try:
+            build_model(cfg.model.name, **cfg.model.hparams())
+            seen[key] = None
+        except Exception as err:  # noqa: BLE001 - any constructor error is a config error here
+            seen[key] = f"{type(err).__name__}: {err}"
+    if seen[key]:
+        raise GridError(f"{source}: cell ({_describe(overrides)}): model {cfg.model.model_dump()} cannot be built: "
+                        f"{seen[key]}")
+
+
+def grid_overrides(grid: GridFile) -> list[dict[str, Any]]:
+    """Every combination of the grid axes (union over blocks, first-seen order, duplicates removed)."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for block in grid.grid:
+        keys = list(block)
+        for values in itertools.product(*(block[k] for k in keys)):
+            combo = dict(zip(keys, values))
+            sig = json.dumps(combo, sort_keys=True, default=str)
+            if sig not in seen:
+                seen.add(sig)
+                out.append(combo)
+    return out
+
+
+def varied_keys(grid: GridFile) -> list[str]:
+    """Axes with more than one value overall (they go into run names), in file order."""
+    values: dict[str, set[str]] = {}
+    for block in grid.grid:
+        for k, vals in block.items():
+            values.setdefault(k, set()).update(json.dumps(v, default=str) for v in vals)
+    keys = [k for k, v in values.items() if len(v) > 1]
+    keys += [k for k in grid.search.space if k not in keys]
+    return keys
+
+
+def make_cells(grid: GridFile, overrides: dict[str, Any], *, source: str, check_model: bool = True,
+               _seen: dict[str, str | None] | None = None) -> list[Cell]:
+    """The cells (one per seed) of one combination of values."""
+    raw = base_trial(grid, overrides)
+    cfg = validate_trial(raw, source=source, overrides=overrides)
+    if check_model:
+        _check_model(cfg, source=source, overrides=overrides, seen=_seen if _seen is not None else {})
+    varied = varied_keys(grid)
+    cells = []
+    for seed in grid.seeds:
+        trial = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}).model_dump(mode="json")
+        cells.append(Cell(trial=trial, config_id=config_id(trial), seed=seed,
+                          run_name=run_name(trial, seed, varied), overrides=dict(overrides)))
+    return cells
+
+
+def resolve(grid: GridFile, *, source: str = "<grid>", check_model: bool = True) -> list[Cell]:
+    """All cells of a grid search (for Optuna: one representative cell per seed from the space's first values)."""
+    seen: dict[str, str | None] = {}
+    cells: list[Cell] = []
+    if grid.search.type == "optuna":
+        # validate the base and both ends of every dimension so bad spaces fail before Ray starts
+        for ov in grid_overrides(grid):
+            for probe in _space_probes(grid):
+                cells += make_cells(grid, {**ov, **probe}, source=source, check_model=check_model, _seen=seen)
+        return _dedupe(cells)
+    for ov in grid_overrides(grid):
+        cells += make_cells(grid, ov, source=source, check_model=check_model, _seen=seen)
+    out = _dedupe(cells)
+    names = [c.run_name for c in out]
+    return [c.model_copy(update={"run_name": f"{c.run_name}-{c.config_id[:6]}"}) if names.count(c.run_name) > 1 else c
+            for c in out]
+
+
+def _space_probes(grid: GridFile) -> list[dict[str, Any]]:
+    lo: dict[str, Any] = {}
+    hi: dict[str, Any] = {}
+    for key, p in grid.search.space.items():
+        if p.type == "categorical":
+            lo[key], hi[key] = p.values[0], p.values[-1]  # type: ignore[index]
+        elif p.type == "int":
+            lo[key], hi[key] = int(p.low), int(p.high)  # type: ignore[arg-type]
+        else:
+            lo[key], hi[key] = float(p.low), float(p.high)  # type: ignore[arg-type]
+    return [lo, hi]
+
+
+def _dedupe(cells: list[Cell]) -> list[Cell]:
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for c in cells:
+        if c.key not in seen:
+            seen.add(c.key)
+            out.append(c)
+    return out
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"hidden": 8}} -> {"model.hidden": 8}`` (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

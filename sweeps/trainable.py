@@ -1,0 +1,218 @@
+"""The Ray Tune function trainable: one Ray trial trains one or more cells with ``tracker.train.run_trial``.
+
+Nothing here talks to MLflow. Every epoch is sent to the driver with ``ray.tune.report`` together with a
+checkpoint (the trainer's checkpoint folder plus ``state.json`` saying which cell and epoch it belongs to);
+each cell's end is a ``finish`` report whose checkpoint holds the trainer's artifacts, which the driver uploads.
+A retried trial (``FailureConfig``) reads ``tune.get_checkpoint()``, skips the cells already finished and
+restores the interrupted cell's trainer checkpoint, so training continues from the last reported epoch.
+
+A trial's ``config`` is ``{"bundle": i}`` for a grid (cells = ``plan.bundles[i]``) or the values Optuna
+suggested (cells = one per seed). Several cells per Ray trial are trained in order today; bundled training
+(issue 8) can replace :func:`_train_cells` and keep the same report protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.schema import Cell, GridFile, grid_overrides, make_cells
+
+STATE_FILE = "state.json"
+FAULT_ENV = "EQUITRACK_FAULT"  # test hook: [{"match": "run-name substring", "epoch": 2, "times": 1}, ...]
+EPOCH_KEYS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
+
+
+@dataclass
+class Plan:
+    """Everything a trial needs, shipped once to the workers with ``tune.with_parameters``."""
+
+    grid: GridFile
+    bundles: list[list[Cell]]
+    workdir_root: str  # absolute; per cell: <root>/<config_id>-s<seed>
+    done: dict[str, dict[str, float]] = field(default_factory=dict)  # "config_id/seed" -> final metrics (optuna)
+    fault: list[dict[str, Any]] | None = None  # test hook, from $EQUITRACK_FAULT on the driver
+
+    def cells_for(self, config: Mapping[str, Any]) -> list[Cell]:
+        """The cells of one Ray trial, from its config (same answer on driver and worker)."""
+        if "bundle" in config:
+            return list(self.bundles[int(config["bundle"])])
+        base = grid_overrides(self.grid)[0]
+        values = {k: _plain(v) for k, v in config.items()}
+        return make_cells(self.grid, {**base, **values}, source=self.grid.name, check_model=False)
+
+    def workdir(self, cell: Cell) -> Path:
+        return Path(self.workdir_root) / f"{cell.config_id}-s{cell.seed}"
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars from samplers -> Python scalars (stable hashes and YAML)."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def cell_key(cell: Cell) -> str:
+    return f"{cell.config_id}/{cell.seed}"
+
+
+class _Injected(RuntimeError):
+    """A fault raised on purpose by the ``EQUITRACK_FAULT`` test hook."""
+
+
+class TuneReporter:
+    """``tracker.train.reporter.Reporter`` that forwards a cell's life to Ray Tune."""
+
+    def __init__(self, *, index: int, cell: Cell, workdir: Path, scratch: Path,
+                 fault: list[dict[str, Any]] | None = None) -> None:
+        self.index, self.cell, self.workdir, self.scratch = index, cell, workdir, scratch
+        self.n_params = 0
+        self.last: dict[str, float] = {}
+        self.last_epoch = 0
+        self.artifacts: list[Path] = []
+        self.fault = fault
+
+    def start(self, *, config: Mapping[str, Any], n_params: int) -> None:
+        self.n_params = int(n_params)
+
+    def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
+        self._maybe_fail(epoch)
+        from ray import tune  # noqa: PLC0415
+
+        self.last = {k: float(v) for k, v in metrics.items()}
+        self.last_epoch = int(epoch)
+        result = {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
+                  "cell_key": cell_key(self.cell), "event": "epoch"}
+        if checkpoint_dir is None:
+            tune.report(result)
+            return
+        staged = self._stage("epoch", epoch)
+        rel = _relative(Path(checkpoint_dir), self.workdir)
+        shutil.copytree(checkpoint_dir, staged / "train")
+        _write_state(staged, {"cell": self.index, "cell_key": cell_key(self.cell), "kind": "epoch", "epoch": int(epoch),
+                              "rel": rel})
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
+        shutil.rmtree(staged, ignore_errors=True)
+
+    def artifact(self, path: Path) -> None:
+        self.artifacts.append(Path(path))
+
+    def finish(self, *, metrics: Mapping[str, float]) -> None:
+        from ray import tune  # noqa: PLC0415
+
+        final = {k: float(v) for k, v in metrics.items()}
+        staged = self._stage("final", self.last_epoch)
+        art = staged / "artifacts"
+        art.mkdir()
+        for p in self.artifacts:
+            if p.is_file():
+                shutil.copy2(p, art / p.name)
+        _write_state(staged, {"cell": self.index, "cell_key": cell_key(self.cell), "kind": "final",
+                              "epoch": self.last_epoch, "final": final})
+        result = {**self.last, **final, "epoch": self.last_epoch, "cell": self.index, "cell_key": cell_key(self.cell),
+                  "event": "finish", "final": final}
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
+        shutil.rmtree(staged, ignore_errors=True)
+
+    def _stage(self, kind: str, epoch: int) -> Path:
+        path = Path(tempfile.mkdtemp(prefix=f"{kind}-{epoch:04d}-", dir=self.scratch))
+        return path
+
+    def _maybe_fail(self, epoch: int) -> None:
+        for f in self.fault or []:
+            if f.get("match", "") not in self.cell.run_name or int(f.get("epoch", 1)) != epoch:
+                continue
+            counter = self.workdir / ".injected_faults"
+            n = int(counter.read_text()) if counter.exists() else 0
+            if n < int(f.get("times", 1)):
+                counter.write_text(str(n + 1))
+                raise _Injected(f"injected fault #{n + 1} in {self.cell.run_name} at epoch {epoch} ({FAULT_ENV})")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def _write_state(folder: Path, state: dict[str, Any]) -> None:
+    (folder / STATE_FILE).write_text(json.dumps(state))
+
+
+def read_state(folder: Path) -> dict[str, Any] | None:
+    path = Path(folder) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _restore(plan: Plan, cells: list[Cell]) -> int:
+    """Apply ``tune.get_checkpoint()``: return the first cell index still to train (its trainer state restored)."""
+    from ray import tune  # noqa: PLC0415
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as folder:
+        state = read_state(Path(folder))
+        if state is None:
+            return 0
+        index = int(state["cell"])
+        if state["kind"] == "final":
+            return index + 1
+        target = Path(state["rel"])
+        if not target.is_absolute():
+            target = plan.workdir(cells[index]) / target
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(Path(folder) / "train", target)
+        return index
+
+
+def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
+    """Ray Tune entry point (wrapped with ``tune.with_parameters(sweep_trainable, plan=plan)``)."""
+    from ray import tune  # noqa: PLC0415
+
+    from tracker.train import run_trial  # noqa: PLC0415
+    from tracker.train.config import trial_from_dict  # noqa: PLC0415
+
+    _limit_threads()
+    cells = plan.cells_for(config)
+    start = _restore(plan, cells)
+    finals: list[dict[str, float]] = []
+    scratch = Path(tempfile.mkdtemp(prefix="equitrack-trial-"))
+    try:
+        for index, cell in enumerate(cells):
+            if index < start:
+                continue
+            if cell_key(cell) in plan.done:  # an Optuna suggestion that repeats a finished run
+                final = plan.done[cell_key(cell)]
+                tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": "known", "final": final})
+                finals.append(final)
+                continue
+            workdir = plan.workdir(cell)
+            workdir.mkdir(parents=True, exist_ok=True)
+            reporter = TuneReporter(index=index, cell=cell, workdir=workdir, scratch=scratch, fault=plan.fault)
+            result = run_trial(trial_from_dict(cell.trial, source=cell.run_name), reporter, workdir=workdir,
+                               resume=True)
+            finals.append(dict(result.metrics))
+        if len(cells) > 1 and finals:
+            keys = set.intersection(*(set(f) for f in finals))
+            mean = {k: sum(f[k] for f in finals) / len(finals) for k in keys}
+            tune.report({**mean, "event": "summary", "cell": -1})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _limit_threads() -> None:
+    """Match torch's intra-op threads to the CPUs Ray gave this trial (avoid oversubscription)."""
+    try:
+        import ray  # noqa: PLC0415
+        import torch  # noqa: PLC0415
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        torch.set_num_threads(max(1, int(cpus)))
+    except Exception:  # noqa: BLE001 - a hint, never a failure
+        pass

@@ -1,0 +1,188 @@
+"""Metric functions: hand-computed cases, agreement with scikit-learn, threshold choice, ant factor and the
+track-level metrics on a constructed event."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from tracker.metrics import (
+    ant_factor,
+    binary_metrics,
+    choose_threshold,
+    confusion,
+    connected_tracks,
+    efficiency_above_pt,
+    match_event,
+    roc_auc,
+    roc_table,
+    track_metrics,
+)
+
+
+def test_roc_auc_hand_case_and_single_class():
+    # pairs (pos, neg): (0.35 > 0.1), (0.35 < 0.4), (0.8 > 0.1), (0.8 > 0.4) -> 3/4
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert math.isnan(roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))
+
+
+def test_roc_auc_matches_sklearn_and_roc_table():
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.2
+    s = rng.normal(size=500) + 1.5 * y
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    t = roc_table(y, s)
+    assert list(t.columns) == ["fpr", "tpr", "threshold"]
+    assert np.all(np.diff(t.fpr) >= 0) and np.all(np.diff(t.tpr) >= 0)
+    assert np.trapezoid(t.tpr, t.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_binary_metrics_hand_case():
+    y = [1, 1, 1, 0, 0, 0, 0, 0]
+    s = [0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.1, 0.6]
+    # predictions at 0.5: 1 1 0 1 0 0 0 1 -> TP 2, FN 1, FP 2, TN 3
+    assert confusion(y, np.array(s) >= 0.5) == (2, 2, 3, 1)
+    m = binary_metrics(y, s, 0.5)
+    assert m["edge_efficiency"] == pytest.approx(2 / 3)  # TP/(TP+FN)
+    assert m["edge_purity"] == pytest.approx(2 / 4)  # TP/(TP+FP)
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 3 / 5) / 2)
+    assert m["f1"] == pytest.approx(4 / 7)
+    # the reference's "AUC" on 0/1 predictions equals the balanced accuracy
+    assert m["auc_thresholded"] == pytest.approx(m["balanced_accuracy"])
+    # a score equal to the threshold counts as positive
+    assert binary_metrics(y, s, 0.3)["edge_efficiency"] == pytest.approx(1.0)
+
+
+def test_binary_metrics_match_sklearn():
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.3).astype(int)
+    s = rng.random(300) * 0.6 + 0.4 * y
+    p = (s >= 0.45).astype(int)
+    m = binary_metrics(y, s, 0.45)
+    assert m["edge_efficiency"] == pytest.approx(recall_score(y, p))
+    assert m["edge_purity"] == pytest.approx(precision_score(y, p))
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert m["f1"] == pytest.approx(f1_score(y, p))
+    assert m["auc_thresholded"] == pytest.approx(roc_auc_score(y, p))
+
+
+def test_threshold_tpr_equals_tnr_and_max_f1_hand_case():
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    s = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
+    # at 0.6: TP 3 of 4, FP 1 of 4 -> TPR = TNR = 0.75
+    assert choose_threshold(y, s, "tpr_tnr") == pytest.approx(0.6)
+    # F1: 0.4 -> 8/9 (best), 0.6 -> 6/8, 0.7 -> 6/7, 0.3 -> 8/10
+    assert choose_threshold(y, s, "max_f1") == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="both true and false"):
+        choose_threshold([1, 1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="max_f1"):
+        choose_threshold(y, s, "youden")  # type: ignore[arg-type]
+
+
+def test_threshold_tpr_tnr_is_the_closest_crossing():
+    rng = np.random.default_rng(2)
+    y = rng.random(400) < 0.25
+    s = rng.normal(size=400) + y
+    thr = choose_threshold(y, s, "tpr_tnr")
+
+    def gap(t: float) -> float:
+        p = s >= t
+        return abs(p[y].mean() - (~p[~y]).mean())
+
+    assert gap(thr) == pytest.approx(min(gap(t) for t in np.unique(s)))
+
+
+def test_ant_factor():
+    assert ant_factor(0.99, 1000) == pytest.approx(0.1)
+    assert ant_factor(0.9913, 967) == pytest.approx(1 / (0.0087 * 967))
+    assert ant_factor(1.0, 10) == math.inf
+    with pytest.raises(ValueError):
+        ant_factor(0.9, 0)
+
+
+def test_efficiency_above_pt():
+    y = [1, 1, 1, 0]
+    s = [0.9, 0.2, 0.8, 0.9]
+    pt = [2.5, 1.0, 1.6, 5.0]
+    assert efficiency_above_pt(y, s, 0.5, pt, 0.9) == pytest.approx(2 / 3)
+    assert efficiency_above_pt(y, s, 0.5, pt, 1.5) == pytest.approx(1.0)
+    assert math.isnan(efficiency_above_pt(y, s, 0.5, [np.nan] * 4, 0.9))  # pT unknown
+    assert math.isnan(efficiency_above_pt(y, s, 0.5, pt, 3.0))  # no true edge above the cut
+
+
+def _constructed_event():
+    """Hits and edges with known matching (see the comments); returns edge_index, scores, pid, pt."""
+    pid = np.array([1, 1, 1, 1,  # A: 4 hits, one clean track (perfect)
+                    2, 2, 2,  # B: 3 hits split 2 + 1 (no track candidate)
+                    3, 3, 3, 3, 0,  # C: 4 hits + a noise hit in its track (DM and LHC, not perfect)
+                    4, 4,  # D: 2 hits (not reconstructable)
+                    5, 5, 5, 6, 6])  # E (3 hits) merged with F (2 hits): DM for E, not LHC
+    pt = np.array([2.0] * 4 + [0.5] * 3 + [1.0] * 4 + [np.nan] + [3.0] * 2 + [0.95] * 3 + [1.0] * 2)
+    edges = [(0, 1, 0.9), (1, 2, 0.8), (2, 3, 0.95),
+             (4, 5, 0.9), (5, 6, 0.1),
+             (7, 8, 0.9), (8, 9, 0.9), (9, 10, 0.7), (10, 11, 0.6),
+             (12, 13, 0.9),
+             (14, 15, 0.9), (15, 16, 0.9), (16, 17, 0.9), (17, 18, 0.9),
+             (3, 7, 0.2)]  # a rejected fake edge between A and C
+    ei = np.array([[a for a, _, _ in edges], [b for _, b, _ in edges]])
+    scores = np.array([c for _, _, c in edges])
+    return ei, scores, pid, pt
+
+
+def test_connected_tracks_uses_threshold_inclusively():
+    ei, scores, pid, _ = _constructed_event()
+    labels = connected_tracks(ei, scores, 0.6, pid.size)
+    assert len(set(labels[[7, 8, 9, 10, 11]])) == 1  # 0.6 >= 0.6 keeps the noise edge
+    assert labels[3] != labels[7] and labels[5] != labels[6]
+    labels = connected_tracks(ei, scores, 0.61, pid.size)
+    assert labels[10] != labels[11]
+
+
+def test_track_metrics_on_constructed_event():
+    ei, scores, pid, pt = _constructed_event()
+    labels = connected_tracks(ei, scores, 0.5, pid.size)
+    m = track_metrics([match_event(labels, pid, pt=pt)])
+    # reconstructable particles (>= 3 hits): A, B, C, E; tracks (>= 3 hits): A, C+noise, E+F
+    assert m["track_perfect_eff"] == pytest.approx(1 / 4)  # A
+    assert m["track_dm_eff"] == pytest.approx(3 / 4)  # A, C, E
+    assert m["track_lhc_eff"] == pytest.approx(2 / 3)  # A (1.0), C (0.8); E+F has 0.6
+    # TrackML score, uniform weights over the 18 non-noise hits: good components A (4), B's pair (2),
+    # C (4), D (2), E (3) -> 15/18; B's single hit holds only 1/3 of B, F is a minority
+    assert m["trackml_score"] == pytest.approx(15 / 18)
+    # pT > 0.9: particles A, C, E (B is 0.5 GeV); tracks with such a majority: A, C, E
+    assert m["track_perfect_eff_pt0p9"] == pytest.approx(1 / 3)
+    assert m["track_dm_eff_pt0p9"] == pytest.approx(1.0)
+    assert m["track_lhc_eff_pt0p9"] == pytest.approx(2 / 3)
+
+
+def test_track_metrics_weights_events_and_unknown_pt():
+    ei, scores, pid, pt = _constructed_event()
+    labels = connected_tracks(ei, scores, 0.5, pid.size)
+    one = match_event(labels, pid, pt=pt)
+    two = track_metrics([one, match_event(labels, pid, pt=pt)])
+    assert two == pytest.approx(track_metrics([one]))
+    # truth weights: only particle A weighs -> score 1; all other weight on B's lone hit -> 0
+    w = np.where(pid == 1, 1.0, 0.0)
+    assert track_metrics([match_event(labels, pid, weight=w)])["trackml_score"] == pytest.approx(1.0)
+    w = np.zeros(pid.size)
+    w[6] = 1.0
+    assert track_metrics([match_event(labels, pid, weight=w)])["trackml_score"] == pytest.approx(0.0)
+    # unknown pT: the pT variants are left out
+    m = track_metrics([match_event(labels, pid, pt=np.full(pid.size, np.nan))])
+    assert "track_dm_eff_pt0p9" not in m and "track_dm_eff" in m
+    # every hit on its own (nothing above threshold): no track candidate, efficiencies 0
+    lone = connected_tracks(ei, scores, 2.0, pid.size)
+    m = track_metrics([match_event(lone, pid)])
+    assert m["track_dm_eff"] == 0.0 and math.isnan(m["track_lhc_eff"])

@@ -1,0 +1,258 @@
+"""One trial end to end on the real npz hit graphs: determinism, resume, NaN handling, training fraction and
+rotations, the CLI, and a short training that separates signal from fakes (AUC > 0.9) for both model families."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torch_geometric.data import Batch
+
+from tracker.data.hitgraphs import load_npz
+from tracker.data.transforms import rotate
+from tracker.train import CheckpointMismatchError, NonFiniteLossError, run_trial
+from tracker.train.checkpoint import checkpoint_path
+from tracker.train.config import trial_from_dict
+from tracker.train.data import auto_pos_weight, epoch_plan, resolve_device, select_fraction
+from tracker.train.reporter import NullReporter
+from tracker.train.step import rotate_batch
+from tracker.train.trial import TIMING_METRICS
+
+REPO = Path(__file__).resolve().parents[1]
+ARCH_FINAL = ["auc", "auc_thresholded", "edge_efficiency", "edge_purity", "accuracy", "balanced_accuracy", "f1",
+              "test_loss", "n_params", "ant_factor", "threshold", "best_epoch", "train_seconds",
+              "seconds_per_epoch", "auc_rot_000", "auc_rot_090", "auc_rot_spread", "equivariance_dev_000",
+              "equivariance_dev_090", "track_dm_eff", "track_perfect_eff", "track_lhc_eff", "trackml_score"]
+
+
+@pytest.fixture(scope="module")
+def graphs(real_npz_graphs: list[Path]):
+    assert len(real_npz_graphs) == 10
+    return [load_npz(p) for p in real_npz_graphs]
+
+
+@pytest.fixture(scope="module")
+def small(graphs):
+    """(train, val, test) for the quick runs: 2 / 1 / 1 real graphs."""
+    return graphs[:2], graphs[8:9], graphs[9:10]
+
+
+def _config(**sections):
+    raw = {
+        "model": {"name": "euclidnet", "hidden": 4},
+        "train": {"epochs": 3, "lr": 0.005, "seed": 0, "device": "cpu"},
+        "eval": {"rotations_deg": [0, 90], "timing": False},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return trial_from_dict(raw)
+
+
+def _comparable(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k not in TIMING_METRICS}
+
+
+def _history(result) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in result.history]
+
+
+class Recorder(NullReporter):
+    """Remembers epochs and artifacts; raises after ``stop_after`` epochs to simulate a crash."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.epochs: list[int] = []
+        self.artifacts: list[Path] = []
+        self.final: dict[str, float] | None = None
+        self.stop_after = stop_after
+
+    def epoch(self, *, epoch, metrics, checkpoint_dir):
+        assert set(metrics) == {"train_loss", "val_loss", "val_auc", "lr", "epoch_seconds"}
+        assert (checkpoint_dir / "state.pt").is_file()
+        self.epochs.append(epoch)
+        if self.stop_after is not None and epoch >= self.stop_after:
+            raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
+
+    def artifact(self, path):
+        self.artifacts.append(Path(path))
+
+    def finish(self, *, metrics):
+        self.final = dict(metrics)
+
+
+@pytest.fixture(scope="module")
+def reference(small, tmp_path_factory):
+    """An uninterrupted 3-epoch run (shared by the determinism and resume tests)."""
+    rec = Recorder()
+    result = run_trial(_config(), rec, workdir=tmp_path_factory.mktemp("ref"), splits=small)
+    return result, rec
+
+
+def test_metrics_names_and_artifacts(reference):
+    result, rec = reference
+    for name in ARCH_FINAL:
+        assert name in result.metrics, name
+    assert rec.final == result.metrics and rec.epochs == [1, 2, 3]
+    assert 0.0 <= result.metrics["auc"] <= 1.0 and result.metrics["n_params"] > 0
+    assert result.metrics["ant_factor"] == pytest.approx(
+        1 / ((1 - result.metrics["auc"]) * result.metrics["n_params"]))
+    assert "edge_efficiency_pt0p9" not in result.metrics  # the npz graphs carry no pT
+    d = result.artifacts_dir
+    names = {p.name for p in rec.artifacts}
+    assert names == {"config.yaml", "history.csv", "roc.csv", "rotation.csv", "model.pt", "metrics.json"}
+    assert json.loads((d / "metrics.json").read_text()) == pytest.approx(result.metrics)
+    assert list(pd.read_csv(d / "history.csv").epoch) == [1, 2, 3]
+    rot = pd.read_csv(d / "rotation.csv")
+    assert list(rot.angle_deg) == [0.0, 90.0] and rot.auc.iloc[1] == pytest.approx(result.metrics["auc_rot_090"])
+    assert torch.load(d / "model.pt", weights_only=True)
+    assert torch.load(checkpoint_path(d), weights_only=True)["epoch"] == 3
+    assert yaml.safe_load((d / "config.yaml").read_text())["model"]["hidden"] == 4
+
+
+def test_same_config_and_seed_give_identical_metrics(reference, small, tmp_path):
+    again = run_trial(_config(), NullReporter(), workdir=tmp_path / "a", splits=small)
+    assert _comparable(again.metrics) == _comparable(reference[0].metrics)
+    assert _history(again) == _history(reference[0])
+    other = run_trial(_config(train={"seed": 1}), NullReporter(), workdir=tmp_path / "b", splits=small)
+    assert _history(other) != _history(reference[0])
+
+
+def test_resume_after_a_crash_equals_uninterrupted_run(reference, small, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_config(), Recorder(stop_after=2), workdir=tmp_path, splits=small)
+    assert not (tmp_path / "metrics.json").exists()
+    rec = Recorder()
+    resumed = run_trial(_config(), rec, workdir=tmp_path, splits=small, resume=True)
+    assert rec.epochs == [3]
+    assert _comparable(resumed.metrics) == _comparable(reference[0].metrics)
+    assert _history(resumed) == _history(reference[0])
+    # a finished checkpoint resumes straight to the evaluation
+    rec = Recorder()
+    again = run_trial(_config(), rec, workdir=tmp_path, splits=small)
+    assert rec.epochs == [] and _comparable(again.metrics) == _comparable(reference[0].metrics)
+    # another configuration refuses the checkpoint unless resume=False
+    with pytest.raises(CheckpointMismatchError, match="different trial configuration"):
+        run_trial(_config(train={"lr": 0.001}), NullReporter(), workdir=tmp_path, splits=small)
+
+
+def test_nan_loss_raises_naming_the_epoch(small, tmp_path):
+    train, val, test = small
+    bad = train[0].clone()
+    bad.pos = torch.full_like(bad.pos, float("nan"))
+    bad.x = torch.full_like(bad.x, float("nan"))
+    with pytest.raises(NonFiniteLossError, match="at epoch 1") as err:
+        run_trial(_config(), NullReporter(), workdir=tmp_path, splits=([bad], val, test))
+    assert err.value.epoch == 1
+
+
+def test_fraction_subsets_are_seeded_nested_and_nonempty(graphs):
+    a = select_fraction(graphs, 0.5, seed=3)
+    assert len(a) == 5 and a == select_fraction(graphs, 0.5, seed=3)
+    assert a != select_fraction(graphs, 0.5, seed=4)
+    small = select_fraction(graphs, 0.2, seed=3)
+    assert all(any(g is h for h in a) for g in small)  # nested: a smaller fraction keeps a subset
+    assert len(select_fraction(graphs, 0.01, seed=0)) == 1
+    assert select_fraction(graphs, 1.0, seed=0) == list(graphs)
+
+
+def test_rotate_batch_matches_data_rotation(graphs):
+    batch = Batch.from_data_list(graphs[:2])
+    out = rotate_batch(batch, torch.tensor([0.4, -2.0], dtype=torch.float64))
+    ref = [rotate(graphs[0], 0.4), rotate(graphs[1], -2.0)]
+    assert torch.equal(out.pos, torch.cat([r.pos for r in ref]))
+    assert torch.equal(out.x, torch.cat([r.x for r in ref]))
+    assert torch.equal(out.edge_attr, batch.edge_attr)
+    assert torch.equal(batch.pos, Batch.from_data_list(graphs[:2]).pos)  # input untouched
+
+
+def test_epoch_plan_and_pos_weight(graphs):
+    g = torch.Generator().manual_seed(0)
+    order, theta = epoch_plan(5, g, base_theta=0.5)
+    assert sorted(order.tolist()) == list(range(5)) and torch.all(theta == 0.5)
+    order2, theta2 = epoch_plan(5, g, base_theta=0.5, random_rotation=True)
+    assert torch.all((theta2 >= 0.5 - math.pi) & (theta2 < 0.5 + math.pi)) and theta2.unique().numel() == 5
+    y = torch.cat([h.y for h in graphs[:2]])
+    assert auto_pos_weight(graphs[:2]) == pytest.approx(float((y == 0).sum() / (y == 1).sum()))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback without CUDA")
+def test_cuda_request_falls_back_to_cpu():
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        assert resolve_device("cuda").type == "cpu"
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_training_rotation_and_fraction_reach_the_step(graphs, small, tmp_path, monkeypatch):
+    import tracker.train.trial as trial_mod
+
+    seen: list[tuple[int, torch.Tensor | None]] = []
+    real_step = trial_mod.train_step
+
+    def spy(model, optimizer, batch, theta=None, **kw):
+        seen.append((int(batch.num_edges), None if theta is None else theta.clone()))
+        return real_step(model, optimizer, batch, theta, **kw)
+
+    monkeypatch.setattr(trial_mod, "train_step", spy)
+    _, val, test = small
+    cfg = _config(train={"epochs": 2, "train_rotation_deg": 45.0, "fraction": 0.5},
+                  eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False})
+    run_trial(cfg, NullReporter(), workdir=tmp_path / "fixed", splits=(graphs[:6], val, test))
+    assert len(seen) == 2 * 3  # 3 of 6 graphs, 2 epochs
+    assert len({n for n, _ in seen}) == 3
+    assert all(t is not None and torch.allclose(t, torch.tensor([math.pi / 4], dtype=torch.float64))
+               for _, t in seen)
+
+    seen.clear()
+    cfg = _config(train={"epochs": 2, "random_rotation": True},
+                  eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False})
+    run_trial(cfg, NullReporter(), workdir=tmp_path / "random", splits=(graphs[:2], val, test))
+    angles = torch.cat([t for _, t in seen])
+    assert angles.numel() == 4 and angles.unique().numel() == 4
+    assert torch.all(angles.abs() <= math.pi)
+
+
+def _write_trial(path: Path, trial: dict) -> Path:
+    path.write_text(yaml.safe_dump(trial))
+    return path
+
+
+def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, tmp_path):
+    trial = {
+        "data": {"source": "hitgraphs", "path": str(shared_trackml / "hitgraphs_plus_1GeV5"),
+                 "events": {"train": 2, "val": 1, "test": 1}},
+        "model": {"name": "euclidnet", "hidden": 4},
+        "train": {"epochs": 2, "seed": 0, "device": "cpu"},
+        "eval": {"rotations_deg": [0, 180], "timing_runs": 1},
+    }
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracker.train", str(_write_trial(tmp_path / "t.yaml", trial)), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"auc", "auc_rot_180", "inference_ms_per_graph", "trackml_score"} <= set(metrics)
+    assert "auc" in proc.stdout and "trackml_score" in proc.stdout  # the printed table
+    for name in ("config.yaml", "history.csv", "roc.csv", "rotation.csv", "model.pt"):
+        assert (out / name).is_file(), name
+
+
+def test_cli_config_error_exits_2(tmp_path):
+    bad = _write_trial(tmp_path / "bad.yaml", {"model": {"name": "euclidnet"}, "train": {"epochs": 0, "lr_typo": 1}})
+    proc = subprocess.run([sys.executable, "-m", "tracker.train", str(bad), "--out", str(tmp_path / "o")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "train.epochs" in proc.stderr and "lr_typo" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_example_trial_file_validates():
+    from tracker.train.config import load_trial
+
+    cfg = load_trial(REPO / "examples" / "trial.yaml")
+    assert cfg.data.source == "simulated" and cfg.model.name == "euclidnet" and cfg.eval.rotations_deg == [0, 90, 180]

@@ -1,0 +1,319 @@
+"""Building blocks shared by the model zoo: MLPs, ψ, graph inputs, symmetrised edges, the model base class.
+
+Layout (speed, see docs/benchmarks/models.md): the message-passing models keep node and edge features
+*feature-major*, ``[channels, N]`` and ``[channels, E]``. With the zoo's small widths (4–64 channels) a
+row-major ``[E, 8]`` tensor makes every Linear, LayerNorm and gather/scatter pay per-row overheads; feature-major
+turns a Linear into one ``addmm(W, X)`` over long contiguous rows, LayerNorm into reductions across a few rows
+(a hand-written autograd function, 5× faster than ``F.layer_norm`` on width 8) and gathers/scatters into
+``index_select``/``index_add_`` along dim 1. The MLPs are ordinary ``nn.Sequential`` of ``nn.Linear`` (parameter
+counts and state dicts as usual) run column-wise by :func:`run_fm`.
+The first Linear of an edge MLP acting on a concatenation [h_i, h_j, e_ij, ...] is split into per-part weights
+(:class:`SplitMLP`): node parts are projected once per node before the gather (N ≪ E), constant parts once per
+forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+
+def psi(a: Tensor) -> Tensor:
+    """ψ(a) = sgn(a)·log(|a| + 1): compresses broad distributions (EuclidNet eq. 3.1)."""
+    return torch.sign(a) * torch.log1p(a.abs())
+
+
+# -- feature-major aggregation ([C, E] -> [C, N]) ------------------------------------------------------------
+def scatter_sum(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
+    """Σ over the columns of ``src`` [C, E] grouped by ``index`` [E] into [C, num_nodes]."""
+    return src.new_zeros((src.shape[0], num_nodes)).index_add_(1, index, src)
+
+
+def in_degree(index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
+    """Number of entries of ``index`` per node, as ``dtype`` [num_nodes]."""
+    return torch.zeros(num_nodes, dtype=dtype, device=index.device).index_add_(
+        0, index, torch.ones(index.shape[0], dtype=dtype, device=index.device)
+    )
+
+
+# -- feature-major MLPs ---------------------------------------------------------------------------------------
+class _NormActFM(torch.autograd.Function):
+    """RMS-normalisation over dim 0 of an already *centred* [C, M] tensor, fused with an activation.
+
+    LayerNorm(W x + b) = RMSNorm(W_c x + b_c) with W_c, b_c the weight and bias centred over the output channels
+    (centring is linear), so the centring costs nothing at edge scale; the normalisation and the activation share
+    one autograd node and a hand-written backward with in-place temporaries (few fresh [C, M] buffers: on CPU
+    with small widths, allocating and first-touching buffers costs more than the arithmetic).
+    """
+
+    @staticmethod
+    def forward(ctx, xc: Tensor, eps: float, act: str | None) -> Tensor:  # type: ignore[override]
+        r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
+        y = xc * r
+        ctx.act = act
+        if act == "silu":
+            s = torch.sigmoid(y)
+            ctx.save_for_backward(y, r, s)
+            return y * s
+        if act == "sigmoid":
+            s = torch.sigmoid(y)
+            ctx.save_for_backward(y, r, s)
+            return s
+        if act is None:
+            ctx.save_for_backward(y, r)
+            return y
+        raise ValueError(f"unsupported fused activation {act!r}")
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        if ctx.act is None:
+            y, r = ctx.saved_tensors
+            gy = g.clone()
+        else:
+            y, r, s = ctx.saved_tensors
+            gy = torch.sub(1.0, s)
+            if ctx.act == "silu":  # silu'(y) = s (1 + y (1 − s))
+                gy.mul_(y).add_(1.0).mul_(s).mul_(g)
+            else:  # sigmoid'(y) = s (1 − s)
+                gy.mul_(s).mul_(g)
+        proj = (gy * y).mean(0, keepdim=True)
+        return gy.sub_(y * proj).mul_(r), None, None
+
+
+def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
+    """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None)."""
+    return _NormActFM.apply(xc, eps, act)
+
+
+def layer_norm_fm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """LayerNorm (no affine parameters) across the channels of a feature-major tensor [C, M]."""
+    return norm_act_fm(x - x.mean(0, keepdim=True), None, eps)
+
+
+class NoAffineLayerNorm(nn.Module):
+    """LayerNorm without learnable affine parameters (the EuclidNet reference's choice)."""
+
+    def __init__(self, width: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.width = width
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Row-major input [..., width]."""
+        return F.layer_norm(x, (self.width,), eps=self.eps)
+
+    def forward_fm(self, x: Tensor) -> Tensor:
+        """Feature-major input [width, M]."""
+        return layer_norm_fm(x, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.width}, affine=False"
+
+
+def centred(w: Tensor) -> Tensor:
+    """``w`` minus its mean over dim 0 (output channels): W_c of :class:`_NormActFM`, also for biases."""
+    return w - w.mean(0, keepdim=True)
+
+
+def linear_fm(layer: nn.Linear, x: Tensor, *, centre: bool = False) -> Tensor:
+    """``layer`` applied to a feature-major [in, M] tensor: W x + b -> [out, M] (centred over out if asked)."""
+    w, b = layer.weight, layer.bias
+    if centre:
+        w = centred(w)
+        b = centred(b) if b is not None else None
+    if b is None:
+        return w @ x
+    return torch.addmm(b.unsqueeze(1), w, x)
+
+
+_FUSABLE = {nn.SiLU: "silu", nn.Sigmoid: "sigmoid"}
+
+
+def run_fm(layers: Sequence[nn.Module], x: Tensor, *, centred_input: bool = False) -> Tensor:
+    """Run MLP layers (Linear / NoAffineLayerNorm / activations) on a feature-major [C, M] tensor.
+
+    Linear → NoAffineLayerNorm → SiLU/Sigmoid runs as a centred Linear plus one fused norm+activation;
+    ``centred_input`` says that ``x`` is already centred when the first layer is a NoAffineLayerNorm.
+    """
+    layers = list(layers)
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, nn.Linear):
+            if isinstance(nxt, NoAffineLayerNorm):
+                x = linear_fm(layer, x, centre=True)
+                i += 1
+                centred_input = True
+                continue
+            x = linear_fm(layer, x)
+        elif isinstance(layer, NoAffineLayerNorm):
+            if not centred_input:
+                x = x - x.mean(0, keepdim=True)
+            act = _FUSABLE.get(type(nxt)) if nxt is not None else None
+            x = norm_act_fm(x, act, layer.eps)
+            if act is not None:
+                i += 1
+        else:
+            x = layer(x)
+        centred_input = False
+        i += 1
+    return x
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
+}
+
+
+def mlp(
+    in_dim: int,
+    hidden: int,
+    out_dim: int,
+    depth: int,
+    *,
+    act: str = "silu",
+    layer_norm: bool = True,
+    out_act: str | None = None,
+) -> nn.Sequential:
+    """``depth`` hidden Linear(·, hidden) layers, each followed by [LayerNorm] + activation, then Linear(·, out_dim).
+
+    ``out_act`` (e.g. ``"sigmoid"``) adds [LayerNorm] + that activation after the output layer. ``depth = 0``
+    gives a single Linear(in_dim, out_dim).
+    """
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(depth):
+        layers.append(nn.Linear(d, hidden))
+        if layer_norm:
+            layers.append(NoAffineLayerNorm(hidden))
+        layers.append(ACTIVATIONS[act]())
+        d = hidden
+    layers.append(nn.Linear(d, out_dim))
+    if out_act is not None:
+        if layer_norm:
+            layers.append(NoAffineLayerNorm(out_dim))
+        layers.append(ACTIVATIONS[out_act]())
+    return nn.Sequential(*layers)
+
+
+class SplitMLP(nn.Module):
+    """An MLP (an ``nn.Sequential`` starting with a Linear) whose input is a concatenation of parts.
+
+    The parameters are exactly those of the plain MLP on ``sum(parts)`` inputs (``self.seq``); feature-major
+    helpers apply the columns of the first weight that belong to some parts, so node-level parts are projected
+    once per node and gathered per edge afterwards (N ≪ E), and constant parts once per forward;
+    :meth:`finish` runs the remaining layers.
+    """
+
+    def __init__(self, parts: Sequence[int], seq: nn.Sequential) -> None:
+        super().__init__()
+        if not isinstance(seq[0], nn.Linear) or seq[0].in_features != sum(parts):
+            raise ValueError(f"SplitMLP: first layer must be Linear({sum(parts)}, ·), got {seq[0]}")
+        self.parts = tuple(int(p) for p in parts)
+        self.seq = seq
+        self._tail = tuple(seq)[1:]  # the same module objects, kept unregistered (no duplicate state_dict keys)
+        # first Linear followed by a LayerNorm: its weight and bias are used centred (see _NormActFM)
+        self._centre = len(seq) > 1 and isinstance(seq[1], NoAffineLayerNorm)
+        self._offsets = [0]
+        for p in self.parts:
+            self._offsets.append(self._offsets[-1] + p)
+
+    @property
+    def out_first(self) -> int:
+        return self.seq[0].out_features
+
+    def weight_of(self, *ks: int) -> Tensor:
+        """Columns of the first weight for parts ``ks`` (a view when the parts are contiguous and in order)."""
+        w = self.seq[0].weight
+        if self._centre:
+            w = centred(w)
+        if all(b == a + 1 for a, b in zip(ks, ks[1:])):
+            return w[:, self._offsets[ks[0]] : self._offsets[ks[-1] + 1]]
+        return torch.cat([w[:, self._offsets[k] : self._offsets[k + 1]] for k in ks], dim=1)
+
+    def project(self, x: Tensor, *ks: int) -> Tensor:
+        """W_ks x for feature-major ``x`` [Σ widths of parts ks, M] (no bias) -> [out, M]."""
+        return self.weight_of(*ks) @ x
+
+    def stacked(self, x: Tensor, *ks: int) -> Tensor:
+        """[W_k1 x; W_k2 x; ...] stacked along dim 0 in one matmul, for parts of equal width taking the same x."""
+        return torch.cat([self.weight_of(k) for k in ks], dim=0) @ x
+
+    def bias_col(self) -> Tensor:
+        """:attr:`bias` as a column [out, 1] for broadcasting over edges."""
+        return self.bias.unsqueeze(1)
+
+    @property
+    def bias(self) -> Tensor:
+        """The first layer's bias (centred when a LayerNorm follows, matching :meth:`weight_of`)."""
+        b = self.seq[0].bias
+        return centred(b) if self._centre else b
+
+    def finish(self, pre: Tensor) -> Tensor:
+        """Everything after the first Linear, feature-major, from its output (projected parts + :attr:`bias`)."""
+        return run_fm(self._tail, pre, centred_input=self._centre)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Row-major forward of the plain MLP (for reference and tests)."""
+        return self.seq(x)
+
+
+def gather_pair(proj: Tensor, dst: Tensor, src: Tensor) -> Tensor:
+    """From stacked node projections [2H, N] = [W_i h; W_j h]: W_i h_dst + W_j h_src per edge [H, E]."""
+    hid = proj.shape[0] // 2
+    return proj[:hid].index_select(1, dst) + proj[hid:].index_select(1, src)
+
+
+# -- graph inputs ---------------------------------------------------------------------------------------------
+def transverse(data: Data) -> tuple[Tensor, Tensor]:
+    """Feature-major (x, y) [2, N] and z [1, N] in metres: from ``pos``, else from ``x`` = (r/1000, φ/π, z/1000)."""
+    pos = getattr(data, "pos", None)
+    if pos is not None:
+        p = pos.T
+        return p[:2], p[2:3]
+    x = data.x
+    r, phi = x[:, 0], x[:, 1] * math.pi
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi)]), x[:, 2].unsqueeze(0)
+
+
+def symmetrise(edge_index: Tensor, edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Both directions of every stored edge: src, dst [2E] and feature-major attr [4, 2E]; first E = stored.
+
+    Reversed copies get (dr, dφ, dz) negated and dR kept (dR is a distance; the reference's negated dR is a defect).
+    """
+    s, d = edge_index[0], edge_index[1]
+    src = torch.cat([s, d])
+    dst = torch.cat([d, s])
+    attr = None
+    if edge_attr is not None:
+        a = edge_attr.T
+        sign = torch.ones((a.shape[0], 1), dtype=a.dtype, device=a.device)
+        sign[:3] = -1.0
+        attr = torch.cat([a, a * sign], dim=1)
+    return src, dst, attr
+
+
+def num_nodes_of(data: Data) -> int:
+    n = data.num_nodes
+    if n is None:
+        raise ValueError("graph has no nodes (num_nodes is None)")
+    return int(n)
+
+
+class EdgeClassifier(nn.Module):
+    """Base class: ``forward(data) -> Tensor[E]`` logits, one per stored edge; no sigmoid inside."""
+
+    #: name in the registry (set by subclasses)
+    name: str = ""
+    hparams: dict
+
+    def extra_repr(self) -> str:
+        hp = getattr(self, "hparams", None)
+        return ", ".join(f"{k}={v!r}" for k, v in hp.items()) if hp else ""

@@ -1,0 +1,45 @@
+"""``python -m tracker.train TRIAL.yaml --out DIR``: run one trial without MLflow.
+
+Shows progress, prints the final metrics as a table and writes ``DIR/metrics.json`` with the artifacts
+(config.yaml, history.csv, roc.csv, rotation.csv, model.pt) and the checkpoint beside it. Exit status 2 for
+an invalid trial file, 1 when the trial fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tracker.train.config import ConfigError, load_trial
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tracker.train", description=__doc__.splitlines()[0])
+    parser.add_argument("trial", type=Path, help="trial YAML file (sections data, model, train, eval)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and artifacts")
+    parser.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_trial(args.trial)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    from tracker.train.console import ConsoleReporter
+    from tracker.train.trial import run_trial
+
+    reporter = ConsoleReporter(disable_progress=args.quiet)
+    try:
+        result = run_trial(config, reporter, workdir=args.out, resume=not args.no_resume)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"metrics written to {result.artifacts_dir / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Evaluation of a trained model: per-epoch validation, and the final test metrics of a trial
+(threshold from validation, rotation robustness, equivariance, timing, tracks). Names follow
+docs/architecture.md; metrics that cannot be computed (NaN, e.g. pT unknown) are left out."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tracker.metrics.classification import (
+    PT_CUTS,
+    ant_factor,
+    binary_metrics,
+    choose_threshold,
+    efficiency_above_pt,
+    roc_auc,
+    roc_table,
+)
+from tracker.metrics.tracks import connected_tracks, match_event, track_metrics
+from tracker.train.config import EvalConfig
+from tracker.train.data import GraphSet
+from tracker.train.step import edge_loss, forward
+
+
+@dataclass
+class SplitPrediction:
+    """Logits and labels of every graph of a split (CPU, float64) and the split's loss."""
+
+    logits: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    loss: float
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Probabilities of all edges, concatenated (float64 keeps the ranking of large logits)."""
+        return torch.sigmoid(torch.cat(self.logits)).numpy()
+
+    @property
+    def y(self) -> np.ndarray:
+        return torch.cat(self.labels).numpy()
+
+    def auc(self) -> float:
+        return roc_auc(self.y, self.scores)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, split: GraphSet, theta: float | None = None, *, pos_weight: float | None = None
+) -> SplitPrediction:
+    """Run ``model`` (in eval mode) on every graph of ``split``, rotated by ``theta`` radians if given."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    try:
+        for batch, _ in split.batches():
+            logits.append(forward(model, batch, theta).detach().to("cpu", torch.float64).reshape(-1))
+            labels.append(batch.y.detach().to("cpu", torch.float64).reshape(-1))
+    finally:
+        model.train(was_training)
+    all_logits, all_y = torch.cat(logits), torch.cat(labels)
+    loss = float(edge_loss(all_logits, all_y, pos_weight))
+    return SplitPrediction(logits, labels, loss)
+
+
+def _edge_pt(split: GraphSet) -> np.ndarray:
+    """pT of each edge's source hit (NaN where unknown), concatenated over the split."""
+    out = []
+    for g in split.graphs:
+        pt = getattr(g, "pt", None)
+        e = g.edge_index.shape[1]
+        out.append(np.full(e, np.nan) if pt is None else pt[g.edge_index[0]].detach().cpu().double().numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def inference_ms_per_graph(model: nn.Module, split: GraphSet, *, runs: int) -> float:
+    """Mean forward time per graph (ms, batch of one graph, no grad, after one warm-up pass)."""
+    model.eval()
+    batches = [b for b, _ in split.batches()]
+    sync = torch.cuda.synchronize if split.device.type == "cuda" else (lambda: None)
+    for b in batches:
+        model(b)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        for b in batches:
+            model(b)
+    sync()
+    return 1000.0 * (time.perf_counter() - t0) / (runs * len(batches))
+
+
+def _angle_name(deg: float) -> str:
+    return f"{int(round(deg)):03d}"
+
+
+def equivariance_metrics(model: nn.Module, split: GraphSet, degrees: list[float]) -> dict[str, float]:
+    """``equivariance_dev_{deg:03d}`` from :func:`tracker.metrics.equivariance.equivariance_deviation`."""
+    from tracker.metrics.equivariance import equivariance_deviation
+
+    thetas = [math.radians(d) for d in degrees]
+    model.eval()
+    devs = equivariance_deviation(model, split.graphs, thetas)
+    if isinstance(devs, dict):
+        values = [devs[t] for t in thetas]
+    else:
+        values = list(np.asarray(devs, dtype=np.float64).reshape(-1))
+    if len(values) != len(degrees):
+        raise ValueError(f"equivariance_deviation returned {len(values)} values for {len(degrees)} angles")
+    return {f"equivariance_dev_{_angle_name(d)}": float(v) for d, v in zip(degrees, values)}
+
+
+def final_metrics(
+    model: nn.Module,
+    *,
+    val: GraphSet,
+    test: GraphSet,
+    cfg: EvalConfig,
+    val_theta: float | None,
+    pos_weight: float | None,
+    n_params: int,
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """Test metrics of ``model``, the test ROC table and the rotation table.
+
+    The threshold is chosen on the validation split (rotated by ``val_theta``, the training angle) with
+    ``cfg.threshold``; the test split is evaluated unrotated, then rotated by each of ``cfg.rotations_deg``.
+    """
+    val_pred = predict(model, val, val_theta, pos_weight=pos_weight)
+    threshold = choose_threshold(val_pred.y, val_pred.scores, cfg.threshold)
+
+    test_pred = predict(model, test, None, pos_weight=pos_weight)
+    y, s = test_pred.y, test_pred.scores
+    auc = roc_auc(y, s)
+    m: dict[str, float] = {"auc": auc, **binary_metrics(y, s, threshold)}
+    m["test_loss"] = test_pred.loss
+    m["n_params"] = float(n_params)
+    m["ant_factor"] = ant_factor(auc, n_params)
+    m["threshold"] = threshold
+    edge_pt = _edge_pt(test)
+    for suffix, cut in PT_CUTS.items():
+        m[f"edge_efficiency_{suffix}"] = efficiency_above_pt(y, s, threshold, edge_pt, cut)
+
+    rows = []
+    for deg in cfg.rotations_deg:
+        pred = test_pred if deg == 0 else predict(model, test, math.radians(deg), pos_weight=pos_weight)
+        bm = binary_metrics(pred.y, pred.scores, threshold)
+        rows.append(
+            {
+                "angle_deg": float(deg),
+                "auc": pred.auc(),
+                "auc_thresholded": bm["auc_thresholded"],
+                "edge_efficiency": bm["edge_efficiency"],
+                "edge_purity": bm["edge_purity"],
+                "test_loss": pred.loss,
+            }
+        )
+    rotation = pd.DataFrame(rows, columns=["angle_deg", "auc", "auc_thresholded", "edge_efficiency",
+                                           "edge_purity", "test_loss"])
+    for row in rows:
+        m[f"auc_rot_{_angle_name(row['angle_deg'])}"] = row["auc"]
+    if rows:
+        m["auc_rot_spread"] = float(rotation.auc.max() - rotation.auc.min())
+
+    if cfg.equivariance and cfg.rotations_deg:
+        eq = equivariance_metrics(model, test, list(cfg.rotations_deg))
+        m.update(eq)
+        rotation["equivariance_dev"] = [eq[f"equivariance_dev_{_angle_name(d)}"] for d in cfg.rotations_deg]
+
+    if cfg.track_metrics:
+        counts = []
+        for g, logits in zip(test.graphs, test_pred.logits):
+            scores = torch.sigmoid(logits).numpy()
+            labels = connected_tracks(g.edge_index.cpu().numpy(), scores, threshold, g.num_nodes)
+            pt = getattr(g, "pt", None)
+            weight = getattr(g, "weight", None)
+            counts.append(
+                match_event(
+                    labels,
+                    g.pid.cpu().numpy(),
+                    pt=None if pt is None else pt.cpu().numpy(),
+                    weight=None if weight is None else weight.cpu().numpy(),
+                )
+            )
+        m.update(track_metrics(counts))
+
+    if cfg.timing:
+        m["inference_ms_per_graph"] = inference_ms_per_graph(model, test, runs=cfg.timing_runs)
+
+    clean = {k: float(v) for k, v in m.items() if v is not None and math.isfinite(float(v))}
+    return clean, roc_table(y, s), rotation

@@ -1,0 +1,105 @@
+"""The training step as a pure function of (model parameters, batch, rotation angle).
+
+Nothing here reads configs, files or global state: ``sweeps`` can vectorise it over a stack of models with
+``torch.func`` (each member with its own parameters and its own rotation angle) and the trial loop calls it
+with the module's own parameters. The rotation is applied to the batch inside the step, as a tensor operation,
+so the data can stay canonical (unrotated, collated once) and differently rotated members share it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Data
+
+
+def rotate_batch(batch: Data, theta: Tensor | float | None) -> Data:
+    """``batch`` rotated about z by ``theta`` radians: one angle, or one per graph (``[num_graphs]``).
+
+    Same convention as :func:`tracker.data.transforms.rotate` (``pos`` x/y rotated, φ/π in ``x[:, 1]`` shifted
+    and wrapped to [-1, 1), ``edge_attr`` untouched), computed in float64 like it. Returns a shallow copy; the
+    input is not modified. ``None`` or a Python ``0.0`` returns the batch itself.
+    """
+    if theta is None or (isinstance(theta, (int, float)) and theta == 0.0):
+        return batch
+    theta = torch.as_tensor(theta, dtype=torch.float64, device=batch.x.device)
+    if theta.dim() == 1:
+        index = getattr(batch, "batch", None)
+        if index is None:
+            if theta.numel() != 1:
+                raise ValueError(f"{theta.numel()} angles given for a single graph")
+            theta = theta[0]
+        else:
+            theta = theta[index]
+    out = copy.copy(batch)  # shallow: new attribute store, same tensors
+    c, s = torch.cos(theta), torch.sin(theta)
+    pos = getattr(batch, "pos", None)
+    if pos is not None:
+        p = pos.to(torch.float64)
+        new = torch.stack((c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2]), dim=1)
+        out.pos = new.to(pos.dtype)
+    x = batch.x
+    phi = x[:, 1].to(torch.float64) + theta / math.pi
+    phi = torch.remainder(phi + 1.0, 2.0) - 1.0
+    out.x = torch.cat((x[:, :1], phi.to(x.dtype).unsqueeze(1), x[:, 2:]), dim=1)
+    return out
+
+
+def edge_loss(logits: Tensor, y: Tensor, pos_weight: Tensor | float | None = None) -> Tensor:
+    """Mean binary cross-entropy with logits over the edges, true edges weighted by ``pos_weight``."""
+    if pos_weight is not None:
+        pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=pos_weight)
+
+
+def forward(
+    model: nn.Module,
+    batch: Data,
+    theta: Tensor | float | None = None,
+    *,
+    params: Mapping[str, Tensor] | None = None,
+) -> Tensor:
+    """Edge logits of ``batch`` rotated by ``theta``; with ``params``, through ``torch.func.functional_call``."""
+    batch = rotate_batch(batch, theta)
+    if params is None:
+        return model(batch)
+    return torch.func.functional_call(model, dict(params), (batch,))
+
+
+def loss_fn(
+    model: nn.Module,
+    params: Mapping[str, Tensor] | None,
+    batch: Data,
+    theta: Tensor | float | None = None,
+    *,
+    pos_weight: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(loss, logits)`` of one batch: the differentiable core of a training step."""
+    logits = forward(model, batch, theta, params=params)
+    return edge_loss(logits, batch.y, pos_weight), logits
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Data,
+    theta: Tensor | float | None = None,
+    *,
+    pos_weight: Tensor | float | None = None,
+    grad_clip: float | None = None,
+) -> Tensor:
+    """One optimiser step on ``batch``; returns the detached loss (the caller checks it is finite)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss, _ = loss_fn(model, None, batch, theta, pos_weight=pos_weight)
+    if not torch.isfinite(loss):
+        return loss.detach()
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
