@@ -114,7 +114,12 @@ def summary(rs: RunSet, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFra
         agg["failed"] = 0
     agg["failed"] = agg["failed"].fillna(0).astype(int)
     agg["n"] = agg["n"].fillna(0).astype(int)
-    return agg.rename(columns={c: short(c) for c in by})
+    if "size" in by:  # paper_8 before paper_16: order sizes by their number, not as text
+        ranks = rs.runs.drop_duplicates("size").set_index("size")["size_rank"]
+        agg["_rank"] = agg["size"].map(ranks)
+        keys = [("_rank" if c == "size" else c) for c in by]
+        agg = agg.sort_values(keys, na_position="last").drop(columns="_rank")
+    return agg.reset_index(drop=True).rename(columns={c: short(c) for c in by})
 
 
 def _fmt(v: object) -> str:
@@ -133,6 +138,23 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compact(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One cell per metric, ``mean ± std [min, max]``, for the terminal and Markdown (the CSV keeps the columns)."""
+    names = [short(m) for m in metrics]
+    stat_cols = {f"{m}_{s}" for m in names for s in ("mean", "std", "min", "max", "n")}
+    out = table[[c for c in table.columns if c not in stat_cols and c not in ("n", "failed")]].copy()
+    for m in names:
+        if f"{m}_mean" not in table:
+            continue
+        out[m] = [
+            "–" if pd.isna(mu) else f"{_fmt(mu)} ± {_fmt(sd)} [{_fmt(lo)}, {_fmt(hi)}]"
+            for mu, sd, lo, hi in zip(table[f"{m}_mean"], table[f"{m}_std"], table[f"{m}_min"], table[f"{m}_max"])
+        ]
+    out["n"] = table["n"]
+    out["failed"] = table["failed"]
+    return out
+
+
 def paired_table(results: Sequence[Paired]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -147,13 +169,14 @@ def paired_table(results: Sequence[Paired]) -> pd.DataFrame:
 
 def print_rich(table: pd.DataFrame, title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title, show_lines=False)
+    t = Table(title=escape(title), show_lines=False)
     for c in table.columns:
-        t.add_column(str(c), justify="left" if table[c].dtype == object or str(table[c].dtype) == "string" else "right")
+        t.add_column(escape(str(c)), justify="right" if pd.api.types.is_numeric_dtype(table[c]) else "left")
     for _, r in table.iterrows():
-        t.add_row(*[_fmt(r[c]) for c in table.columns])
+        t.add_row(*[escape(_fmt(r[c])) for c in table.columns])
     Console(width=200).print(t)
 
 
@@ -163,11 +186,17 @@ def build(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Path]]:
     df = rs.runs
     by_cols = columns(df, by, prefer="params.")
-    metric_cols = [c for c in columns(df, metrics, prefer="metrics.")]
+    if metrics == DEFAULT_METRICS:  # defaults: use those the runs have; named metrics must exist
+        metrics = ",".join(m for m in metrics.split(",") if f"metrics.{m}" in df.columns)
+    metric_cols = columns(df, metrics, prefer="metrics.")
     table = summary(rs, by_cols, metric_cols)
     paths = [out / "compare.csv", out / "compare.md"]
     table.to_csv(paths[0], index=False, float_format="%.10g")
-    md = f"# Comparison by {', '.join(map(short, by_cols))}\n\n{rs.describe()}\n\n" + markdown(table)
+    view = compact(table, metric_cols)
+    md = (
+        f"# Comparison by {', '.join(map(short, by_cols))}\n\n{rs.describe()}\n\n"
+        "Cells: mean ± sample std [min, max] over seeds; n finished runs; failed runs left out.\n\n" + markdown(view)
+    )
     ptable = None
     if pair:
         if len(pair) != 2:
@@ -185,7 +214,7 @@ def build(
         )
     paths[1].write_text(md)
     if echo:
-        print_rich(table, f"{rs.experiment_name}: by {', '.join(map(short, by_cols))}")
+        print_rich(view, f"{rs.experiment_name}: by {', '.join(map(short, by_cols))} (mean ± std [min, max])")
         if ptable is not None:
             print_rich(ptable, "paired difference A − B (95 % t interval)")
     return table, ptable, paths

@@ -119,7 +119,12 @@ class RunSet:
 
     def describe(self) -> str:
         """One line for the terminal and the reports: what was loaded and what was left out."""
-        scope = f"sweep {', '.join(self.sweep_ids)}" if len(self.sweep_ids) <= 3 else f"{len(self.sweep_ids)} sweeps"
+        if not self.sweep_ids:
+            scope = "no sweep"
+        elif len(self.sweep_ids) <= 3:
+            scope = f"sweep {', '.join(self.sweep_ids)}"
+        else:
+            scope = f"{len(self.sweep_ids)} sweeps"
         text = (
             f"experiment '{self.experiment_name}', {scope}: {len(self.ok)} finished trial runs used, "
             f"{self.n_failed} failed left out"
@@ -518,6 +523,7 @@ def fetch_artifact(run_id: str, path: str, dest: Path) -> Path | None:
     """Download one artifact of a run into ``dest`` (None when the run has no such artifact)."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
     dest = Path(dest) / run_id
     target = dest / path
     if target.exists():
@@ -584,3 +590,25 @@ def tracking_path(uri: str) -> str:
     if parsed.password:
         return uri.replace(parsed.password, "***")
     return uri
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dashboards.data``: load (and cache) the runs, print what was found, write runs.parquet/csv."""
+    from dashboards import cli
+
+    p = cli.parser("data", "Load an experiment's trial runs from MLflow into a typed table (Parquet cache).")
+    args = p.parse_args(argv)
+    rs = cli.load(args)
+    out = cli.out_dir(args, "data")
+    counts = rs.runs.groupby([c for c in ("tags.sweep_id", "outcome") if c in rs.runs], dropna=False).size()
+    print(counts.to_string())
+    rs.runs.to_parquet(out / "runs.parquet", index=False)
+    rs.runs.to_csv(out / "runs.csv", index=False)
+    print(f"wrote {out / 'runs.parquet'} and {out / 'runs.csv'} ({len(rs.runs)} runs, {len(rs.runs.columns)} columns)")
+    return 0
+
+
+if __name__ == "__main__":
+    from dashboards.cli import run_main
+
+    raise SystemExit(run_main(main))

@@ -50,6 +50,7 @@ def marker(i: int) -> str:
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 6.4, height: float = 4.6, **kwargs):
     """A figure with the dashboards' style; returns (fig, axes) like ``plt.subplots``."""
     plt.rcParams.update(STYLE)
+    kwargs.setdefault("layout", "constrained")  # no title/label overlap between panels
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kwargs)
     return fig, axes
 
@@ -88,3 +89,10 @@ def log_to_parent(rs, paths: Sequence[Path], *, artifact_path: str = "dashboards
 def footnote(fig, text: str) -> None:
     """A small grey line under the axes (e.g. which sweep, how many failed runs were left out)."""
     fig.text(0.01, -0.02, text, fontsize=8, color="0.4", ha="left", va="top")
+
+
+def legend(ax, **kwargs) -> None:
+    """A legend only when something is labelled (an empty one draws a warning and a box)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if labels:
+        ax.legend(**kwargs)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from dashboards import cli, compare, figures, importance, rotation, size_vs_auc
 from dashboards.data import (
@@ -72,7 +73,7 @@ def pareto_figure(rs: RunSet, out: Path) -> tuple[list[Path], pd.DataFrame]:
         for _, r in front.iterrows():
             ax.annotate(f"{model_label(r[MODEL])} {r['size']}", (r["n_params_mean"], r["auc_mean"]),
                         textcoords="offset points", xytext=(5, 5), fontsize=8)
-        ax.legend(loc="lower right")
+        figures.legend(ax, loc="lower right")
     else:
         ax.text(0.5, 0.5, "no finished runs with auc and n_params", transform=ax.transAxes, ha="center")
     ax.set_xscale("log")
@@ -98,7 +99,7 @@ def ant_figure(rs: RunSet, out: Path) -> list[Path]:
                 ax.annotate(f"{r['size']} (n={int(r['n'])})", (r["n_params_mean"], r["ant_factor_mean"]),
                             textcoords="offset points", xytext=(5, 5), fontsize=8, color=c)
         ax.set_yscale("log")
-        ax.legend()
+        figures.legend(ax)
     else:
         ax.text(0.5, 0.5, "no ant_factor metric", transform=ax.transAxes, ha="center")
     ax.set_xscale("log")
@@ -132,9 +133,10 @@ def curves_figure(rs: RunSet, out: Path, *, cache_dir: Path | None = None) -> li
                 ax.fill_between(g["step"], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0),
                                 color=c, alpha=0.15, lw=0)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(title)
             ax.set_title(title)
-        axes[0, -1].legend(fontsize=8)
+        figures.legend(axes[0, -1], fontsize=8)
     else:
         axes[0, 0].text(0.5, 0.5, "no per-epoch metrics", transform=axes[0, 0].transAxes, ha="center")
     fig.suptitle("Training curves (bands: ± std over seeds)")
@@ -173,7 +175,7 @@ def roc_figure(rs: RunSet, out: Path, *, cache_dir: Path) -> list[Path]:
         else:
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
     if drawn:
-        axes[0, 0].legend(fontsize=8, loc="lower right")
+        figures.legend(axes[0, 0], fontsize=8, loc="lower right")
     else:
         axes[0, 0].text(0.5, 0.5, "no roc.csv artifacts", transform=axes[0, 0].transAxes, ha="center")
     fig.suptitle("ROC curves (median-AUC seed of each configuration)")
@@ -199,8 +201,10 @@ def failed_table(rs: RunSet) -> str:
     bad = rs.runs[rs.runs["outcome"] != "ok"]
     if bad.empty:
         return "No failed or unfinished trial runs.\n"
-    cols = [c for c in ["tags.mlflow.runName", MODEL, "size", "seed", "status", "tags.status", "outcome"] if c in bad]
-    return compare.markdown(bad[cols].rename(columns={c: short(c) for c in cols}))
+    names = {"tags.mlflow.runName": "run", MODEL: "model", "size": "size", "seed": "seed",
+             "status": "MLflow status", "tags.status": "status tag", "outcome": "counted as", "run_id": "run id"}
+    cols = [c for c in names if c in bad]
+    return compare.markdown(bad[cols].rename(columns=names))
 
 
 def markdown_to_html(md: str, title: str) -> str:
@@ -327,7 +331,9 @@ def build(rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None 
     if metrics:
         table, _, cfiles = compare.build(rs, out, by=by, metrics=metrics, echo=False)
         files += cfiles
-        md += ["## Summary by configuration", "", compare.markdown(table), ""]
+        view = compare.compact(table, [f"metrics.{m}" for m in metrics.split(",")])
+        md += ["## Summary by configuration", "", "Cells: mean ± sample std [min, max] over seeds (full columns in "
+               "[compare.csv](compare.csv)).", "", compare.markdown(view), ""]
     md += ["## Hyperparameter importance", ""]
     try:
         ifiles = importance.build(rs, out, metric=metric)

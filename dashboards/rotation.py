@@ -32,17 +32,17 @@ def _long(ok: pd.DataFrame, prefix: str, extra: Sequence[str]) -> pd.DataFrame:
     long = wide.melt(id_vars=keep + ["run_id"], var_name="angle", value_name="value").dropna(subset=["value"])
     for c in extra:
         if c not in long:
-            long[c] = 0.0 if c == TRAIN_ROT else "model"
+            long[c] = 0.0 if c == TRAIN_ROT else (np.nan if c == "size_rank" else "model")
     long["angle"] = long["angle"].astype(int)
     return long
 
 
 def rotation_table(rs: RunSet) -> pd.DataFrame:
     """Mean, std and n of AUC per model, training angle and inference angle."""
-    long = _long(rs.ok, "auc_rot", [MODEL, TRAIN_ROT, "size"])
+    long = _long(rs.ok, "auc_rot", [MODEL, TRAIN_ROT, "size", "size_rank"])
     if long.empty:
-        return pd.DataFrame(columns=[MODEL, TRAIN_ROT, "angle", "mean", "std", "n"])
-    g = long.groupby([MODEL, "size", TRAIN_ROT, "angle"], dropna=False)["value"]
+        return pd.DataFrame(columns=[MODEL, "size", "size_rank", TRAIN_ROT, "angle", "mean", "std", "n"])
+    g = long.groupby([MODEL, "size_rank", "size", TRAIN_ROT, "angle"], dropna=False)["value"]
     return g.agg(["mean", "std", "count"]).rename(columns={"count": "n"}).reset_index()
 
 
@@ -73,7 +73,7 @@ def figure(rs: RunSet, out: Path, *, name: str = "rotation") -> list[Path]:
             ax.set_ylabel("ROC AUC")
         ax.set_xticks(np.arange(0, 181, 45))
         if len(sub):
-            ax.legend(loc="lower left", fontsize=8)
+            figures.legend(ax, loc="lower left", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no auc_rot_XXX metrics", transform=ax.transAxes, ha="center")
     for k in range(len(panels), nrows * ncols):
@@ -85,25 +85,30 @@ def figure(rs: RunSet, out: Path, *, name: str = "rotation") -> list[Path]:
 
 def equivariance_figure(rs: RunSet, out: Path, *, name: str = "equivariance") -> list[Path]:
     """Relative deviation of the edge scores under rotation vs angle (paper fig. B1), per model and size."""
-    long = _long(rs.ok, "equivariance_dev", [MODEL, "size"])
+    long = _long(rs.ok, "equivariance_dev", [MODEL, "size", "size_rank"])
     fig, axes = figures.new_figure(width=6.8, height=4.6)
     ax = axes[0, 0]
     if long.empty:
         ax.text(0.5, 0.5, "no equivariance_dev_XXX metrics", transform=ax.transAxes, ha="center")
     else:
         models = sorted(long[MODEL].dropna().unique())
-        groups = long.groupby([MODEL, "size"], dropna=False)
-        for i, ((model, size), sub) in enumerate(groups):
+        if (long["value"] > 0).any():  # log axis: exact zeros (θ = 0, or exact invariance) cannot be drawn
+            n_zero = int((long["value"] <= 0).sum())
+            long = long[long["value"] > 0]
+            if n_zero:
+                ax.text(0.01, 0.01, f"{n_zero} values ≤ 0 not drawn (log axis)", transform=ax.transAxes,
+                        fontsize=8, color="0.4")
+        groups = long.groupby([MODEL, "size_rank", "size"], dropna=False)
+        for i, ((model, _, size), sub) in enumerate(groups):
             g = sub.groupby("angle")["value"].agg(["mean", "std", "count"]).reset_index()
             c = figures.color(model, models)
-            lo = np.clip(g["mean"] - g["std"].fillna(0), g["mean"] * 1e-3, None)
+            lo = np.maximum(g["mean"] - g["std"].fillna(0), g["mean"] * 1e-2)
             ax.plot(g["angle"], g["mean"], marker=figures.marker(i), color=c, alpha=0.9,
                     label=f"{model_label(model)} {size} (n={int(g['count'].min())})")
             ax.fill_between(g["angle"], lo, g["mean"] + g["std"].fillna(0), color=c, alpha=0.15, lw=0)
-        positive = long["value"] > 0
-        if positive.any():
+        if len(long):
             ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        figures.legend(ax, fontsize=8)
     ax.set_xlabel("rotation angle θ [deg]")
     ax.set_ylabel("relative deviation of edge scores")
     ax.set_title("Equivariance deviation vs rotation angle")

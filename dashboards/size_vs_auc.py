@@ -51,6 +51,9 @@ def table1(rs: RunSet) -> pd.DataFrame:
         out[f"{name}_std"] = agg.get(f"{s}_std", np.nan)
     out["n"] = agg["n"]
     out["failed"] = agg["failed"]
+    if "tags.config_id" in ok:  # >1 means the row pools configurations that differ in something besides size
+        configs = ok.groupby(by, dropna=False)["tags.config_id"].nunique().rename("configs").reset_index()
+        out["configs"] = agg[by].merge(configs, on=by, how="left")["configs"].fillna(0).astype(int).to_numpy()
     out = out.sort_values(["size_rank", "size", "params_mean", "model"], na_position="last").drop(columns="size_rank")
     return out.reset_index(drop=True)
 
@@ -69,6 +72,10 @@ def table1_markdown(t: pd.DataFrame, rs: RunSet) -> str:
             f"{fmt_pm(r['efficiency_mean'], r['efficiency_std'])} | {fmt_pm(r['purity_mean'], r['purity_std'])} | "
             f"{int(r['n'])} | {int(r['failed'])} |"
         )
+    mixed = t[t.get("configs", pd.Series(0, index=t.index)) > 1]
+    if len(mixed):
+        lines += ["", f"Warning: {len(mixed)} rows pool several configurations (config_id) of the same model and size; "
+                  "split them with `python -m dashboards.compare --by model,size,KEY`."]
     lines += [
         "",
         f"Mean ± sample std (ddof = 1) over seeds; n = finished runs, failed runs are left out. {rs.describe()}.",
@@ -116,8 +123,8 @@ def figure(rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics
             )
             for _, r in sub.iterrows():
                 ax.annotate(
-                    f"{r['size']}", (r["params"], r["auc"]), textcoords="offset points", xytext=(-4, 7), fontsize=8,
-                    color=c, alpha=0.8,
+                    f"paper {r['size']}", (r["params"], r["auc"]), textcoords="offset points", xytext=(-8, 6),
+                    fontsize=8, color=c, alpha=0.8, ha="right",
                 )
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
@@ -125,7 +132,7 @@ def figure(rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics
     ax.set_title("Model size vs " + label(metric))
     if not models:
         ax.text(0.5, 0.5, "no finished runs with n_params and " + label(metric), transform=ax.transAxes, ha="center")
-    ax.legend(loc="lower right")
+    figures.legend(ax, loc="lower right")
     figures.footnote(fig, "error bars: ± sample std over seeds; labels: size (n finished runs). " + rs.describe())
     return figures.save(fig, out, name)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ log = logging.getLogger(__name__)
 class CellState:
     cell: Cell
     run_id: str
-    last_step: int = 0
+    last_step: int = 0  # epochs 1..last_step were logged by an earlier invocation
     status: str = "scheduled"  # scheduled, running, finished, pruned, failed, killed
     final: dict[str, float] | None = None
     artifacts: bool = False
     started: float = 0.0
+    logged: set[int] = field(default_factory=set)  # epochs logged by this invocation
 
 
 class SweepCallback(tune.Callback):
@@ -107,10 +109,10 @@ class SweepCallback(tune.Callback):
             return
         if event == "epoch":
             epoch = int(result["epoch"])
-            if epoch > st.last_step:
+            if epoch > st.last_step and epoch not in st.logged:
                 self.tracker.log_metrics(st.run_id, {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch)
                 self.tracker.set_tags(st.run_id, {"last_epoch": str(epoch)})
-                st.last_step = epoch
+                st.logged.add(epoch)
             self.display.cell_epoch(st, epoch, result)
         elif event == "finish":
             st.final = dict(result.get("final") or {})
@@ -127,9 +129,32 @@ class SweepCallback(tune.Callback):
             if st.final is None:
                 st.final = dict(state.get("final") or {})
                 self.tracker.log_metrics(st.run_id, st.final, step=0)
+            self._backfill(st, Path(folder) / "artifacts" / "history.csv")
             self.tracker.log_artifacts(st.run_id, Path(folder) / "artifacts")
             st.artifacts = True
         self._end(st, "finished")
+
+    def _backfill(self, st: CellState, history: Path) -> None:
+        """Log epochs the driver never received (a crash between the trainer's checkpoint and its report)."""
+        if not history.is_file():
+            return
+        with history.open() as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    epoch = int(float(row["epoch"]))
+                except (KeyError, ValueError):
+                    continue
+                if epoch > st.last_step and epoch not in st.logged:
+                    values = {}
+                    for k in EPOCH_KEYS:
+                        try:
+                            values[k] = float(row[k])
+                        except (KeyError, TypeError, ValueError):
+                            pass
+                    self.tracker.log_metrics(st.run_id, values, step=epoch)
+                    st.logged.add(epoch)
+        if st.logged:
+            self.tracker.set_tags(st.run_id, {"last_epoch": str(max(st.logged))})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for st in self._cells(trial):

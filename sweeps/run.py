@@ -332,7 +332,7 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
                                       trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
         param_space = None
     else:
-        tune_config = tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=max_concurrent,
+        tune_config = tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
                                       trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
         param_space = {"bundle": tune.grid_search(list(range(len(plan.bundles))))}
     total = num_samples * len(grid.seeds) if optuna else sum(len(b) for b in plan.bundles)

@@ -123,7 +123,7 @@ class TuneReporter:
 
     def _maybe_fail(self, epoch: int) -> None:
         for f in self.fault or []:
-            if f.get("match", "") not in self.cell.run_name or int(f.get("epoch", 1)) != epoch:
+            if f.get("match", "") not in self.cell.run_name or epoch < int(f.get("epoch", 1)):
                 continue
             counter = self.workdir / ".injected_faults"
             n = int(counter.read_text()) if counter.exists() else 0

@@ -30,13 +30,13 @@ REAL = {1.0: {"nodes": (5332, 685)}, 1.5: {"nodes": (2270, 328), "edges": (15445
 @pytest.fixture(scope="module")
 def pileup200(tmp_path_factory) -> list[Path]:
     """Three pileup-200 events (the realism sample)."""
-    return simulate_events(out_dir=tmp_path_factory.mktemp("pu200"), n_events=3, seed=11)
+    return simulate_events(out_dir=tmp_path_factory.mktemp("pileup200-"), n_events=3, seed=11)
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> list[Path]:
     """Two light events (pileup 20) for format and geometry checks."""
-    return simulate_events(out_dir=tmp_path_factory.mktemp("pu20"), n_events=2, seed=5, pileup=20.0)
+    return simulate_events(out_dir=tmp_path_factory.mktemp("pileup20-"), n_events=2, seed=5, pileup=20.0)
 
 
 def _frames(prefix: Path) -> dict[str, pd.DataFrame]:
@@ -72,8 +72,9 @@ def test_files_readable_and_consistent(small):
     assert set(det.volume_id.unique()) >= {7, 8, 9}
     params = json.loads((out / "simulation.json").read_text())
     for key in ("seed", "pileup", "noise_fraction", "first_event_id", "field_phi_modulation", "misalignment_mm",
-                "dead_module_fraction", "volumes", "equitrack_version", "models"):
+                "dead_module_fraction", "volumes", "equitrack_version", "models", "events"):
         assert key in params, key
+    assert [e["event_id"] for e in params["events"]] == [1000, 1001]
     for prefix in small:
         f = _frames(prefix)
         hits, truth, particles, cells = f["hits"], f["truth"], f["particles"], f["cells"]
@@ -104,7 +105,7 @@ def test_hits_lie_on_module_surfaces_within_bounds(small):
     keys = hits[["volume_id", "layer_id", "module_id"]]
     for xyz in (hits[["x", "y", "z"]].to_numpy(np.float64), truth[["tx", "ty", "tz"]].to_numpy(np.float64)):
         u, v, w, hu, hv = _local(xyz, det, keys)
-        assert np.abs(w).max() < 2e-3  # on the module's mid-plane (float32 files)
+        assert np.abs(w).max() < 5e-4  # on the module mid-plane (float32 files, 6-digit rotations)
         assert (np.abs(v) <= hv + 2e-3).all() and (np.abs(u) <= hu + 2e-3).all()
     # measured vs true: pixel resolution pitch/sqrt(12) ~ 15 µm
     d = np.linalg.norm(hits[["x", "y", "z"]].to_numpy() - truth[["tx", "ty", "tz"]].to_numpy(), axis=1)
@@ -126,7 +127,7 @@ def test_overlapping_modules_give_double_hits(pileup200):
 
 
 def test_deterministic_for_a_seed(tmp_path):
-    kw = dict(pileup=10.0, seed=3)
+    kw = {"pileup": 10.0, "seed": 3}
     a = simulate_events(out_dir=tmp_path / "a", n_events=2, **kw)
     b = simulate_events(out_dir=tmp_path / "b", n_events=1, **kw)  # event 1000 must not depend on n_events
     c = simulate_events(out_dir=tmp_path / "c", n_events=1, pileup=10.0, seed=4)
@@ -141,7 +142,7 @@ def test_deterministic_for_a_seed(tmp_path):
 
 def test_field_phi_modulation_recorded_and_effective(tmp_path):
     """B_z = 2T(1 + a cos φ): with a = 0.5 tracks bend 1.5x more near φ = 0 and 0.5x near φ = π."""
-    kw = dict(n_events=1, seed=8, pileup=60.0, noise_fraction=0.0)
+    kw = {"n_events": 1, "seed": 8, "pileup": 60.0, "noise_fraction": 0.0}
     nom = simulate_events(out_dir=tmp_path / "nom", **kw)[0]
     mod = simulate_events(out_dir=tmp_path / "mod", field_phi_modulation=0.5, **kw)[0]
     assert json.loads((mod.parent / "simulation.json").read_text())["field_phi_modulation"] == 0.5
@@ -152,7 +153,7 @@ def test_field_phi_modulation_recorded_and_effective(tmp_path):
         m = m[(m.volume_id == 8) & (np.hypot(m.px, m.py) > 1.0)]
         inner = m[m.layer_id == 2].groupby("particle_id")[["tx", "ty"]].first()
         outer = m[m.layer_id == 8].groupby("particle_id")[["tx", "ty"]].first()
-        j = inner.join(outer, lsuffix="0", rsuffix="3", how="inner")
+        j = inner.merge(outer, left_index=True, right_index=True, suffixes=("0", "3"))
         dphi = np.angle(np.exp(1j * (np.arctan2(j.ty3, j.tx3) - np.arctan2(j.ty0, j.tx0))))
         return pd.Series(dphi, index=j.index), pd.Series(np.arctan2(j.ty3, j.tx3), index=j.index)
 
@@ -178,7 +179,7 @@ def test_misalignment_moves_true_modules_but_not_the_written_geometry(tmp_path):
     _, _, w_meas, _, _ = _local(h[["x", "y", "z"]].to_numpy(np.float64), det, keys)
     _, _, w_true, _, _ = _local(t[["tx", "ty", "tz"]].to_numpy(np.float64), det, keys)
     sig = (t.particle_id != 0).to_numpy()
-    assert np.abs(w_meas).max() < 2e-3  # measurements are placed with the nominal geometry
+    assert np.abs(w_meas).max() < 5e-4  # measurements are placed with the nominal geometry
     assert 0.35 < np.sqrt(np.mean(w_true[sig] ** 2)) < 0.65  # true crossings are on modules shifted by ~0.5 mm
     assert json.loads((tmp_path / "simulation.json").read_text())["misalignment_mm"] == 0.5
 
@@ -268,10 +269,11 @@ def test_out_dir_that_is_a_file(tmp_path):
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     run = subprocess.run([sys.executable, "-m", "tracker.data.simulate", "--out", str(out), "--events", "1",
-                          "--seed", "1", "--pileup", "5"], capture_output=True, text=True, timeout=120)
+                          "--seed", "1", "--pileup", "5"], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert "wrote 1 events" in run.stdout
     assert (out / "event000001000-truth.csv.gz").exists() and (out / "simulation.json").exists()
     bad = subprocess.run([sys.executable, "-m", "tracker.data.simulate", "--out", str(out), "--events", "1",
-                          "--seed", "1", "--noise-fraction", "2"], capture_output=True, text=True, timeout=120)
+                          "--seed", "1", "--noise-fraction", "2"], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert bad.returncode == 2 and "noise_fraction" in bad.stderr

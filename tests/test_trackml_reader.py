@@ -31,6 +31,8 @@ def real(shared_trackml: Path) -> tuple[pd.DataFrame, ...]:
 def small_event(real, tmp_path: Path) -> Path:
     """A consistent 300-hit excerpt of the real event written as plain .csv files; returns the prefix."""
     hits, cells, particles, truth = real
+    tmp_path = tmp_path / "events"
+    tmp_path.mkdir()
     keep = hits.hit_id.iloc[:300]
     frames = {
         "hits": hits[hits.hit_id.isin(keep)],
@@ -77,9 +79,13 @@ def test_round_trip_csv_and_zip(real, small_event: Path, tmp_path: Path) -> None
     assert isinstance(it, types.GeneratorType)
     ids = [e[0] for e in it]
     assert ids == [3, 7] == list_events(small_event.parent)
-    zpath = tmp_path / "events.zip"
+    zdir = tmp_path / "zipped"  # outside the event folder, so the archive never includes itself
+    zdir.mkdir()
+    zpath = zdir / "events.zip"
+    members = sorted(small_event.parent.glob("event0*.csv*"))
+    assert len(members) == 8
     with zipfile.ZipFile(zpath, "w") as zf:
-        for f in sorted(small_event.parent.glob("event*")):
+        for f in members:
             zf.write(f, f"train_sample/{f.name}")
     events = list(load_dataset(zpath, parts=("hits", "truth")))
     assert [e[0] for e in events] == [3, 7]

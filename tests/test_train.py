@@ -175,7 +175,7 @@ def test_epoch_plan_and_pos_weight(graphs):
     g = torch.Generator().manual_seed(0)
     order, theta = epoch_plan(5, g, base_theta=0.5)
     assert sorted(order.tolist()) == list(range(5)) and torch.all(theta == 0.5)
-    order2, theta2 = epoch_plan(5, g, base_theta=0.5, random_rotation=True)
+    _, theta2 = epoch_plan(5, g, base_theta=0.5, random_rotation=True)
     assert torch.all((theta2 >= 0.5 - math.pi) & (theta2 < 0.5 + math.pi)) and theta2.unique().numel() == 5
     y = torch.cat([h.y for h in graphs[:2]])
     assert auto_pos_weight(graphs[:2]) == pytest.approx(float((y == 0).sum() / (y == 1).sum()))
@@ -233,7 +233,7 @@ def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "tracker.train", str(_write_trial(tmp_path / "t.yaml", trial)), "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -243,12 +243,19 @@ def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, tmp_path):
         assert (out / name).is_file(), name
 
 
-def test_cli_config_error_exits_2(tmp_path):
+def test_cli_config_errors_exit_2(tmp_path, capsys):
+    from tracker.train.__main__ import main
+
     bad = _write_trial(tmp_path / "bad.yaml", {"model": {"name": "euclidnet"}, "train": {"epochs": 0, "lr_typo": 1}})
-    proc = subprocess.run([sys.executable, "-m", "tracker.train", str(bad), "--out", str(tmp_path / "o")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "train.epochs" in proc.stderr and "lr_typo" in proc.stderr and str(bad) in proc.stderr
+    assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs" in err and "lr_typo" in err and str(bad) in err
+    # a model hyperparameter the zoo does not know is a configuration error too
+    bad = _write_trial(tmp_path / "bad2.yaml", {"model": {"name": "euclidnet", "hiden": 8}})
+    assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "hiden" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_example_trial_file_validates():
@@ -256,3 +263,24 @@ def test_example_trial_file_validates():
 
     cfg = load_trial(REPO / "examples" / "trial.yaml")
     assert cfg.data.source == "simulated" and cfg.model.name == "euclidnet" and cfg.eval.rotations_deg == [0, 90, 180]
+
+
+def test_loss_fn_is_functional_in_params_and_rotation(graphs):
+    """The step core works through torch.func with explicit parameters and per-graph angles (issue 8)."""
+    from tracker.models import build_model
+    from tracker.train.step import loss_fn
+
+    torch.manual_seed(0)
+    model = build_model("interaction_network", hidden=4)
+    batch = Batch.from_data_list(graphs[:2])
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    theta = torch.tensor([0.3, 1.0], dtype=torch.float64)
+    direct, _ = loss_fn(model, None, batch, theta)
+    functional, _ = loss_fn(model, params, batch, theta)
+    assert torch.allclose(direct, functional)
+    grads = torch.func.grad(lambda p: loss_fn(model, p, batch, theta)[0])(params)
+    assert set(grads) == set(params) and all(torch.isfinite(g).all() for g in grads.values())
+    # the angle is applied: the logits are those of the rotated batch, and differ from the unrotated ones
+    rotated_logits = loss_fn(model, params, batch, theta)[1]
+    assert torch.equal(rotated_logits, model(rotate_batch(batch, theta)))
+    assert not torch.equal(rotated_logits, loss_fn(model, params, batch, None)[1])

@@ -62,7 +62,7 @@ class TrackCounts:
     n_events: int = 0
     pt_known: bool = True
 
-    def __add__(self, other: "TrackCounts") -> "TrackCounts":
+    def __add__(self, other: TrackCounts) -> TrackCounts:
         out = TrackCounts()
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)

@@ -135,11 +135,12 @@ def linear_fm(layer: nn.Linear, x: Tensor, *, centre: bool = False) -> Tensor:
 _FUSABLE = {nn.SiLU: "silu", nn.Sigmoid: "sigmoid"}
 
 
-def run_fm(layers: Sequence[nn.Module], x: Tensor, *, centred_input: bool = False) -> Tensor:
+def run_fm(layers: Sequence[nn.Module], x: Tensor, *, centred_input: bool = False, fresh: bool = False) -> Tensor:
     """Run MLP layers (Linear / NoAffineLayerNorm / activations) on a feature-major [C, M] tensor.
 
     Linear → NoAffineLayerNorm → SiLU/Sigmoid runs as a centred Linear plus one fused norm+activation;
-    ``centred_input`` says that ``x`` is already centred when the first layer is a NoAffineLayerNorm.
+    ``centred_input`` says that ``x`` is already centred when the first layer is a NoAffineLayerNorm. ReLU runs
+    in place on intermediates (and on ``x`` itself when ``fresh``: a temporary owned by the caller).
     """
     layers = list(layers)
     i = 0
@@ -150,19 +151,25 @@ def run_fm(layers: Sequence[nn.Module], x: Tensor, *, centred_input: bool = Fals
             if isinstance(nxt, NoAffineLayerNorm):
                 x = linear_fm(layer, x, centre=True)
                 i += 1
-                centred_input = True
+                centred_input = fresh = True
                 continue
             x = linear_fm(layer, x)
-        elif isinstance(layer, NoAffineLayerNorm):
+            fresh = True
+            i += 1
+            continue
+        if isinstance(layer, NoAffineLayerNorm):
             if not centred_input:
                 x = x - x.mean(0, keepdim=True)
             act = _FUSABLE.get(type(nxt)) if nxt is not None else None
             x = norm_act_fm(x, act, layer.eps)
             if act is not None:
                 i += 1
+        elif isinstance(layer, nn.ReLU) and fresh:
+            x = torch.relu_(x)
         else:
             x = layer(x)
         centred_input = False
+        fresh = True
         i += 1
     return x
 
@@ -257,8 +264,9 @@ class SplitMLP(nn.Module):
         return centred(b) if self._centre else b
 
     def finish(self, pre: Tensor) -> Tensor:
-        """Everything after the first Linear, feature-major, from its output (projected parts + :attr:`bias`)."""
-        return run_fm(self._tail, pre, centred_input=self._centre)
+        """Everything after the first Linear, feature-major, from its output (projected parts + :attr:`bias`);
+        ``pre`` must be a temporary (it may be overwritten in place)."""
+        return run_fm(self._tail, pre, centred_input=self._centre, fresh=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """Row-major forward of the plain MLP (for reference and tests)."""

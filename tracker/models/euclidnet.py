@@ -52,12 +52,20 @@ HPARAMS: dict[str, Any] = {
     "shared_block": True,
     "use_r": False,
     "edge_attr": False,
+    "decoder_depth": None,
 }
 
-# Size presets: configurations whose exact parameter counts are closest to the paper's Table 1 figures
-# (967 / 2,580 / 4,448), found by scripts in docs/models.md; counts asserted in tests/test_models.py.
-PRESETS: dict[str, dict[str, Any]] = {}
-PRESET_COUNTS: dict[str, int] = {}
+# Size presets: the configurations (inputs as the paper: positions only, one shared block, 5 iterations) whose
+# exact parameter counts are closest to the paper's Table 1 figures 967 / 2,580 / 4,448; the search over
+# hidden 2–59, mlp_depth 1–5, decoder_depth 0–5, shared/unshared is `python -m tracker.models.sizes`
+# (docs/models.md). Counts asserted in tests/test_models.py.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper_8": {"hidden": 8, "mlp_depth": 1, "decoder_depth": 2},  # 970 (paper 967)
+    "paper_16": {"hidden": 14, "mlp_depth": 1, "decoder_depth": 1},  # 2,578 (paper 2,580)
+    "paper_32": {"hidden": 10, "mlp_depth": 5, "decoder_depth": 5},  # 4,442 (paper 4,448)
+}
+PRESET_COUNTS: dict[str, int] = {"paper_8": 970, "paper_16": 2578, "paper_32": 4442}
+PAPER_COUNTS: dict[str, int] = {"paper_8": 967, "paper_16": 2580, "paper_32": 4448}
 
 
 def geometric_invariants(v: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,6 +75,29 @@ def geometric_invariants(v: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, T
     n2 = (diff * diff).sum(dim=0, keepdim=True)
     dot = (vi * vj).sum(dim=0, keepdim=True)
     return diff, torch.cat([torch.log1p(n2), psi(dot)], dim=0)
+
+
+def _mlp_count(n_in: int, hidden: int, n_out: int, depth: int) -> int:
+    """Parameters of ``mlp(n_in, hidden, n_out, depth)`` (LayerNorms have none)."""
+    if depth == 0:
+        return (n_in + 1) * n_out
+    return (n_in + 1) * hidden + (depth - 1) * hidden * (hidden + 1) + (hidden + 1) * n_out
+
+
+def param_count(
+    *, hidden: int = 8, mlp_depth: int = 3, iterations: int = 5, shared_block: bool = True, use_r: bool = False,
+    edge_attr: bool = False, decoder_depth: int | None = None, raw_coordinates: bool = False, **_: Any,
+) -> int:
+    """Closed-form parameter count of :class:`EuclidNet` (``raw_coordinates``: of the non-equivariant twin)."""
+    h, L = hidden, mlp_depth
+    D = L if decoder_depth is None else decoder_depth
+    s = 1 + int(use_r) + 2 * int(raw_coordinates)
+    a = 4 if edge_attr else 0
+    block = (_mlp_count(2 + h + a, h, h, L - 1) + _mlp_count(3 * h + 2, h, h, L - 1)
+             + _mlp_count(h, h, 1, L) + _mlp_count(2 * h, h, h, L - 1))
+    n_blocks = 1 if shared_block else iterations
+    return (_mlp_count(s, h, h, L - 1) + _mlp_count(2 * h, h, h, L - 1) + n_blocks * block
+            + _mlp_count(3 * h + 2, h, 1, D))
 
 
 class EEB(nn.Module):
@@ -131,11 +162,13 @@ class EuclidNet(EdgeClassifier):
         shared_block: bool = True,
         use_r: bool = False,
         edge_attr: bool = False,
+        decoder_depth: int | None = None,
     ) -> None:
         super().__init__()
+        D = mlp_depth if decoder_depth is None else decoder_depth
         self.hparams = dict(
             hidden=hidden, mlp_depth=mlp_depth, iterations=iterations, c=c,
-            shared_block=shared_block, use_r=use_r, edge_attr=edge_attr,
+            shared_block=shared_block, use_r=use_r, edge_attr=edge_attr, decoder_depth=D,
         )
         h, L = hidden, mlp_depth
         self.iterations = iterations
@@ -148,7 +181,22 @@ class EuclidNet(EdgeClassifier):
         self.blocks = nn.ModuleList(
             EEB(hidden=h, mlp_depth=L, c=c, n_edge_attr=4 if edge_attr else 0) for _ in range(n_blocks)
         )
-        self.decoder = SplitMLP((h, h, h, 2), mlp(3 * h + 2, h, 1, L))
+        self.decoder = SplitMLP((h, h, h, 2), mlp(3 * h + 2, h, 1, D))
+
+    def encode_fm(self, data: Data) -> dict[str, Any]:
+        """Symmetrised edges and the encoded inputs: v [2, N], h [H, N], e [H, 2E], φ_e's constant terms."""
+        n = num_nodes_of(data)
+        v, z = transverse(data)
+        src, dst, attr = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
+        h = run_fm(self.node_encoder, self.scalar_inputs(v, z))
+        pre = gather_pair(self.edge_encoder.stacked(h, 0, 1), dst, src)
+        e = self.edge_encoder.finish(pre.add_(self.edge_encoder.bias_col()))
+        attr_terms = [blk.edge_attr_term(attr) for blk in self.blocks]
+        return {"v": v, "z": z, "h": h, "e": e, "src": src, "dst": dst, "n": n, "attr_terms": attr_terms}
+
+    def block(self, it: int) -> EEB:
+        """The EEB of iteration ``it`` (the shared one unless ``shared_block=False``)."""
+        return self.blocks[0] if len(self.blocks) == 1 else self.blocks[it]
 
     def scalar_inputs(self, v: Tensor, z: Tensor) -> Tensor:
         """Feature-major scalar node inputs: z [, r] [, raw x, y for the non-equivariant twin]."""
@@ -168,18 +216,14 @@ class EuclidNet(EdgeClassifier):
             "src": fm["src"], "dst": fm["dst"],
         }
 
-    def _embed_fm(self, data: Data) -> dict[str, Tensor]:
-        n = num_nodes_of(data)
-        v, z = transverse(data)
-        src, dst, attr = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
-        h = run_fm(self.node_encoder, self.scalar_inputs(v, z))
-        pre = gather_pair(self.edge_encoder.stacked(h, 0, 1), dst, src)
-        e = self.edge_encoder.finish(pre.add_(self.edge_encoder.bias_col()))
-        attr_terms = [blk.edge_attr_term(attr) for blk in self.blocks]
+    def _embed_fm(self, data: Data) -> dict[str, Any]:
+        st = self.encode_fm(data)
+        h, v, e = st["h"], st["v"], st["e"]
         for it in range(self.iterations):
             k = 0 if len(self.blocks) == 1 else it
-            h, v, e, _ = self.blocks[k](h, v, e, src, dst, attr_terms[k])
-        return {"v": v, "h": h, "e": e, "src": src, "dst": dst, "n": n}
+            h, v, e, _ = self.blocks[k](h, v, e, st["src"], st["dst"], st["attr_terms"][k])
+        st.update(h=h, v=v, e=e)
+        return st
 
     def decode_fm(self, h: Tensor, v: Tensor, e: Tensor, src: Tensor, dst: Tensor) -> Tensor:
         """Logits [E] of the edges (src, dst) from invariant features (h_i, h_j, e_ij, ψ‖Δx‖², ψ⟨x_i, x_j⟩)."""
@@ -203,3 +247,7 @@ class EuclidNetNonEq(EuclidNet):
 
     name = "euclidnet_noneq"
     raw_coordinates_as_scalars = True
+
+
+NONEQ_PRESETS = PRESETS  # the twin uses the same configurations (its counts are 2·hidden larger)
+NONEQ_PRESET_COUNTS: dict[str, int] = {"paper_8": 986, "paper_16": 2606, "paper_32": 4462}

@@ -22,14 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    from tracker.models import ModelConfigError, resolve_hparams
+
     try:
         config = load_trial(args.trial)
-    except ConfigError as err:
+        resolve_hparams(config.model.name, **config.model.hparams())  # fail fast, before any data is built
+    except (ConfigError, ModelConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     from tracker.train.console import ConsoleReporter
-    from tracker.train.trial import run_trial
+    from tracker.train.trial import CheckpointMismatchError, NonFiniteLossError, run_trial
 
     reporter = ConsoleReporter(disable_progress=args.quiet)
     try:
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (NonFiniteLossError, CheckpointMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"metrics written to {result.artifacts_dir / 'metrics.json'}")
     return 0
 

@@ -25,7 +25,7 @@ def select_fraction(graphs: Sequence[Data], fraction: float, *, seed: int) -> li
         raise ValueError("the training split is empty")
     if not 0 < fraction <= 1:
         raise ValueError(f"train.fraction must be in (0, 1], got {fraction}")
-    k = max(1, int(round(fraction * n)))
+    k = max(1, round(fraction * n))
     if k >= n:
         return list(graphs)
     keep = np.sort(np.random.default_rng(seed).permutation(n)[:k])

@@ -96,7 +96,7 @@ def inference_ms_per_graph(model: nn.Module, split: GraphSet, *, runs: int) -> f
 
 
 def _angle_name(deg: float) -> str:
-    return f"{int(round(deg)):03d}"
+    return f"{round(deg):03d}"
 
 
 def equivariance_metrics(model: nn.Module, split: GraphSet, degrees: list[float]) -> dict[str, float]:

@@ -108,6 +108,7 @@ class EarlyStopping:
 
 
 def _load_splits(config: TrialConfig) -> tuple[list[Data], list[Data], list[Data], str | None]:
+    """(train, val, test, dataset key) through ``tracker.data.dataset`` (built and cached on first use)."""
     from tracker.data.dataset import load_splits, prepare
 
     prepare(config.data)
@@ -160,10 +161,9 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
 
     tc, ec = config.train, config.eval
     if splits is None:
-        train_graphs, val_graphs, test_graphs, data_key = _load_splits(config)
+        train_graphs, val_graphs, test_graphs, _ = _load_splits(config)
     else:
         train_graphs, val_graphs, test_graphs = (list(s) for s in splits)
-        data_key = None
     train_graphs = select_fraction(train_graphs, tc.fraction, seed=tc.seed)
     device = resolve_device(tc.device)
     if device.type == "cuda" and tc.deterministic:
@@ -247,7 +247,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
         train_seconds += seconds
         metrics = {"train_loss": loss_sum / max(n_edges, 1), "val_loss": val.loss, "val_auc": val.auc(),
                    "lr": lr, "epoch_seconds": seconds}
-        history.append({"epoch": float(epoch), **metrics})
+        history.append({"epoch": epoch, **metrics})
         stop = stopper.update(epoch, metrics, model)
         finished = stop or epoch == tc.epochs
         ckpt = save_checkpoint(
@@ -305,5 +305,12 @@ def _order_metrics(m: dict[str, float]) -> dict[str, float]:
     return {**head, **{k: m[k] for k in sorted(m) if k not in head}}
 
 
-__all__ = ["CheckpointMismatchError", "NonFiniteLossError", "TrialResult", "config_hash", "run_trial",
-           "TIMING_METRICS", "EPOCH_METRICS"]
+__all__ = [
+    "EPOCH_METRICS",
+    "TIMING_METRICS",
+    "CheckpointMismatchError",
+    "NonFiniteLossError",
+    "TrialResult",
+    "config_hash",
+    "run_trial",
+]

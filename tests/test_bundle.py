@@ -1,0 +1,274 @@
+"""Bundled trials (tracker.train.bundle): a member of a bundle equals the same cell trained alone, with both
+strategies; failures and resumes are per member; bad bundles are refused with errors naming the key.
+
+Runs on the real npz hit graphs (2 train / 1 val / 1 test), small models, 2 epochs, on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tracker.data.hitgraphs import load_npz
+from tracker.train import run_trial
+from tracker.train.bundle import BundleError, run_bundle, validate_bundle, vmap_supported
+from tracker.train.config import trial_from_dict
+from tracker.train.reporter import NullReporter
+from tracker.train.trial import TIMING_METRICS
+
+ARTIFACTS = ("config.yaml", "history.csv", "roc.csv", "rotation.csv", "model.pt", "metrics.json")
+MODELS = {
+    "euclidnet": {"name": "euclidnet", "hidden": 4, "mlp_depth": 2, "iterations": 2},
+    "interaction_network": {"name": "interaction_network", "hidden": 8},
+}
+#: members differ in seed, training angle, lr, fraction, random rotation, grad clipping
+MEMBERS = [
+    {"seed": 0},
+    {"seed": 1, "train_rotation_deg": 45.0, "lr": 0.01, "grad_clip": 0.5},
+    {"seed": 2, "fraction": 0.5, "random_rotation": True},
+]
+
+
+@pytest.fixture(scope="module")
+def splits(real_npz_graphs: list[Path]):
+    graphs = [load_npz(p) for p in real_npz_graphs[:2] + real_npz_graphs[8:10]]
+    return graphs[:2], graphs[2:3], graphs[3:4]
+
+
+def _config(model: str, **train):
+    return trial_from_dict({
+        "model": dict(MODELS[model]),
+        "train": {"epochs": 2, "lr": 0.005, "device": "cpu", **train},
+        "eval": {"rotations_deg": [0, 90], "timing": False},
+    })
+
+
+class Recorder(NullReporter):
+    """Remembers the member's life; can raise after an epoch to simulate a crashed worker."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.started = False
+        self.epochs: list[int] = []
+        self.artifacts: list[str] = []
+        self.final: dict[str, float] | None = None
+        self.error: BaseException | None = None
+        self.crash_after = crash_after
+
+    def start(self, *, config, n_params):
+        self.started = True
+
+    def epoch(self, *, epoch, metrics, checkpoint_dir):
+        assert set(metrics) == {"train_loss", "val_loss", "val_auc", "lr", "epoch_seconds"}
+        assert (checkpoint_dir / "state.pt").is_file()
+        self.epochs.append(epoch)
+        if self.crash_after is not None and epoch >= self.crash_after:
+            raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
+
+    def artifact(self, path):
+        self.artifacts.append(Path(path).name)
+
+    def finish(self, *, metrics):
+        self.final = dict(metrics)
+
+    def fail(self, *, error):
+        self.error = error
+
+
+_SOLO: dict[tuple[str, int], object] = {}
+
+
+def _solo(model: str, i: int, splits, tmp_root: Path):
+    """The cell trained alone with run_trial (cached per module run)."""
+    key = (model, i)
+    if key not in _SOLO:
+        _SOLO[key] = run_trial(_config(model, **MEMBERS[i]), NullReporter(), workdir=tmp_root / f"solo-{model}-{i}",
+                               splits=splits)
+    return _SOLO[key]
+
+
+@pytest.fixture(scope="module")
+def tmp_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("bundle")
+
+
+def _assert_same(solo, member, *, tol_auc=1e-4):
+    assert member.status == "FINISHED", member.error
+    assert abs(solo.metrics["auc"] - member.metrics["auc"]) <= tol_auc
+    assert set(solo.metrics) == set(member.metrics)
+    for k, v in solo.metrics.items():
+        if k in TIMING_METRICS:
+            continue
+        assert member.metrics[k] == pytest.approx(v, rel=1e-3, abs=1e-4), k
+    assert len(solo.history) == len(member.history)
+    for a, b in zip(solo.history, member.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["lr"] == a["lr"]
+    for name in ARTIFACTS:
+        assert (member.artifacts_dir / name).is_file(), name
+
+
+def _run(model, strategy, splits, root, reporters=None, members=MEMBERS, **kw):
+    configs = [_config(model, **m) for m in members]
+    reporters = reporters or [Recorder() for _ in configs]
+    results = run_bundle(configs, reporters, workdirs=[root / f"m{i}" for i in range(len(configs))],
+                         strategy=strategy, splits=splits, **kw)
+    return results, reporters
+
+
+def test_loop_members_equal_solo(splits, tmp_root, tmp_path):
+    log: list[str] = []
+    results, reps = _run("euclidnet", "auto", splits, tmp_path, log=log.append)
+    assert "strategy loop" in log[0]  # auto on CPU
+    for i, (res, rep) in enumerate(zip(results, reps)):
+        solo = _solo("euclidnet", i, splits, tmp_root)
+        # the loop strategy runs run_trial's own step: bit-identical
+        assert res.metrics["auc"] == solo.metrics["auc"]
+        _assert_same(solo, res)
+        assert rep.started and rep.epochs == [1, 2] and rep.final == res.metrics
+        assert set(ARTIFACTS) <= set(rep.artifacts)
+
+
+def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path):
+    model = MODELS["interaction_network"]
+    probe = _config("interaction_network")
+    from tracker.models import build_model
+
+    assert vmap_supported(build_model(model["name"], **probe.model.hparams()), splits[0][0])[0]
+    results, reps = _run("interaction_network", "vmap", splits, tmp_path)
+    for i, res in enumerate(results):
+        _assert_same(_solo("interaction_network", i, splits, tmp_root), res)
+        assert reps[i].epochs == [1, 2]
+
+
+def test_euclidnet_vmap_needs_the_model_change(splits, tmp_root, tmp_path, monkeypatch):
+    """Today EuclidNet's custom autograd Function blocks vmap (clear error); with the change proposed in the report
+    (setup_context + generate_vmap_rule, implemented here as a test-local stand-in) vmap members equal solo runs."""
+    import tracker.models.common as common
+    from tracker.models import build_model
+
+    model = build_model("euclidnet", **_config("euclidnet").model.hparams())
+    if not vmap_supported(model, splits[0][0])[0]:
+        with pytest.raises(BundleError, match="setup_context"):
+            _run("euclidnet", "vmap", splits, tmp_path / "refused")
+        monkeypatch.setattr(common, "norm_act_fm", _vmap_ready_norm_act_fm)
+        assert vmap_supported(model, splits[0][0])[0]
+    results, _ = _run("euclidnet", "vmap", splits, tmp_path / "vmap")
+    for i, res in enumerate(results):
+        _assert_same(_solo("euclidnet", i, splits, tmp_root), res)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_failing_member_does_not_stop_the_others(splits, tmp_root, tmp_path, strategy):
+    members = [MEMBERS[0], {"seed": 5, "lr": 1e38}, MEMBERS[2]]
+    results, reps = _run("interaction_network", strategy, splits, tmp_path, members=members)
+    assert results[1].status == "FAILED"
+    assert "non-finite" in results[1].error and results[1].metrics == {}
+    assert reps[1].error is not None and reps[1].final is None
+    assert (tmp_path / "m1" / "error.txt").is_file()
+    for i in (0, 2):
+        _assert_same(_solo("interaction_network", i, splits, tmp_root), results[i])
+        assert reps[i].final is not None
+
+
+def test_resume_is_per_member(splits, tmp_root, tmp_path):
+    """A crash (a reporter raising) after member 1's first epoch, under vmap; the re-run (loop strategy, reading the
+    same run_trial-format checkpoints) finishes every member with the uninterrupted metrics."""
+    reps = [Recorder(), Recorder(crash_after=1), Recorder()]
+    with pytest.raises(KeyboardInterrupt):
+        _run("interaction_network", "vmap", splits, tmp_path, reporters=reps)
+    reps2 = [Recorder() for _ in MEMBERS]
+    results, _ = _run("interaction_network", "loop", splits, tmp_path, reporters=reps2)
+    assert reps2[1].epochs == [2]  # member 1 resumed after its checkpointed epoch 1
+    for i, res in enumerate(results):
+        _assert_same(_solo("interaction_network", i, splits, tmp_root), res)
+    # a finished bundle re-run trains nothing and gives the same metrics
+    reps3 = [Recorder() for _ in MEMBERS]
+    again, _ = _run("interaction_network", "loop", splits, tmp_path, reporters=reps3)
+    assert all(r.epochs == [] for r in reps3)
+    assert [a.metrics["auc"] for a in again] == [r.metrics["auc"] for r in results]
+
+
+def test_bad_bundles_are_refused(splits, tmp_path):
+    base = _config("euclidnet", seed=0)
+
+    def variant(**sections):
+        raw = base.model_dump(mode="json")
+        for sec, vals in sections.items():
+            raw[sec] = {**raw[sec], **vals}
+        return trial_from_dict(raw)
+
+    with pytest.raises(BundleError, match=r"'data\.pt_min'"):
+        validate_bundle([base, variant(data={"pt_min": 1.0}, train={"seed": 1})])
+    with pytest.raises(BundleError, match=r"'model\.hidden'"):
+        validate_bundle([base, variant(model={"hidden": 8}, train={"seed": 1})])
+    with pytest.raises(BundleError, match=r"'train\.batch_size'"):
+        validate_bundle([base, variant(train={"seed": 1, "batch_size": 2})])
+    with pytest.raises(BundleError, match=r"'model\.c'.*vmap"):
+        validate_bundle([base, variant(model={"c": 0.05})], strategy="vmap")
+    assert "model.c" in validate_bundle([base, variant(model={"c": 0.05})])  # fine for the loop strategy
+    with pytest.raises(BundleError, match="members 0 and 1 are the same"):
+        validate_bundle([base, base])
+    with pytest.raises(BundleError, match="at least one"):
+        validate_bundle([])
+    with pytest.raises(BundleError, match="2 configs but 1 reporters"):
+        run_bundle([base, variant(train={"seed": 1})], [NullReporter()], workdirs=[tmp_path / "a", tmp_path / "b"],
+                   splits=splits)
+    with pytest.raises(BundleError, match="share a workdir"):
+        run_bundle([base, variant(train={"seed": 1})], [NullReporter()] * 2, workdirs=[tmp_path, tmp_path],
+                   splits=splits)
+    with pytest.raises(BundleError, match="strategy must be"):
+        run_bundle([base], [NullReporter()], workdirs=[tmp_path / "c"], strategy="fast", splits=splits)
+
+
+# -- the change EuclidNet needs for vmap, as a stand-in used by one test above ------------------------------------
+class _NormActVmap(torch.autograd.Function):
+    """tracker.models.common._NormActFM rewritten for torch.func: forward without ctx, saved intermediates
+    returned as non-differentiable extra outputs, ``setup_context``, ``generate_vmap_rule = True``; same maths."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xc, eps, act):  # type: ignore[override]
+        r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
+        y = xc * r
+        if act is None:
+            return y, r
+        s = torch.sigmoid(y)
+        if act == "silu":
+            return y * s, y, r, s
+        if act == "sigmoid":
+            return s, y, r, s.clone()
+        raise ValueError(f"unsupported fused activation {act!r}")
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.act = inputs[2]
+        if ctx.act is None:
+            ctx.mark_non_differentiable(output[1])
+            ctx.save_for_backward(*output)
+        else:
+            ctx.mark_non_differentiable(*output[1:])
+            ctx.save_for_backward(*output[1:])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g, *_):  # type: ignore[override]
+        if ctx.act is None:
+            y, r = ctx.saved_tensors
+            gy = g.clone()
+        else:
+            y, r, s = ctx.saved_tensors
+            gy = torch.sub(1.0, s)
+            if ctx.act == "silu":
+                gy.mul_(y).add_(1.0).mul_(s).mul_(g)
+            else:
+                gy.mul_(s).mul_(g)
+        proj = (gy * y).mean(0, keepdim=True)
+        return gy.sub_(y * proj).mul_(r), None, None
+
+
+def _vmap_ready_norm_act_fm(xc, act=None, eps=1e-5):
+    return _NormActVmap.apply(xc, eps, act)[0]
+

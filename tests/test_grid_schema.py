@@ -1,0 +1,200 @@
+"""Grid files: every kind of bad grid names its key and value; shipped grids parse, resolve and train."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sweeps.run import EXIT_CONFIG, main
+from sweeps.schema import GridError, config_id, load_grid, parse_grid, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+GRIDS = sorted((REPO / "sweeps" / "grids").glob("*.yaml"))
+QUICK = REPO / "sweeps" / "grids" / "quick.yaml"
+
+
+def _quick() -> dict[str, Any]:
+    return yaml.safe_load(QUICK.read_text())
+
+
+def _error(raw: dict[str, Any], *, resolve_cells: bool = True) -> str:
+    with pytest.raises(GridError) as info:
+        grid = parse_grid(raw, source="bad.yaml")
+        if resolve_cells:
+            resolve(grid, source="bad.yaml")
+    text = str(info.value)
+    assert "bad.yaml" in text
+    return text
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(_quick())
+    node = raw
+    *parents, last = path.split("/")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return raw
+
+
+def test_unknown_top_level_key_lists_allowed_keys() -> None:
+    text = _error(_with("sedes", 3))
+    assert "sedes" in text and "unknown key" in text and "seeds" in text and "experiment" in text
+
+
+def test_unknown_nested_key_in_resources() -> None:
+    text = _error(_with("resources/gpus", 1))
+    assert "resources.gpus" in text and "gpus_per_trial" in text
+
+
+def test_grid_axis_with_invalid_value_names_axis_and_value() -> None:
+    text = _error(_with("grid", {"model.name": ["euclidnet"], "train.lr": [0.001, "fast"]}))
+    assert "train.lr" in text and "'fast'" in text
+
+
+def test_literal_value_lists_allowed_values() -> None:
+    text = _error(_with("data", {"source": "cern"}))
+    assert "data.source" in text and "'cern'" in text
+    assert "simulated" in text and "hitgraphs" in text
+
+
+def test_unknown_trial_key_from_grid_axis() -> None:
+    text = _error(_with("grid", {"model.name": ["euclidnet"], "train.learning_rate": [0.1]}))
+    assert "train.learning_rate" in text and "unknown key" in text and "lr" in text
+
+
+def test_grid_key_outside_trial_sections() -> None:
+    text = _error(_with("grid", {"optimizer.lr": [0.1]}), resolve_cells=False)
+    assert "optimizer.lr" in text and "data, model, train, eval" in text
+
+
+def test_seed_axis_and_bad_seeds_are_rejected() -> None:
+    assert "train.seed" in _error(_with("grid", {"train.seed": [1, 2]}), resolve_cells=False)
+    assert "seeds" in _error(_with("seeds", 0), resolve_cells=False)
+    assert "distinct" in _error(_with("seeds", [1, 1]), resolve_cells=False)
+
+
+def test_missing_model_name() -> None:
+    raw = _with("grid", {"train.lr": [0.001]})
+    raw["models"] = {"euclidnet": {}, "interaction_network": {}}
+    assert "model.name is required" in _error(raw)
+
+
+def test_bad_search_and_scheduler() -> None:
+    assert "search.space" in _error(_with("search", {"type": "optuna"}), resolve_cells=False)
+    text = _error(_with("scheduler", "hyperband"), resolve_cells=False)
+    assert "scheduler.type" in text and "'hyperband'" in text and "asha" in text
+    text = _error(_with("search", {"type": "optuna", "space": {"train.lr": {"type": "float", "low": 1}}}),
+                  resolve_cells=False)
+    assert "train.lr" in text and "high" in text
+
+
+def test_negative_resources() -> None:
+    text = _error(_with("resources", {"cpus_per_trial": 0}), resolve_cells=False)
+    assert "resources.cpus_per_trial" in text and "greater than 0" in text
+
+
+def test_cli_exits_2_on_bad_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_with("grid", {"model.name": ["euclidnet"], "train.epochs": [0]})))
+    assert main([str(bad), "--dry-run"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "train.epochs" in err and "0" in err
+    assert main([str(tmp_path / "missing.yaml")]) == EXIT_CONFIG
+    assert main([str(QUICK), "--set", "seeds=[]"]) == EXIT_CONFIG
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(GridError, match="broken.yaml: not valid YAML"):
+        load_grid(bad)
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.stem for p in GRIDS])
+def test_shipped_grid_parses_and_resolves(path: Path) -> None:
+    grid = load_grid(path)
+    cells = resolve(grid, source=str(path))
+    assert cells
+    assert len({c.key for c in cells}) == len(cells)
+    assert len({c.run_name for c in cells}) == len(cells)
+    for c in cells:
+        assert c.trial["train"]["seed"] == c.seed and c.run_name.endswith(f"-s{c.seed}")
+
+
+def test_expected_cell_counts() -> None:
+    counts = {p.stem: len(resolve(load_grid(p))) for p in GRIDS}
+    assert counts["quick"] == 4
+    assert counts["paper_table1"] == 2 * 3 * 5
+    assert counts["paper_rotation"] == 2 * 5 * 5
+    rot = load_grid(REPO / "sweeps/grids/paper_rotation.yaml")
+    assert len(rot.eval["rotations_deg"]) == 10 and max(rot.eval["rotations_deg"]) == 180
+
+
+def test_config_id_ignores_seed_and_names_are_readable() -> None:
+    grid = load_grid(REPO / "sweeps/grids/paper_rotation.yaml")
+    cells = resolve(grid)
+    by_id: dict[str, set[int]] = {}
+    for c in cells:
+        by_id.setdefault(c.config_id, set()).add(c.seed)
+    assert all(seeds == set(range(5)) for seeds in by_id.values()) and len(by_id) == 10
+    names = {c.run_name for c in cells}
+    assert "euclidnet-paper_16-rot045-s3" in names and "interaction_network-h32-rot180-s0" in names
+    a = cells[0].trial
+    b = copy.deepcopy(a)
+    b["train"]["seed"] = 99
+    assert config_id(a) == config_id(b)
+    b["train"]["lr"] = 0.5
+    assert config_id(a) != config_id(b)
+
+
+def test_per_model_defaults_and_grid_blocks() -> None:
+    cells = resolve(load_grid(REPO / "sweeps/grids/paper_table1.yaml"))
+    ein = {c.trial["model"].get("preset") for c in cells if c.model == "euclidnet"}
+    inn = {c.trial["model"].get("hidden") for c in cells if c.model == "interaction_network"}
+    assert ein == {"paper_8", "paper_16", "paper_32"} and inn == {16, 32, 40}
+    assert all(c.trial["model"].get("c") == 0.005 for c in cells if c.model == "euclidnet")
+
+
+def test_dry_run_prints_table_and_totals(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(REPO / "sweeps/grids/paper_table1.yaml"), "--dry-run", "--tracking-uri", "sqlite:///x.db"]) == 0
+    out = capsys.readouterr().out
+    assert "euclidnet-paper_8-s0" in out and "30 trial runs" in out and "6 configurations x 5 seeds" in out
+    assert not Path("x.db").exists()
+
+
+TINY = {"train.epochs": 1, "eval.rotations_deg": [0, 90], "eval.timing": False, "eval.track_metrics": False}
+
+
+@pytest.mark.slow
+def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path) -> None:
+    """The first cell of every shipped grid (data shrunk, one epoch) goes through the real trainer."""
+    from tracker.data.dataset import prepare
+    from tracker.train import run_trial
+    from tracker.train.config import trial_from_dict
+    from tracker.train.reporter import NullReporter
+
+    for path in GRIDS:
+        grid = load_grid(path)
+        cell = resolve(grid, source=str(path))[0]
+        raw = copy.deepcopy(cell.trial)
+        if raw["data"]["source"] == "hitgraphs":
+            raw["data"].update(path=str(shared_trackml / "hitgraphs_plus_1GeV5"), events={"train": 2, "val": 1,
+                                                                                            "test": 1})
+        else:
+            raw["data"].update(events={"train": 2, "val": 1, "test": 1}, pileup=10)
+        for key, value in TINY.items():
+            section, name = key.split(".")
+            raw[section][name] = value
+        cfg = trial_from_dict(raw, source=f"{path.name} (tiny)")
+        prepare(cfg.data)
+        result = run_trial(cfg, NullReporter(), workdir=tmp_path / path.stem, resume=False)
+        assert 0.0 <= result.metrics["auc"] <= 1.0, path.name
+        assert result.metrics["n_params"] > 0

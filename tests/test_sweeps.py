@@ -1,0 +1,174 @@
+"""The quick grid end to end on one shared local Ray with a SQLite MLflow: layout, resume, faults, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
+from sweeps.schema import load_grid, resolve
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "sweeps" / "grids" / "quick.yaml"
+TINY = ["--set", "data.events={train: 2, val: 1, test: 1}", "--set", "data.pileup=10", "--set", "train.epochs=2",
+        "--set", "eval.rotations_deg=[0, 90]", "--set", "eval.timing=false", "--quiet"]
+ARTIFACTS = {"config.yaml", "history.csv", "roc.csv", "rotation.csv", "model.pt", "metrics.json"}
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Any:
+    """One local Ray for every sweep in this module (sweeps.run reuses an initialised Ray)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, object_store_memory=150 * 2**20, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _sweep(folder: Path, *extra: str) -> int:
+    cwd = Path.cwd()
+    os.chdir(folder)
+    try:
+        return main([str(QUICK), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", *TINY, *extra])
+    finally:
+        os.chdir(cwd)
+
+
+def _runs(folder: Path) -> tuple[MlflowClient, list[Any], list[Any]]:
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("equitrack-quick")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("equitrack.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("equitrack.kind") == "trial"]
+    return client, parents, children
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    folder = tmp_path_factory.mktemp("quick")
+    return folder, _sweep(folder)
+
+
+def test_quick_sweep_layout(quick_sweep: tuple[Path, int]) -> None:
+    folder, code = quick_sweep
+    assert code == EXIT_OK
+    client, parents, children = _runs(folder)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    ptags = parent.data.tags
+    assert parent.info.status == "FINISHED" and ptags["sweep_name"] == "quick" and ptags["sweep_id"]
+    assert ptags["dataset_key"] and ptags["git_commit"] and ptags["version.mlflow"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"quick.yaml", "grid_resolved.yaml",
+                                                                          "cells.yaml"}
+    expected = {(c.run_name, c.config_id, c.seed) for c in resolve(load_grid(QUICK))}
+    got = set()
+    for run in children:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED" and tags["status"] == "finished"
+        assert tags["mlflow.parentRunId"] == parent.info.run_id and tags["sweep_id"] == ptags["sweep_id"]
+        assert tags["model"] in ("euclidnet", "interaction_network")
+        assert params["model.name"] == tags["model"] and params["train.seed"] == tags["seed"]
+        assert params["train.epochs"] == "2" and params["data.source"] == "simulated"
+        for name in ("auc", "edge_efficiency", "edge_purity", "n_params", "auc_rot_000", "auc_rot_090"):
+            assert name in metrics, name
+        history = client.get_metric_history(run.info.run_id, "val_auc")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= ARTIFACTS
+        got.add((run.info.run_name, tags["config_id"], int(tags["seed"])))
+    # the tiny overrides change the config, so ids differ from the plain grid's; names and seeds do not
+    assert {(n, s) for n, _, s in got} == {(n, s) for n, _, s in expected}
+    assert len({cid for _, cid, _ in got}) == 2
+
+
+def test_rerun_creates_nothing_new(quick_sweep: tuple[Path, int]) -> None:
+    folder, _ = quick_sweep
+    _, parents, before = _runs(folder)
+    assert _sweep(folder) == EXIT_OK
+    _, parents_after, after = _runs(folder)
+    assert [p.info.run_id for p in parents_after] == [p.info.run_id for p in parents]
+    assert {r.info.run_id: r.info.end_time for r in after} == {r.info.run_id: r.info.end_time for r in before}
+
+
+def test_failing_trial_is_failed_and_others_finish(ray_session: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """IN raises at every attempt (FAILED with its error); EuclidNet crashes once and resumes from its checkpoint."""
+    monkeypatch.setenv("EQUITRACK_FAULT", json.dumps([{"match": "euclidnet", "epoch": 2, "times": 1},
+                                                      {"match": "interaction_network", "epoch": 1, "times": 99}]))
+    assert _sweep(tmp_path, "--set", "seeds=1", "--set", "max_retries=1") == EXIT_FAILED
+    client, parents, children = _runs(tmp_path)
+    by_model = {r.data.tags["model"]: r for r in children}
+    assert len(children) == 2
+    failed = by_model["interaction_network"]
+    assert failed.info.status == "FAILED" and failed.data.tags["status"] == "failed"
+    assert "injected fault" in failed.data.tags["error"]
+    assert "error.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+    ok = by_model["euclidnet"]
+    assert ok.info.status == "FINISHED" and ok.data.tags["attempts"] == "2"
+    assert sorted(m.step for m in client.get_metric_history(ok.info.run_id, "train_loss")) == [1, 2]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.tags["n_failed"] == "1"
+    # --skip-failed leaves it alone; a plain re-run retries the same run (no duplicate)
+    monkeypatch.delenv("EQUITRACK_FAULT")
+    assert _sweep(tmp_path, "--set", "seeds=1", "--skip-failed") == EXIT_OK
+    assert _runs(tmp_path)[2][0].info.run_id in {r.info.run_id for r in children}
+    assert _sweep(tmp_path, "--set", "seeds=1") == EXIT_OK
+    _, _, again = _runs(tmp_path)
+    assert {r.info.run_id for r in again} == {r.info.run_id for r in children}
+    assert all(r.info.status == "FINISHED" for r in again)
+
+
+def test_interrupted_sweep_resumes_only_missing(ray_session: Any, tmp_path: Path) -> None:
+    """SIGTERM after the first finished run: it stays FINISHED, the others become KILLED; a re-run completes them."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    sent = threading.Event()
+
+    def _interrupt() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                exp = client.get_experiment_by_name("equitrack-quick")
+                if exp is not None and client.search_runs([exp.experiment_id],
+                                                          "tags.`equitrack.kind` = 'trial' and tags.status = 'finished'"):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    sent.set()
+                    return
+            except Exception:  # noqa: BLE001 - the database may not exist yet
+                pass
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=_interrupt, daemon=True)
+    watcher.start()
+    code = _sweep(tmp_path, "--max-concurrent", "1")
+    watcher.join(5)
+    assert sent.is_set() and code == EXIT_INTERRUPTED
+    _, parents, children = _runs(tmp_path)
+    status = {r.info.run_id: r.info.status for r in children}
+    finished = {k: r.info.end_time for r in children if (k := r.info.run_id) and r.info.status == "FINISHED"}
+    assert parents[0].info.status == "KILLED"
+    assert 1 <= len(finished) < 4 and set(status.values()) <= {"FINISHED", "KILLED"}
+    assert _sweep(tmp_path, "--max-concurrent", "1") == EXIT_OK
+    _, parents2, after = _runs(tmp_path)
+    assert len(parents2) == 1 and len(after) == 4 and {r.info.run_id for r in after} == set(status)
+    assert all(r.info.status == "FINISHED" for r in after)
+    assert {r.info.run_id: r.info.end_time for r in after if r.info.run_id in finished} == finished
+    for run in after:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2], (run.info.run_name, steps)
+
+
+def test_unreachable_tracking_server_stops_before_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([str(QUICK), "--tracking-uri", "http://127.0.0.1:9", *TINY]) == 3
+    assert "unreachable" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no dataset, no Ray results, no database

@@ -1,0 +1,323 @@
+"""Cached, disjoint train/val/test graph datasets built from a :class:`~tracker.train.config.DataConfig`.
+
+``prepare(cfg)`` builds the dataset once and returns its key; ``load_splits(cfg)`` reads it (building it first when
+needed). Sources:
+
+- ``hitgraphs``: a folder of reference npz graphs (graph options do not apply: the graphs are pre-built);
+- ``trackml``: a folder or zip of TrackML events, read and built with :mod:`tracker.graphs.builder`;
+- ``simulated``: events written by :func:`tracker.data.simulate.simulate_events`, then built like ``trackml``.
+
+Splits. For file sources the sorted file list is shuffled with ``cfg.seed`` and cut as test, val, train in this
+order, so the val and test graphs do not change when only the train size changes. Simulated splits use the same
+``cfg.seed`` (one simulated detector: misalignment and dead modules are drawn from the seed) and disjoint event-id
+ranges (test from 1,000,000, val from 2,000,000, train from 3,000,000); each event depends only on
+(seed, event id), so a larger train split keeps the smaller one as its prefix.
+
+Cache. ``$EQUITRACK_CACHE`` (default ``./.equitrack/cache``) / ``datasets`` / ``<source>-<hash>``: the hash covers the
+format version, the config fields that change the data, a fingerprint of the input files (names, sizes) and of the
+code that makes the data. The folder holds ``train.pt``, ``val.pt``, ``test.pt`` (lists of plain tensor dicts, read
+with ``torch.load(weights_only=True)``) and ``manifest.json`` (full config, key, counts, statistics, sha256 of
+each file, and a digest of the manifest itself). A build runs under a file lock (one build for concurrent callers)
+into a temporary folder that is renamed into place when complete. A folder whose manifest is missing, edited or
+inconsistent is never reused: :class:`DatasetCacheError` names it (``prepare(cfg, rebuild=True)`` replaces it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+from torch_geometric.data import Data
+
+from tracker.graphs.io import load_graphs, save_graphs
+from tracker.train.config import DataConfig
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+#: first event id of each simulated split (disjoint ranges; each holds up to 1e6 events)
+SIM_FIRST_EVENT = {"test": 1_000_000, "val": 2_000_000, "train": 3_000_000}
+_GRAPH_FIELDS = ("pt_min", "phi_slope_max", "z0_max", "endcaps", "remove_intersecting")
+_SIM_FIELDS = ("pileup", "noise_fraction", "field_phi_modulation", "misalignment_mm", "dead_module_fraction")
+_CODE = {
+    "hitgraphs": ("data/hitgraphs.py", "data/geometry.py", "graphs/io.py"),
+    "trackml": ("data/trackml.py", "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
+    "simulated": ("data/simulate.py", "data/trackml.py", "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
+}
+
+
+class DatasetCacheError(RuntimeError):
+    """A dataset cache folder that cannot be used (foreign, edited, incomplete); the message names it."""
+
+
+@dataclass
+class Splits:
+    """The three disjoint graph lists of a dataset and its cache key."""
+
+    train: list[Data]
+    val: list[Data]
+    test: list[Data]
+    key: str
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+# ------------------------------------------------------------------------------------------------ keys
+
+
+def cache_root() -> Path:
+    """``$EQUITRACK_CACHE`` or ``./.equitrack/cache`` (resolved to an absolute path now)."""
+    return Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve()
+
+
+def _sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _code_fingerprint(source: str) -> str:
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in _CODE[source]:
+        p = pkg / rel
+        h.update(rel.encode())
+        h.update(p.read_bytes() if p.exists() else b"<missing>")
+    return h.hexdigest()[:16]
+
+
+def _input_files(cfg: DataConfig) -> list[tuple[str, int]]:
+    """(name, size) of the input files the dataset is made from (empty for simulated data)."""
+    if cfg.source == "simulated":
+        return []
+    if not cfg.path:
+        raise ValueError(f"data.path is required for source {cfg.source!r} (a folder{' or zip' if cfg.source == 'trackml' else ''})")
+    path = Path(cfg.path)
+    if cfg.source == "hitgraphs":
+        if not path.is_dir():
+            raise FileNotFoundError(f"data.path={cfg.path!r}: not a folder of npz hit graphs")
+        return [(p.name, p.stat().st_size) for p in sorted(path.glob("*.npz"))]
+    import zipfile
+
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return sorted((i.filename, i.file_size) for i in zf.infolist() if i.filename.endswith((".csv", ".csv.gz")))
+    if not path.is_dir():
+        raise FileNotFoundError(f"data.path={cfg.path!r}: not a folder or zip of TrackML events")
+    return sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.name.endswith((".csv", ".csv.gz")))
+
+
+def key_config(cfg: DataConfig) -> dict[str, Any]:
+    """The part of the config that determines the data (what the key hashes, besides inputs and code)."""
+    out: dict[str, Any] = {"source": cfg.source, "events": cfg.events.model_dump(), "seed": cfg.seed}
+    if cfg.source in ("trackml", "simulated"):
+        out.update({k: getattr(cfg, k) for k in _GRAPH_FIELDS})
+    if cfg.source == "simulated":
+        out.update({k: getattr(cfg, k) for k in _SIM_FIELDS})
+    return out
+
+
+def dataset_key(cfg: DataConfig) -> str:
+    """``<source>-<16 hex>``: hash of the format version, :func:`key_config`, input files and code."""
+    blob = json.dumps({"format": FORMAT_VERSION, "config": key_config(cfg), "inputs": _input_files(cfg),
+                       "code": _code_fingerprint(cfg.source)}, sort_keys=True)
+    return f"{cfg.source}-{_sha256_bytes(blob.encode())[:16]}"
+
+
+def dataset_dir(cfg: DataConfig) -> Path:
+    return cache_root() / "datasets" / dataset_key(cfg)
+
+
+# ------------------------------------------------------------------------------------------------ manifest
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return _sha256_bytes(json.dumps(body, sort_keys=True).encode())
+
+
+def _verify(folder: Path, cfg: DataConfig, key: str, *, check_files: bool) -> dict[str, Any]:
+    """The manifest of ``folder`` when it is a complete dataset of ``cfg``; else :class:`DatasetCacheError`."""
+    mpath = folder / "manifest.json"
+    hint = "delete the folder or call prepare(cfg, rebuild=True)"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise DatasetCacheError(f"{folder}: no manifest.json — not a dataset made by tracker.data.dataset; {hint}") from None
+    except json.JSONDecodeError as err:
+        raise DatasetCacheError(f"{mpath}: unreadable manifest ({err}); {hint}") from None
+    if not isinstance(manifest, dict) or manifest.get("digest") != _manifest_digest(manifest):
+        raise DatasetCacheError(f"{mpath}: manifest digest mismatch (the manifest was edited); {hint}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DatasetCacheError(f"{mpath}: format version {manifest.get('format_version')!r}, this code writes "
+                                f"{FORMAT_VERSION}; {hint}")
+    if manifest.get("key") != key or manifest.get("key_config") != json.loads(json.dumps(key_config(cfg))):
+        raise DatasetCacheError(f"{mpath}: made for another configuration (key {manifest.get('key')!r}, "
+                                f"config {manifest.get('key_config')}); expected key {key!r}; {hint}")
+    for split in SPLITS:
+        f = folder / f"{split}.pt"
+        info = manifest.get("files", {}).get(f"{split}.pt")
+        if info is None or not f.exists() or f.stat().st_size != info["bytes"]:
+            raise DatasetCacheError(f"{f}: missing or of the wrong size for its manifest; {hint}")
+        if check_files and _sha256_file(f) != info["sha256"]:
+            raise DatasetCacheError(f"{f}: content does not match the sha256 in its manifest; {hint}")
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------ building
+
+
+def _pick(n_files: int, cfg: DataConfig, what: str) -> dict[str, np.ndarray]:
+    ev = cfg.events
+    need = ev.train + ev.val + ev.test
+    if n_files < need:
+        raise ValueError(f"data.path={cfg.path!r}: {n_files} {what}, but events asks for {need} "
+                         f"(train {ev.train}, val {ev.val}, test {ev.test})")
+    perm = np.random.default_rng(cfg.seed).permutation(n_files)
+    return {"test": perm[: ev.test], "val": perm[ev.test: ev.test + ev.val],
+            "train": perm[ev.test + ev.val: ev.test + ev.val + ev.train]}
+
+
+def _graph_options(cfg: DataConfig) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in _GRAPH_FIELDS}
+
+
+def _build_events(path: Path, event_ids: list[int], cfg: DataConfig) -> list[Data]:
+    from tracker.data.trackml import load_dataset
+    from tracker.graphs.builder import build_graph
+
+    wanted = set(int(e) for e in event_ids)
+    graphs = {}
+    for evt, hits, particles, truth in load_dataset(path, parts=("hits", "particles", "truth")):
+        if evt in wanted:
+            graphs[evt] = build_graph(hits, particles, truth, event_id=evt, **_graph_options(cfg))
+    return [graphs[e] for e in event_ids]
+
+
+def _build(cfg: DataConfig, work: Path) -> dict[str, list[Data]]:
+    """The graphs of each split (``work`` is a scratch folder inside the temporary dataset folder)."""
+    if cfg.source == "hitgraphs":
+        from tracker.data.hitgraphs import load_npz
+
+        files = sorted(Path(cfg.path).glob("*.npz"))
+        idx = _pick(len(files), cfg, "npz graphs")
+        return {s: [load_npz(files[i]) for i in idx[s]] for s in SPLITS}
+    if cfg.source == "trackml":
+        from tracker.data.trackml import list_events
+
+        ids = list_events(cfg.path, parts=("hits", "particles", "truth"))
+        idx = _pick(len(ids), cfg, "events")
+        return {s: _build_events(Path(cfg.path), [ids[i] for i in idx[s]], cfg) for s in SPLITS}
+    from tracker.data.simulate import simulate_events
+
+    out = {}
+    for s in SPLITS:
+        raw = work / f"raw-{s}"
+        simulate_events(out_dir=raw, n_events=getattr(cfg.events, s), seed=cfg.seed, pileup=cfg.pileup,
+                        noise_fraction=cfg.noise_fraction, first_event_id=SIM_FIRST_EVENT[s],
+                        field_phi_modulation=cfg.field_phi_modulation, misalignment_mm=cfg.misalignment_mm,
+                        dead_module_fraction=cfg.dead_module_fraction, progress=sys.stderr.isatty())
+        ids = list(range(SIM_FIRST_EVENT[s], SIM_FIRST_EVENT[s] + getattr(cfg.events, s)))
+        out[s] = _build_events(raw, ids, cfg)
+        sim = raw / "simulation.json"
+        if sim.exists() and s == "train":
+            shutil.copy(sim, work.parent / "simulation.json")
+        shutil.rmtree(raw)  # the graphs are what is cached; the events are reproducible from the seed
+    return out
+
+
+def _stats(graphs: list[Data]) -> dict[str, float]:
+    if not graphs:
+        return {}
+    from tracker.graphs.quality import graph_quality
+
+    n = np.array([g.num_nodes for g in graphs], float)
+    e = np.array([g.num_edges for g in graphs], float)
+    p = np.array([float(g.y.float().mean()) if g.num_edges else np.nan for g in graphs])
+    out = {"nodes_mean": float(n.mean()), "nodes_std": float(n.std()), "edges_mean": float(e.mean()),
+           "edges_std": float(e.std()), "purity_mean": float(np.nanmean(p))}
+    if all(bool((g.layer >= 0).all()) for g in graphs):
+        out["efficiency_mean"] = float(np.nanmean([graph_quality(g)["efficiency"] for g in graphs]))
+    return out
+
+
+def _build_into(folder: Path, cfg: DataConfig, key: str) -> dict[str, Any]:
+    """Build the dataset in a temporary sibling folder and rename it to ``folder`` when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=folder.parent))
+    try:
+        t0 = time.perf_counter()
+        work = tmp / "work"
+        work.mkdir()
+        graphs = _build(cfg, work)
+        shutil.rmtree(work, ignore_errors=True)
+        files = {}
+        for s in SPLITS:
+            p = save_graphs(graphs[s], tmp / f"{s}.pt")
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256_file(p), "graphs": len(graphs[s])}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "key": key,
+            "key_config": json.loads(json.dumps(key_config(cfg))),
+            "config": cfg.model_dump(mode="json"),
+            "inputs": _input_files(cfg),
+            "code": _code_fingerprint(cfg.source),
+            "build_id": uuid.uuid4().hex,
+            "created_unix": time.time(),
+            "build_seconds": time.perf_counter() - t0,
+            "event_ids": {s: [int(g.event_id) for g in graphs[s]] for s in SPLITS},
+            "stats": {s: _stats(graphs[s]) for s in SPLITS},
+            "files": files,
+        }
+        manifest["digest"] = _manifest_digest(manifest)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, folder)
+        return manifest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
+    """Build the dataset of ``cfg`` unless a valid cache exists; return its key.
+
+    Concurrent callers with the same config wait on one lock: one builds, the others reuse its result. A cache
+    folder that does not verify raises :class:`DatasetCacheError` naming it, unless ``rebuild`` replaces it."""
+    key = dataset_key(cfg)
+    folder = cache_root() / "datasets" / key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / f"{key}.lock")):
+        if folder.exists():
+            try:
+                _verify(folder, cfg, key, check_files=False)
+                return key
+            except DatasetCacheError:
+                if not rebuild:
+                    raise
+                shutil.rmtree(folder)
+        _build_into(folder, cfg, key)
+    return key
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read the train/val/test graphs of ``cfg`` (calling :func:`prepare` first, so a missing cache is built)."""
+    key = prepare(cfg)
+    folder = cache_root() / "datasets" / key
+    manifest = _verify(folder, cfg, key, check_files=True)
+    graphs = {s: load_graphs(folder / f"{s}.pt") for s in SPLITS}
+    return Splits(train=graphs["train"], val=graphs["val"], test=graphs["test"], key=key, manifest=manifest)

@@ -1,0 +1,816 @@
+"""Bundled trials: K cells that share data and model architecture, trained together in one process.
+
+A *bundle* is K trial configurations that differ only in keys that do not change the data or the parameter
+shapes (seed, training angle, random rotation, lr, data fraction, c, …: :data:`BUNDLEABLE`). Every member keeps
+the life of a trial of its own: its initialisation (seeded exactly as :func:`tracker.train.run_trial` seeds it, so a
+member equals the same cell trained alone), its rotation, optimiser, scheduler, early stopping, checkpoint (in the
+run_trial format, so resume is per member), failure (a NaN stops that member only) and its artifacts and final
+metrics through the same evaluation code (:func:`tracker.train.evaluate.final_metrics`).
+
+What the members share: one dataset load, the graphs moved to the device once, the training graphs collated once,
+one process (imports, Ray worker, MLflow set-up: the sweeps layer), and with ``vmap`` the kernels of a step.
+
+Two strategies with identical semantics:
+
+``loop``
+    one ordinary model / Adam / StepLR per member, trained epoch by epoch in turn on the shared resident batches.
+    On CPU with the zoo's small widths this is the fastest (vmap's batched matmul/gather rules are slower there).
+``vmap``
+    the K parameter sets stacked (``torch.func.functional_call`` + ``vmap``); each step gathers every member's own
+    batch (members shuffle differently) from the training graphs pre-padded once to a common node/edge count
+    (padding edges join two padding nodes and are masked out of the loss), one batched forward/backward, then
+    per-member gradient clipping and a functional Adam with per-member lr/betas/weight decay; the state is
+    written back to each member's own model/optimiser every epoch (checkpoints identical in format to run_trial).
+    Pays off where launch overhead dominates (CUDA). Needs a model that ``vmap`` can batch: a custom
+    ``torch.autograd.Function`` must define ``setup_context`` and ``generate_vmap_rule = True`` (or ``vmap``).
+``auto``
+    ``vmap`` on CUDA when the model supports it and all model hyper-parameters are equal, else ``loop``.
+
+Member failures (non-finite loss, an exception in its forward or evaluation) never stop the others: the member's
+result has ``status="FAILED"`` and its error, and its reporter's optional ``fail(error=...)`` is called.
+Exceptions raised by a reporter (e.g. Ray reporting, a fault injected by a test) are infrastructure failures: they
+abort the whole bundle, which a retry resumes member by member from the checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+import yaml
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tracker.train.config import TrialConfig
+from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
+from tracker.train.evaluate import final_metrics, predict
+from tracker.train.reporter import Reporter
+from tracker.train.step import rotate_batch, train_step
+from tracker.train.trial import (
+    EPOCH_METRICS,
+    CheckpointMismatchError,
+    EarlyStopping,
+    NonFiniteLossError,
+    TrialResult,
+    _load_splits,
+    _order_metrics,
+    _seed_everything,
+    _write_table,
+    config_hash,
+)
+
+Strategy = Literal["auto", "loop", "vmap"]
+
+#: dotted keys that may differ between the members of a bundle (anything else must be equal)
+BUNDLEABLE: frozenset[str] = frozenset(
+    {
+        "train.seed", "train.train_rotation_deg", "train.random_rotation", "train.lr", "train.fraction",
+        "train.epochs", "train.patience", "train.monitor", "train.lr_step", "train.lr_gamma", "train.grad_clip",
+        "train.weight_decay", "train.betas", "train.pos_weight",
+    }
+)
+#: model hyper-parameters that change no parameter shape; with ``vmap`` they must still be equal (Python floats
+#: inside the module cannot be batched), ``loop`` builds each member's own model
+MODEL_BUNDLEABLE: frozenset[str] = frozenset({"model.c"})
+#: the graph fields a model may read; the vmap strategy stacks only these
+MODEL_FIELDS = ("x", "pos", "edge_index", "edge_attr")
+
+VMAP_MODEL_CHANGE = (
+    "every torch.autograd.Function inside the model must support torch.func: move the ctx work of forward() into "
+    "a `setup_context(ctx, inputs, output)` staticmethod (forward(xc, eps, act) without ctx; return the saved "
+    "intermediates as extra outputs marked non-differentiable, or recompute them in backward) and set "
+    "`generate_vmap_rule = True` (e.g. tracker.models.common._NormActFM)"
+)
+
+
+class BundleError(ValueError):
+    """Configurations that cannot be trained as one bundle; the message names the key, members and values."""
+
+
+@dataclass
+class MemberResult(TrialResult):
+    """A member's :class:`TrialResult` plus its fate: ``status`` FINISHED or FAILED, ``error`` the message."""
+
+    status: str = "FINISHED"
+    error: str | None = None
+    exception: BaseException | None = None
+
+
+# -- validation --------------------------------------------------------------------------------------------------
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def bundle_differences(configs: Sequence[TrialConfig]) -> dict[str, list[Any]]:
+    """Dotted keys whose values differ between ``configs``, with each member's value."""
+    flat = [_flatten(c.model_dump(mode="json")) for c in configs]
+    keys = sorted(set().union(*flat)) if flat else []
+    diff = {}
+    for k in keys:
+        values = [f.get(k, "<unset>") for f in flat]
+        if any(v != values[0] for v in values[1:]):
+            diff[k] = values
+    return diff
+
+
+def validate_bundle(configs: Sequence[TrialConfig], *, strategy: Strategy = "auto") -> dict[str, list[Any]]:
+    """Raise :class:`BundleError` unless ``configs`` may share one bundle; return the differing keys.
+
+    Allowed to differ: :data:`BUNDLEABLE` and every ``eval.*`` key; ``model.c``-like keys
+    (:data:`MODEL_BUNDLEABLE`) except with ``strategy="vmap"``. Data, model name and shapes, device and batch size
+    must be equal. Seeds must differ or something else must (two identical members are a mistake).
+    """
+    if len(configs) == 0:
+        raise BundleError("a bundle needs at least one trial configuration (got none)")
+    for i, c in enumerate(configs):
+        if not isinstance(c, TrialConfig):
+            raise BundleError(f"bundle member {i}: expected a TrialConfig, got {type(c).__name__}")
+    diff = bundle_differences(configs)
+    allowed = BUNDLEABLE | (MODEL_BUNDLEABLE if strategy != "vmap" else frozenset())
+    for key, values in diff.items():
+        if key in allowed or key.startswith("eval."):
+            continue
+        why = ("the vmap strategy batches parameters only; use strategy='loop' or bundle by this key"
+               if key in MODEL_BUNDLEABLE else
+               f"only {', '.join(sorted(BUNDLEABLE | MODEL_BUNDLEABLE))} and eval.* may differ within a bundle")
+        raise BundleError(f"bundle members differ in {key!r}: {values} ({why})")
+    dumps = [json.dumps(c.model_dump(mode="json"), sort_keys=True) for c in configs]
+    for i in range(len(dumps)):
+        for j in range(i):
+            if dumps[i] == dumps[j]:
+                raise BundleError(f"bundle members {j} and {i} are the same trial configuration")
+    return diff
+
+
+def _architecture(model: nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    return [(k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()]
+
+
+# -- shared data -------------------------------------------------------------------------------------------------
+class _Pool:
+    """The training split resident on the device once; with batch size 1 each graph collated once, for everyone."""
+
+    def __init__(self, graphs: Sequence[Data], *, device: torch.device, batch_size: int) -> None:
+        self.graphs = [g.to(device) for g in graphs]
+        self.batch_size = batch_size
+        self.device = device
+        self.single = [Batch.from_data_list([g]) for g in self.graphs] if batch_size == 1 else None
+
+
+class _PoolView:
+    """A member's training subset (``train.fraction``) of the pool, with :class:`GraphSet`'s ``batches``."""
+
+    def __init__(self, pool: _Pool, ids: Sequence[int]) -> None:
+        self.pool = pool
+        self.ids = [int(i) for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def graphs(self) -> list[Data]:
+        return [self.pool.graphs[i] for i in self.ids]
+
+    def chunks(self, order: Tensor) -> list[list[int]]:
+        """Positions (into this view) of each batch, like :meth:`GraphSet.batches`."""
+        idx = [int(i) for i in order]
+        bs = self.pool.batch_size
+        return [idx[s : s + bs] for s in range(0, len(idx), bs)]
+
+    def batches(self, order: Tensor) -> list[tuple[Batch, Tensor]]:
+        out = []
+        for chunk in self.chunks(order):
+            if self.pool.single is not None:
+                b = self.pool.single[self.ids[chunk[0]]]
+            else:
+                b = Batch.from_data_list([self.pool.graphs[self.ids[i]] for i in chunk])
+            out.append((b, torch.tensor(chunk, dtype=torch.long)))
+        return out
+
+
+# -- members -----------------------------------------------------------------------------------------------------
+class _Member:
+    """One trial inside a bundle: its own model, optimiser, scheduler, early stopping, RNG and checkpoint."""
+
+    def __init__(self, index: int, config: TrialConfig, reporter: Reporter, workdir: Path) -> None:
+        self.index = index
+        self.config = config
+        self.tc = config.train
+        self.reporter = reporter
+        self.workdir = Path(workdir)
+        self.history: list[dict[str, float]] = []
+        self.next_epoch = 1
+        self.train_seconds = 0.0
+        self.finished = False
+        self.failed: BaseException | None = None
+        self.result: MemberResult | None = None
+
+    @property
+    def training(self) -> bool:
+        return self.failed is None and not self.finished and self.next_epoch <= self.tc.epochs
+
+    def build(self, *, device: torch.device, pool: _Pool, resume: bool) -> None:
+        """Everything :func:`run_trial` sets up before its first epoch, in the same order (same RNG draws)."""
+        from tracker.models import build_model, count_parameters
+
+        tc = self.tc
+        self.view = _PoolView(pool, select_fraction(list(range(len(pool.graphs))), tc.fraction, seed=tc.seed))
+        _seed_everything(tc.seed)
+        self.model = build_model(self.config.model.name, **self.config.model.hparams()).to(device)
+        self.n_params = int(count_parameters(self.model))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                          weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=tc.lr_step, gamma=tc.lr_gamma)
+        self.stopper = EarlyStopping(tc.monitor, tc.patience)
+        self.generator = torch.Generator().manual_seed(tc.seed)
+        if tc.pos_weight == "auto":
+            self.pos_weight = auto_pos_weight(self.view.graphs)
+        else:
+            self.pos_weight = None if tc.pos_weight is None else float(tc.pos_weight)
+        self.base_theta = math.radians(tc.train_rotation_deg)
+        self.val_theta = self.base_theta if self.base_theta != 0 else None
+        self.chash = config_hash(self.config)
+
+        state = load_checkpoint(self.workdir)
+        if state is not None and not resume:
+            shutil.rmtree(self.workdir / "checkpoint", ignore_errors=True)
+            state = None
+        if state is not None:
+            if state["config_hash"] != self.chash:
+                raise CheckpointMismatchError(
+                    f"{self.workdir / 'checkpoint'} was written by a different trial configuration; "
+                    "remove it or call run_bundle(..., resume=False)"
+                )
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.stopper.load_state_dict(state["early_stopping"])
+            set_rng_state(state["rng"], self.generator)
+            self.history = [dict(h) for h in state["history"]]
+            self.next_epoch = int(state["epoch"]) + 1
+            self.train_seconds = float(state["train_seconds"])
+            self.finished = bool(state["finished"])
+        self.rng = rng_state(self.generator)  # the global RNG as this member alone would have it now
+
+    def announce(self) -> None:
+        resolved = self.config.model_dump(mode="json")
+        self.reporter.start(config=resolved, n_params=self.n_params)
+        cfg_path = self.workdir / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        self.reporter.artifact(cfg_path)
+
+    # the epoch, split in the parts the strategies share
+    def plan(self) -> tuple[Tensor, Tensor, bool]:
+        """This epoch's order and angles, drawn from the member's own generator (as run_trial draws them)."""
+        order, theta = epoch_plan(len(self.view), self.generator, base_theta=self.base_theta,
+                                  random_rotation=self.tc.random_rotation)
+        rotate = self.tc.random_rotation or self.base_theta != 0
+        return order, theta, rotate
+
+    def end_epoch(self, *, loss_sum: float, n_edges: int, lr: float, seconds_train: float,
+                  val_set: GraphSet) -> dict[str, Any]:
+        """Scheduler step, validation, history, early stopping and checkpoint; returns what to report."""
+        epoch = self.next_epoch
+        t0 = time.perf_counter()
+        self.scheduler.step()
+        val = predict(self.model, val_set, self.val_theta, pos_weight=self.pos_weight)
+        if not math.isfinite(val.loss):
+            raise NonFiniteLossError(epoch, "validation loss", val.loss)
+        seconds = seconds_train + time.perf_counter() - t0
+        self.train_seconds += seconds
+        metrics = {"train_loss": loss_sum / max(n_edges, 1), "val_loss": val.loss, "val_auc": val.auc(),
+                   "lr": lr, "epoch_seconds": seconds}
+        self.history.append({"epoch": float(epoch), **metrics})
+        stop = self.stopper.update(epoch, metrics, self.model)
+        self.finished = stop or epoch == self.tc.epochs
+        ckpt = save_checkpoint(
+            self.workdir,
+            {
+                "format": 1,
+                "config_hash": self.chash,
+                "epoch": epoch,
+                "finished": self.finished,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "early_stopping": self.stopper.state_dict(),
+                "rng": self.rng,
+                "history": self.history,
+                "train_seconds": self.train_seconds,
+            },
+        )
+        self.next_epoch = epoch + 1
+        return {"epoch": epoch, "metrics": metrics, "checkpoint_dir": ckpt}
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        msg = f"{type(exc).__name__}: {exc}"
+        (self.workdir / "error.txt").write_text(msg + "\n")
+        self.result = MemberResult(metrics={}, artifacts_dir=self.workdir, history=list(self.history),
+                                   status="FAILED", error=msg, exception=exc)
+        hook = getattr(self.reporter, "fail", None)
+        if callable(hook):
+            hook(error=exc)
+
+    def evaluate(self, *, val_set: GraphSet, test_set: GraphSet) -> None:
+        """The best epoch on the test split and the artifacts, exactly as :func:`run_trial` ends."""
+        model = self.model
+        if self.stopper.best_state is not None:
+            model.load_state_dict(self.stopper.best_state)
+        metrics, roc, rotation = final_metrics(
+            model, val=val_set, test=test_set, cfg=self.config.eval, val_theta=self.val_theta,
+            pos_weight=self.pos_weight, n_params=self.n_params,
+        )
+        epochs_run = len(self.history)
+        metrics["best_epoch"] = float(self.stopper.best_epoch)
+        metrics["train_seconds"] = self.train_seconds
+        metrics["seconds_per_epoch"] = self.train_seconds / max(epochs_run, 1)
+        ordered = _order_metrics(metrics)
+        wd, rep = self.workdir, self.reporter
+        _write_table(wd / "history.csv", pd.DataFrame(self.history, columns=["epoch", *EPOCH_METRICS]), rep)
+        _write_table(wd / "roc.csv", roc, rep)
+        _write_table(wd / "rotation.csv", rotation, rep)
+        weights = wd / "model.pt"
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+        rep.artifact(weights)
+        out = wd / "metrics.json"
+        out.write_text(json.dumps(ordered, indent=2))
+        rep.artifact(out)
+        self.result = MemberResult(metrics=ordered, artifacts_dir=wd, history=list(self.history))
+        rep.finish(metrics=ordered)
+
+
+# -- the loop strategy -------------------------------------------------------------------------------------------
+def _loop_epoch(m: _Member) -> tuple[float, int, float, float]:
+    """One epoch of ``m`` on its own model, exactly :func:`run_trial`'s inner loop; returns loss sum, edges, lr, s."""
+    set_rng_state(m.rng, m.generator)
+    t0 = time.perf_counter()
+    lr = m.optimizer.param_groups[0]["lr"]
+    order, theta, rotate = m.plan()
+    loss_sum, n_edges = 0.0, 0
+    m.model.train()
+    for i, (batch, idx) in enumerate(m.view.batches(order)):
+        angles = theta[idx] if rotate else None
+        loss = float(train_step(m.model, m.optimizer, batch, angles, pos_weight=m.pos_weight,
+                                grad_clip=m.tc.grad_clip))
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(m.next_epoch, f"training loss in batch {i + 1}", loss)
+        e = int(batch.edge_index.shape[1])
+        loss_sum += loss * e
+        n_edges += e
+    m.rng = rng_state(m.generator)
+    return loss_sum, n_edges, lr, time.perf_counter() - t0
+
+
+# -- the vmap strategy -------------------------------------------------------------------------------------------
+class _PaddedPool:
+    """The pool's graphs padded once to a common node/edge count and stacked: ``[G + 1, ...]`` per field.
+
+    Graph ``G`` is all padding (it fills short last batches). Padding nodes copy node 0/1 of their graph (benign,
+    finite inputs); padding edges run between the last two padding nodes, never touch a real node, and have
+    ``mask = 0`` so they are left out of the loss.
+    """
+
+    def __init__(self, graphs: Sequence[Data], *, device: torch.device) -> None:
+        fields = [f for f in MODEL_FIELDS if getattr(graphs[0], f, None) is not None]
+        if "edge_index" not in fields or "x" not in fields:
+            raise BundleError("vmap strategy: the training graphs need x and edge_index")
+        self.fields = fields
+        n_max = max(int(g.num_nodes) for g in graphs)
+        e_max = max(int(g.edge_index.shape[1]) for g in graphs)
+        self.n_pad, self.e_pad = n_max + 2, max(e_max, 1)
+        G = len(graphs)
+        self.dummy = G
+        np_, ep = self.n_pad, self.e_pad
+        node_fields = [f for f in fields if f not in ("edge_index", "edge_attr")]
+        self.node: dict[str, Tensor] = {}
+        for f in node_fields:
+            ref = getattr(graphs[0], f)
+            t = torch.empty((G + 1, np_, *ref.shape[1:]), dtype=ref.dtype, device=device)
+            for i, g in enumerate(graphs + [graphs[0]]):
+                v = getattr(g, f)
+                n = int(g.num_nodes) if i < G else 0
+                if n:
+                    t[i, :n] = v
+                t[i, n:] = v[0]
+                t[i, np_ - 1] = v[1] if v.shape[0] > 1 else v[0]
+            self.node[f] = t
+        ei = torch.empty((G + 1, 2, ep), dtype=torch.long, device=device)
+        ei[:, 0, :], ei[:, 1, :] = np_ - 2, np_ - 1
+        mask = torch.zeros((G + 1, ep), dtype=torch.bool, device=device)
+        y = torch.zeros((G + 1, ep), dtype=torch.float32, device=device)
+        ea = None
+        if "edge_attr" in fields:
+            ref = graphs[0].edge_attr
+            ea = torch.empty((G + 1, ep, *ref.shape[1:]), dtype=ref.dtype, device=device)
+            ea[:] = ref[0]
+        for i, g in enumerate(graphs):
+            e = int(g.edge_index.shape[1])
+            ei[i, :, :e] = g.edge_index
+            mask[i, :e] = True
+            y[i, :e] = g.y.reshape(-1).to(torch.float32)
+            if ea is not None:
+                ea[i, :e] = g.edge_attr
+        self.edge_index, self.mask, self.y, self.edge_attr = ei, mask, y, ea
+        self.n_edges = [int(g.edge_index.shape[1]) for g in graphs]
+
+    def gather(self, ids: Tensor, node_theta: Tensor | None) -> dict[str, Tensor]:
+        """Inputs of one step: ``ids`` [K, B] graph ids → fields stacked [K, B·n_pad, …], edges [K, 2, B·e_pad].
+
+        ``node_theta`` [K, B] angles (radians) rotate each graph exactly as :func:`rotate_batch` does.
+        """
+        K, B = ids.shape
+        np_, ep = self.n_pad, self.e_pad
+        flat = ids.reshape(-1).to(self.mask.device)
+        out: dict[str, Tensor] = {}
+        for f, t in self.node.items():
+            out[f] = t.index_select(0, flat).reshape(K, B * np_, *t.shape[2:])
+        if node_theta is not None:
+            slot = torch.arange(K * B, device=flat.device).repeat_interleave(np_)
+            fake = Data(x=out["x"].reshape(K * B * np_, -1), batch=slot)
+            if "pos" in out:
+                fake.pos = out["pos"].reshape(K * B * np_, -1)
+            rot = rotate_batch(fake, node_theta.reshape(-1))
+            out["x"] = rot.x.reshape(K, B * np_, -1)
+            if "pos" in out:
+                out["pos"] = rot.pos.reshape(K, B * np_, -1)
+        ei = self.edge_index.index_select(0, flat).reshape(K, B, 2, ep)
+        if B > 1:
+            ei = ei + (torch.arange(B, device=ei.device) * np_).view(1, B, 1, 1)
+        out["edge_index"] = ei.permute(0, 2, 1, 3).reshape(K, 2, B * ep)
+        if self.edge_attr is not None:
+            out["edge_attr"] = self.edge_attr.index_select(0, flat).reshape(K, B * ep, *self.edge_attr.shape[2:])
+        out["y"] = self.y.index_select(0, flat).reshape(K, B * ep)
+        out["mask"] = self.mask.index_select(0, flat).reshape(K, B * ep)
+        return out
+
+
+def _bce_with_logits(logits: Tensor, y: Tensor, pos_weight: Tensor | None) -> Tensor:
+    """Element-wise BCE with logits, the formula of ``F.binary_cross_entropy_with_logits`` (vmap friendly)."""
+    max_val = (-logits).clamp_min(0)
+    soft = torch.log(torch.exp(-max_val) + torch.exp(-logits - max_val)) + max_val
+    if pos_weight is None:
+        return (1 - y) * logits + soft
+    return (1 - y) * logits + ((pos_weight - 1) * y + 1) * soft
+
+
+class _Stacked:
+    """K parameter sets of one architecture trained as one: batched forward/backward, per-member Adam."""
+
+    def __init__(self, template: nn.Module) -> None:
+        self.template = template
+        self.names = [n for n, _ in template.named_parameters()]
+        self.buffer_names = [n for n, _ in template.named_buffers()]
+
+    def _loss(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: dict[str, Tensor],
+              pos_weight: Tensor | None) -> Tensor:
+        data = Data(**{f: inputs[f] for f in MODEL_FIELDS if f in inputs})
+        logits = torch.func.functional_call(self.template, (params, buffers), (data,))
+        mask = inputs["mask"].to(logits.dtype)
+        per_edge = _bce_with_logits(logits, inputs["y"].to(logits.dtype), pos_weight)
+        return (per_edge * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def losses(self, params, buffers, inputs, pos_weight):
+        """Per-member mean loss [K] of one step (graph inputs batched along dim 0)."""
+        in_dims = (0, 0, {k: 0 for k in inputs}, None if pos_weight is None else 0)
+        return torch.func.vmap(self._loss, in_dims=in_dims, randomness="different")(
+            params, buffers, inputs, pos_weight)
+
+
+def vmap_supported(model: nn.Module, graph: Data, *, k: int = 2) -> tuple[bool, str]:
+    """Whether ``torch.func.vmap`` can batch ``model``'s forward and backward (tried on a tiny subgraph)."""
+    e = min(16, int(graph.edge_index.shape[1]))
+    ei = graph.edge_index[:, :e]
+    nodes, inv = torch.unique(ei, return_inverse=True)
+    fields = {f: getattr(graph, f)[nodes] for f in ("x", "pos") if getattr(graph, f, None) is not None}
+    if getattr(graph, "edge_attr", None) is not None:
+        fields["edge_attr"] = graph.edge_attr[:e]
+    small = {f: v.unsqueeze(0).expand(k, *v.shape).clone() for f, v in fields.items()}
+    small["edge_index"] = inv.reshape(2, e).unsqueeze(0).expand(k, 2, e).clone()
+    small["y"] = graph.y[:e].reshape(1, e).expand(k, e).to(torch.float32).clone()
+    small["mask"] = torch.ones((k, e), dtype=torch.bool, device=ei.device)
+    st = _Stacked(model)
+    params = {n: p.detach().unsqueeze(0).expand(k, *p.shape).clone().requires_grad_()
+              for n, p in model.named_parameters()}
+    buffers = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in model.named_buffers()}
+    try:
+        loss = st.losses(params, buffers, small, None).sum()
+        loss.backward()
+    except Exception as exc:  # noqa: BLE001 — any failure means "cannot vmap this model"
+        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return True, ""
+
+
+def _vmap_epoch(members: list[_Member], padded: _PaddedPool, stacked: _Stacked) -> dict[int, tuple]:
+    """One epoch of every member in ``members`` at once; returns index → (loss sum, edges, lr, seconds).
+
+    Members that fail in this epoch get ``m.failed`` set (and no entry). The stacked state is written back to each
+    member's own model and optimiser at the end, so checkpoints, validation and early stopping are per member.
+    """
+    t0 = time.perf_counter()
+    K = len(members)
+    device = padded.mask.device
+    dtype = next(iter(members[0].model.parameters())).dtype
+    plans = []
+    for m in members:
+        set_rng_state(m.rng, m.generator)
+        order, theta, rotate = m.plan()
+        chunks = m.view.chunks(order)
+        plans.append((chunks, theta, rotate))
+        m.rng = rng_state(m.generator)
+    n_steps = max(len(p[0]) for p in plans)
+    B = members[0].view.pool.batch_size
+    any_rotate = any(p[2] for p in plans)
+
+    # stack parameters and Adam state (from each member's own torch Adam)
+    with torch.no_grad():
+        params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members]).requires_grad_()
+                  for n in stacked.names}
+        buffers = {n: torch.stack([m.model.get_buffer(n) for m in members]) for n in stacked.buffer_names}
+        exp_avg, exp_avg_sq = {}, {}
+        steps = torch.zeros(K, dtype=torch.float64)
+        for n in stacked.names:
+            a, s = [], []
+            for k, m in enumerate(members):
+                st = m.optimizer.state.get(m.model.get_parameter(n), {})
+                p = m.model.get_parameter(n)
+                a.append(st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p))
+                s.append(st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p))
+                if "step" in st:
+                    steps[k] = float(st["step"])
+            exp_avg[n], exp_avg_sq[n] = torch.stack(a), torch.stack(s)
+    groups = [m.optimizer.param_groups[0] for m in members]
+    lrs = [float(g["lr"]) for g in groups]
+    beta1 = torch.tensor([float(g["betas"][0]) for g in groups], dtype=torch.float64)
+    beta2 = torch.tensor([float(g["betas"][1]) for g in groups], dtype=torch.float64)
+    eps = torch.tensor([float(g["eps"]) for g in groups], dtype=dtype, device=device)
+    wd = torch.tensor([float(g["weight_decay"]) for g in groups], dtype=dtype, device=device)
+    use_wd = bool((wd != 0).any())
+    clips = [m.tc.grad_clip for m in members]
+    use_clip = any(c is not None for c in clips)
+    clip_max = torch.tensor([c if c is not None else math.inf for c in clips], dtype=dtype, device=device)
+    pw_values = [m.pos_weight for m in members]
+    pos_weight = (None if all(p is None for p in pw_values) else
+                  torch.tensor([1.0 if p is None else p for p in pw_values], dtype=dtype, device=device))
+    one_m_b1 = (1 - beta1).to(dtype).to(device)
+    one_m_b2 = (1 - beta2).to(dtype).to(device)
+    b2 = beta2.to(dtype).to(device)
+
+    loss_sum = [0.0] * K
+    n_edges = [0] * K
+    alive = torch.ones(K, dtype=torch.bool)
+    for s in range(n_steps):
+        ids = torch.full((K, B), padded.dummy, dtype=torch.long)
+        theta = torch.zeros((K, B), dtype=torch.float64) if any_rotate else None
+        active = torch.zeros(K, dtype=torch.bool)
+        for k, (chunks, th, rot) in enumerate(plans):
+            if s >= len(chunks) or not alive[k]:
+                continue
+            chunk = chunks[s]
+            active[k] = True
+            ids[k, : len(chunk)] = torch.tensor([members[k].view.ids[i] for i in chunk])
+            if rot:
+                theta[k, : len(chunk)] = th[torch.tensor(chunk)]
+        inputs = padded.gather(ids, theta)
+        losses = stacked.losses(params, buffers, inputs, pos_weight)
+        lv = losses.detach().to("cpu", torch.float64)
+        for k in range(K):
+            if active[k] and not math.isfinite(float(lv[k])):
+                members[k].failed = NonFiniteLossError(members[k].next_epoch, f"training loss in batch {s + 1}",
+                                                       float(lv[k]))
+                alive[k] = False
+                active[k] = False
+        if not bool(active.any()):
+            continue
+        weight = active.to(dtype=losses.dtype, device=losses.device)
+        grads = torch.autograd.grad((torch.where(weight > 0, losses, 0.0) * weight).sum(),
+                                    [params[n] for n in stacked.names])
+        with torch.no_grad():
+            act_d = active.to(device)
+            if use_clip:
+                norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), 2, dim=1) for g in grads])
+                total = torch.linalg.vector_norm(norms, 2, dim=0)
+                coef = torch.clamp(clip_max / (total + 1e-6), max=1.0)
+            steps = steps + active.to(torch.float64)
+            st = steps.clamp_min(1.0)
+            bc1 = 1 - beta1**st
+            bc2_sqrt = torch.sqrt(1 - beta2**st)
+            step_size = (torch.tensor(lrs, dtype=torch.float64) / bc1).to(dtype).to(device)
+            bc2s = bc2_sqrt.to(dtype).to(device)
+            for n, g in zip(stacked.names, grads):
+                p = params[n]
+                shape = (K,) + (1,) * (p.dim() - 1)
+                if use_clip:
+                    g = g * coef.view(shape)
+                if use_wd:
+                    g = g + wd.view(shape) * p
+                m1 = torch.lerp(exp_avg[n], g, one_m_b1.view(shape))
+                m2 = exp_avg_sq[n] * b2.view(shape) + (g * one_m_b2.view(shape)) * g
+                denom = m2.sqrt() / bc2s.view(shape) + eps.view(shape)
+                newp = p - m1 * step_size.view(shape) / denom
+                if bool(active.all()):
+                    exp_avg[n], exp_avg_sq[n] = m1, m2
+                    p.copy_(newp)
+                else:
+                    a = act_d.view(shape)
+                    exp_avg[n] = torch.where(a, m1, exp_avg[n])
+                    exp_avg_sq[n] = torch.where(a, m2, exp_avg_sq[n])
+                    p.copy_(torch.where(a, newp, p))
+        for k in range(K):
+            if active[k]:
+                e = sum(padded.n_edges[members[k].view.ids[i]] for i in plans[k][0][s])
+                loss_sum[k] += float(lv[k]) * e
+                n_edges[k] += e
+
+    # write the stacked state back into each member's own model and torch optimiser
+    with torch.no_grad():
+        for k, m in enumerate(members):
+            m.optimizer._opt_called = True  # stepped by us: StepLR need not warn about the call order
+            for n in stacked.names:
+                p = m.model.get_parameter(n)
+                p.copy_(params[n][k])
+                if steps[k] > 0:
+                    m.optimizer.state[p] = {
+                        "step": torch.tensor(float(steps[k]), dtype=torch.float32),
+                        "exp_avg": exp_avg[n][k].clone(),
+                        "exp_avg_sq": exp_avg_sq[n][k].clone(),
+                    }
+    seconds = (time.perf_counter() - t0) / K  # the shared step time, split evenly
+    return {m.index: (loss_sum[k], n_edges[k], lrs[k], seconds) for k, m in enumerate(members) if m.failed is None}
+
+
+# -- the driver --------------------------------------------------------------------------------------------------
+def choose_strategy(strategy: Strategy, *, device: torch.device, diff: dict[str, list[Any]],
+                    model: nn.Module, graph: Data) -> tuple[str, str]:
+    """The strategy to run and why: ``vmap`` on CUDA when possible, ``loop`` on CPU (measured faster there)."""
+    if strategy not in ("auto", "loop", "vmap"):
+        raise BundleError(f"strategy must be 'auto', 'loop' or 'vmap', got {strategy!r}")
+    if strategy == "loop":
+        return "loop", "asked for"
+    model_keys = [k for k in diff if k.startswith("model.")]
+    if strategy == "vmap":
+        if model_keys:
+            raise BundleError(f"strategy 'vmap': bundle members differ in {model_keys[0]!r}: {diff[model_keys[0]]} "
+                              "(vmap batches parameters only; use strategy='loop')")
+        ok, why = vmap_supported(model, graph)
+        if not ok:
+            raise BundleError(f"strategy 'vmap': torch.func.vmap cannot batch model {type(model).__name__} "
+                              f"({why}); the model needs this change: {VMAP_MODEL_CHANGE}")
+        return "vmap", "asked for"
+    if device.type != "cuda":
+        return "loop", "auto: CPU (vmap's batched kernels are slower than a loop at these widths on CPU)"
+    if model_keys:
+        return "loop", f"auto: members differ in {model_keys[0]}"
+    ok, why = vmap_supported(model, graph)
+    if not ok:
+        return "loop", f"auto: model cannot be vmapped ({why})"
+    return "vmap", "auto: CUDA"
+
+
+def run_bundle(
+    configs: Sequence[TrialConfig],
+    reporters: Sequence[Reporter],
+    *,
+    workdirs: Sequence[Path],
+    strategy: Strategy = "auto",
+    resume: bool = True,
+    splits: tuple[Sequence[Data], Sequence[Data], Sequence[Data]] | None = None,
+    log: Any = None,
+) -> list[MemberResult]:
+    """Train and evaluate the K trials of ``configs`` together; one :class:`MemberResult` per member, in order.
+
+    Each member ``i`` reports to ``reporters[i]`` and writes its checkpoint and artifacts in ``workdirs[i]``
+    exactly as ``run_trial(configs[i], reporters[i], workdir=workdirs[i], resume=resume)`` would, with the same
+    metrics (up to float round-off with ``vmap``). ``splits`` = (train, val, test) graphs already in memory skips
+    the dataset load; ``log`` is an optional ``callable(str)`` told which strategy runs and why.
+    """
+    configs = list(configs)
+    if len(reporters) != len(configs) or len(workdirs) != len(configs):
+        raise BundleError(f"run_bundle: {len(configs)} configs but {len(reporters)} reporters and "
+                          f"{len(workdirs)} workdirs (one of each per member)")
+    if len({Path(w).resolve() for w in workdirs}) != len(workdirs):
+        raise BundleError("run_bundle: two members share a workdir (each needs its own checkpoint and artifacts)")
+    diff = validate_bundle(configs, strategy=strategy)
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if configs[0].train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run_bundle(configs, reporters, [Path(w) for w in workdirs], strategy=strategy, resume=resume,
+                           splits=splits, diff=diff, log=log)
+    finally:
+        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+
+
+def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log) -> list[MemberResult]:
+    first = configs[0]
+    if splits is None:
+        train_graphs, val_graphs, test_graphs, _ = _load_splits(first)
+    else:
+        train_graphs, val_graphs, test_graphs = (list(s) for s in splits)
+    if len(train_graphs) == 0:
+        raise ValueError("the training split is empty")
+    device = resolve_device(first.train.device)
+    if device.type == "cuda" and first.train.deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    pool = _Pool(train_graphs, device=device, batch_size=first.train.batch_size)
+    val_set = GraphSet(val_graphs, device=device)
+    test_set = GraphSet(test_graphs, device=device)
+
+    members = []
+    for i, (cfg, rep, wd) in enumerate(zip(configs, reporters, workdirs)):
+        wd.mkdir(parents=True, exist_ok=True)
+        m = _Member(i, cfg, rep, wd)
+        m.build(device=device, pool=pool, resume=resume)
+        members.append(m)
+    arch = _architecture(members[0].model)
+    for m in members[1:]:
+        if _architecture(m.model) != arch:
+            raise BundleError(f"bundle member {m.index} has a different model architecture (parameter names/shapes) "
+                              f"from member 0: {diff}")
+    chosen, why = choose_strategy(strategy, device=device, diff=diff, model=members[0].model, graph=pool.graphs[0])
+    if log is not None:
+        log(f"bundle of {len(members)}: strategy {chosen} ({why})")
+    for m in members:
+        (m.workdir / "error.txt").unlink(missing_ok=True)
+        m.announce()
+
+    padded = stacked = None
+    if chosen == "vmap":
+        padded = _PaddedPool(pool.graphs, device=device)
+        stacked = _Stacked(members[0].model)
+
+    def after_epoch(m: _Member, out: tuple[float, int, float, float]) -> None:
+        try:
+            report = m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set)
+        except Exception as exc:  # noqa: BLE001 — the member fails, the bundle goes on
+            m.fail(exc)
+            return
+        m.reporter.epoch(**report)  # reporter errors abort the bundle (resumable)
+
+    for m in members:  # members resumed after their last epoch only need their evaluation
+        if m.failed is None and not m.training:
+            _evaluate(m, val_set, test_set)
+    while True:
+        live = [m for m in members if m.training]
+        if not live:
+            break
+        if chosen == "loop":
+            for m in live:
+                try:
+                    out = _loop_epoch(m)
+                except Exception as exc:  # noqa: BLE001
+                    m.fail(exc)
+                    continue
+                after_epoch(m, out)
+                if m.failed is None and not m.training:
+                    _evaluate(m, val_set, test_set)
+        else:
+            try:
+                outs = _vmap_epoch(live, padded, stacked)
+            except Exception as exc:  # noqa: BLE001 — a batched failure cannot be pinned on one member
+                for m in live:
+                    m.fail(exc)
+                break
+            for m in live:
+                if m.failed is not None:
+                    m.fail(m.failed)
+                    continue
+                after_epoch(m, outs[m.index])
+                if m.failed is None and not m.training:
+                    _evaluate(m, val_set, test_set)
+    return [m.result for m in members]
+
+
+def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet) -> None:
+    try:
+        m.evaluate(val_set=val_set, test_set=test_set)
+    except Exception as exc:  # noqa: BLE001
+        if m.result is not None and m.result.status == "FINISHED":
+            raise  # the reporter's finish failed: infrastructure, abort
+        m.fail(exc)
+
+
+__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "bundle_differences", "choose_strategy",
+           "run_bundle", "validate_bundle", "vmap_supported"]
