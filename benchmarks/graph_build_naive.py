@@ -1,7 +1,8 @@
 """The reference approach to geometric graph building, kept only as a speed and correctness baseline.
 
 For every layer pair, all hit pairs are formed with a pandas merge (a cross join, as the reference's merge on
-the event id) and then cut; this is O(n1·n2) in time and memory. The selected hits and cuts are the platform's
+the event id), their dφ, dz, dr, dR, φ-slope and z0 computed, and then cut; this is O(n1·n2) in time and memory.
+(dφ is wrapped with the same modulo formula as the platform's builder, so the two agree bit for bit.) The selected hits and cuts are the platform's
 (tracker.graphs.builder), so both builders must return the same edge set.
 """
 
@@ -30,6 +31,9 @@ def build_edges_naive(hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.Dat
         dphi = (dphi + np.pi) % (2 * np.pi) - np.pi
         dz = pairs.z_2 - pairs.z_1
         dr = pairs.r_2 - pairs.r_1
+        # the reference computes the edge features of every pair before cutting
+        deta = np.arcsinh(pairs.z_2 / pairs.r_2) - np.arcsinh(pairs.z_1 / pairs.r_1)
+        dR = np.sqrt(deta**2 + dphi**2)
         phi_slope = dphi / dr
         z0 = pairs.z_1 - pairs.r_1 * dz / dr
         mask = (phi_slope.abs() < opt.phi_slope_max) & (z0.abs() < opt.z0_max)
@@ -37,7 +41,7 @@ def build_edges_naive(hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.Dat
             zc = INTERSECT_R_MM[l1] * dz / dr + z0
             mask &= ~((zc > -BARREL_HALF_LENGTH_MM) & (zc < BARREL_HALF_LENGTH_MM))
         sel = pairs[mask]
-        segs.append(pd.DataFrame({"src": sel.node_1.to_numpy(), "dst": sel.node_2.to_numpy(),
+        segs.append(pd.DataFrame({"src": sel.node_1.to_numpy(), "dst": sel.node_2.to_numpy(), "dR": dR[mask].to_numpy(),
                                   "y": (sel.particle_id_1.to_numpy() == sel.particle_id_2.to_numpy())}))
     seg = pd.concat(segs, ignore_index=True).sort_values(["src", "dst"])
     return np.stack([seg.src.to_numpy(), seg.dst.to_numpy()]).astype(np.int64), seg.y.to_numpy().astype(np.float32)

@@ -30,18 +30,39 @@ def fill(uri: str, n_runs: int, art: Path) -> None:
         model = ("euclidnet", "interaction_network")[i % 2]
         hidden = (8, 16, 32)[(i // 2) % 3]
         seed = i // 6
-        run = client.create_run(exp, tags={"equitrack.kind": "trial", "sweep_id": "b1", "seed": str(seed),
-                                           "config_id": f"{model}-{hidden}", "model": model, "status": "ok",
-                                           "mlflow.parentRunId": parent.info.run_id})
-        params = {"model.name": model, "model.hidden": hidden, "model.c": 0.005, "train.seed": seed,
-                  "train.train_rotation_deg": 0, "train.fraction": 1.0, "train.lr": 1e-3, "train.epochs": 200,
-                  "data.pt_min": 1.5, "data.n_events": 100}
+        run = client.create_run(
+            exp,
+            tags={
+                "equitrack.kind": "trial",
+                "sweep_id": "b1",
+                "seed": str(seed),
+                "config_id": f"{model}-{hidden}",
+                "model": model,
+                "status": "ok",
+                "mlflow.parentRunId": parent.info.run_id,
+            },
+        )
+        params = {
+            "model.name": model,
+            "model.hidden": hidden,
+            "model.c": 0.005,
+            "train.seed": seed,
+            "train.train_rotation_deg": 0,
+            "train.fraction": 1.0,
+            "train.lr": 1e-3,
+            "train.epochs": 200,
+            "data.pt_min": 1.5,
+            "data.n_events": 100,
+        }
         metrics = {"auc": 0.99 + 0.001 * rng.standard_normal(), "n_params": 100 * hidden}
         metrics.update({f"m{k:02d}": float(rng.random()) for k in range(25)})
         metrics.update({f"auc_rot_{a:03d}": 0.99 for a in range(0, 181, 20)})
         metrics.update({f"equivariance_dev_{a:03d}": 1e-9 for a in range(0, 181, 20)})
-        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
-                         params=[Param(k, str(v)) for k, v in params.items()])
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
         client.set_terminated(run.info.run_id)
 
 
@@ -71,7 +92,9 @@ def main() -> int:
     t0 = time.perf_counter()
     table1(rs2)
     agg = time.perf_counter() - t0
-    print(f"runs={args.runs} columns={len(rs.runs.columns)} cold={cold:.2f}s warm={warm:.2f}s table1={agg:.3f}s")
+    print(
+        f"runs={args.runs} columns={len(rs.runs.columns)} cold={cold:.2f}s warm={warm:.2f}s table1={agg:.3f}s"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ the user can fix (unknown experiment, sweep or column)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,12 +27,15 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     p.add_argument("--no-log", action="store_true", help="do not log the outputs to the sweep's parent run")
-    p.add_argument("--cache-dir", type=Path, default=None, help="Parquet cache folder (default ~/.cache/equitrack)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="Parquet cache folder (default ~/.cache/equitrack)"
+    )
     p.add_argument("--refresh", action="store_true", help="ignore the Parquet cache and search MLflow again")
     return p
 
 
 def load(args: argparse.Namespace) -> RunSet:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per roc.csv is noise
     rs = load_runs(
         experiment=args.experiment,
         sweep=args.sweep,

@@ -1,6 +1,6 @@
 """Group runs by any keys and summarise metrics over seeds; optionally a paired comparison of two groups.
 
-    python -m dashboards.compare --experiment paper_table1 --by model,size --metrics auc,edge_purity \
+    python -m dashboards.compare --experiment equitrack-paper-table1 --by model,size --metrics auc,edge_purity \
         --pair "model.name=euclidnet" "model.name=interaction_network"
 
 The summary (mean, std, min, max, n per group) goes to the terminal (rich), ``compare.csv`` and ``compare.md``.
@@ -92,7 +92,9 @@ def paired(df: pd.DataFrame, metric: str, a: str, b: str, by: Sequence[str] = ()
     pairs["diff"] = pairs["a"] - pairs["b"]
     n = len(pairs)
     if n == 0:
-        raise DashboardError(f"--pair groups '{a}' and '{b}' share no seed (matched on {', '.join(map(short, match))})")
+        raise DashboardError(
+            f"--pair groups '{a}' and '{b}' share no seed (matched on {', '.join(map(short, match))})"
+        )
     d = pairs["diff"].to_numpy(dtype=float)
     mean = float(d.mean())
     if n > 1:
@@ -148,7 +150,9 @@ def compact(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
             continue
         out[m] = [
             "–" if pd.isna(mu) else f"{_fmt(mu)} ± {_fmt(sd)} [{_fmt(lo)}, {_fmt(hi)}]"
-            for mu, sd, lo, hi in zip(table[f"{m}_mean"], table[f"{m}_std"], table[f"{m}_min"], table[f"{m}_max"])
+            for mu, sd, lo, hi in zip(
+                table[f"{m}_mean"], table[f"{m}_std"], table[f"{m}_min"], table[f"{m}_max"]
+            )
         ]
     out["n"] = table["n"]
     out["failed"] = table["failed"]
@@ -159,8 +163,15 @@ def paired_table(results: Sequence[Paired]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "metric": r.metric, "A": r.a, "B": r.b, "n_pairs": r.n, "mean_diff": r.mean_diff,
-                "std_diff": r.std_diff, "ci95_low": r.ci_low, "ci95_high": r.ci_high, "p_value": r.p_value,
+                "metric": r.metric,
+                "A": r.a,
+                "B": r.b,
+                "n_pairs": r.n,
+                "mean_diff": r.mean_diff,
+                "std_diff": r.std_diff,
+                "ci95_low": r.ci_low,
+                "ci95_high": r.ci_high,
+                "p_value": r.p_value,
             }
             for r in results
         ]
@@ -181,7 +192,12 @@ def print_rich(table: pd.DataFrame, title: str) -> None:
 
 
 def build(
-    rs: RunSet, out: Path, *, by: str = DEFAULT_BY, metrics: str = DEFAULT_METRICS, pair: Sequence[str] | None = None,
+    rs: RunSet,
+    out: Path,
+    *,
+    by: str = DEFAULT_BY,
+    metrics: str = DEFAULT_METRICS,
+    pair: Sequence[str] | None = None,
     echo: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Path]]:
     df = rs.runs
@@ -195,7 +211,8 @@ def build(
     view = compact(table, metric_cols)
     md = (
         f"# Comparison by {', '.join(map(short, by_cols))}\n\n{rs.describe()}\n\n"
-        "Cells: mean ± sample std [min, max] over seeds; n finished runs; failed runs left out.\n\n" + markdown(view)
+        "Cells: mean ± sample std [min, max] over seeds; n finished runs; failed runs left out.\n\n"
+        + markdown(view)
     )
     ptable = None
     if pair:
@@ -222,8 +239,12 @@ def build(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=DEFAULT_BY, help=f"grouping keys, comma separated (default {DEFAULT_BY})")
-    p.add_argument("--metrics", default=DEFAULT_METRICS, help=f"metrics, comma separated (default {DEFAULT_METRICS})")
-    p.add_argument("--pair", nargs=2, metavar=("A", "B"), help="two selectors KEY=VALUE[,KEY=VALUE] to compare")
+    p.add_argument(
+        "--metrics", default=DEFAULT_METRICS, help=f"metrics, comma separated (default {DEFAULT_METRICS})"
+    )
+    p.add_argument(
+        "--pair", nargs=2, metavar=("A", "B"), help="two selectors KEY=VALUE[,KEY=VALUE] to compare"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ and a child run per trial and seed (tag ``equitrack.kind=trial``). Only the MLfl
 dashboards work against any tracking backend (SQLite file, PostgreSQL, an MLflow server).
 
 Columns keep MLflow's names (``params.model.name``, ``metrics.auc``, ``tags.sweep_id``); numeric params are
-converted to numbers. Derived columns: ``outcome`` (ok / failed / running), ``size`` (model preset, else
+converted to numbers. Derived columns: ``outcome`` (ok / failed / pruned / running), ``size`` (model preset, else
 hidden size) and ``size_rank`` (a number to sort sizes by).
 
 The table of a sweep is cached as Parquet, keyed on a fingerprint of the runs (number of runs, latest start and
@@ -19,7 +19,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -33,6 +34,7 @@ FINISHED = "FINISHED"
 FAILED_STATUSES = {"FAILED", "KILLED"}
 FAILED_TAG_VALUES = {"failed", "failure", "error", "errored", "killed", "crashed", "oom"}
 RUNNING_STATUSES = {"RUNNING", "SCHEDULED"}
+PRUNED_TAG_VALUES = {"pruned"}
 CACHE_VERSION = 1
 
 #: short names accepted wherever a column is named (``--by model,hidden``, ``--metrics auc``)
@@ -49,6 +51,7 @@ ALIASES: dict[str, str] = {
     "seed": "params.train.seed",
     "pt_min": "params.data.pt_min",
     "config": "tags.config_id",
+    "paper": "paper_size",
     "config_id": "tags.config_id",
     "sweep": "tags.sweep_id",
     "sweep_id": "tags.sweep_id",
@@ -91,7 +94,7 @@ class RunSet:
     experiment_id: str
     tracking_uri: str
     sweep_ids: list[str]
-    runs: pd.DataFrame  # every trial run, typed; column ``outcome`` says ok / failed / running
+    runs: pd.DataFrame  # every trial run, typed; column ``outcome``: ok / failed / pruned / running
     parents: pd.DataFrame  # the sweeps' parent runs
     from_cache: bool = False
     duplicates_dropped: int = 0
@@ -105,6 +108,10 @@ class RunSet:
     @property
     def n_failed(self) -> int:
         return int((self.runs["outcome"] == "failed").sum())
+
+    @property
+    def n_pruned(self) -> int:
+        return int((self.runs["outcome"] == "pruned").sum())
 
     @property
     def n_running(self) -> int:
@@ -129,6 +136,8 @@ class RunSet:
             f"experiment '{self.experiment_name}', {scope}: {len(self.ok)} finished trial runs used, "
             f"{self.n_failed} failed left out"
         )
+        if self.n_pruned:
+            text += f", {self.n_pruned} pruned (stopped early) left out"
         if self.n_running:
             text += f", {self.n_running} still running left out"
         if self.duplicates_dropped:
@@ -145,7 +154,7 @@ def resolve_tracking_uri(uri: str | None) -> str:
     error (MLflow would silently create an empty database)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = Path(uri[len("sqlite:///") :])
         if str(path) not in ("", ":memory:") and not path.exists():
             raise DashboardError(
                 f"no MLflow database at {path.resolve()} (tracking URI {uri}); pass --tracking-uri or set "
@@ -155,11 +164,30 @@ def resolve_tracking_uri(uri: str | None) -> str:
 
 
 def _client(uri: str):
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(uri)  # mlflow.search_runs reads the global URI
     return MlflowClient(tracking_uri=uri)
+
+
+@contextmanager
+def _using(uri: str) -> Iterator[None]:
+    """``mlflow.search_runs`` reads the global tracking URI (and ``set_tracking_uri`` also exports
+    MLFLOW_TRACKING_URI to the environment): set it for the call, then put both back as they were, so loading
+    dashboards inside another program (or a test session) leaves that program's MLflow settings alone."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    before = getattr(tracking_utils, "_tracking_uri", None)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def get_experiment(client, name: str, uri: str):
@@ -174,10 +202,13 @@ def get_experiment(client, name: str, uri: str):
     return exp
 
 
-def _search(experiment_id: str, filter_string: str) -> pd.DataFrame:
+def _search(uri: str, experiment_id: str, filter_string: str) -> pd.DataFrame:
     import mlflow
 
-    df = mlflow.search_runs(experiment_ids=[experiment_id], filter_string=filter_string, output_format="pandas")
+    with _using(uri):
+        df = mlflow.search_runs(
+            experiment_ids=[experiment_id], filter_string=filter_string, output_format="pandas"
+        )
     return df if isinstance(df, pd.DataFrame) else pd.DataFrame()
 
 
@@ -190,10 +221,10 @@ def _sweep_filter(sweep_ids: Sequence[str] | None) -> str:
     return f" and tags.sweep_id IN ({', '.join(quoted)})"
 
 
-def find_parents(experiment_id: str, sweep: str | None, experiment_name: str) -> pd.DataFrame:
+def find_parents(uri: str, experiment_id: str, sweep: str | None, experiment_name: str) -> pd.DataFrame:
     """Parent (sweep) runs of the experiment; with ``sweep``, the one whose sweep_id, sweep_name or run id matches
     (the newest, when several sweeps share a name)."""
-    parents = _search(experiment_id, f"tags.`{KIND_TAG}` = 'sweep'")
+    parents = _search(uri, experiment_id, f"tags.`{KIND_TAG}` = 'sweep'")
     if sweep is None or sweep == "all":
         return parents
     for column in ("tags.sweep_id", "run_id", "tags.sweep_name"):
@@ -202,14 +233,18 @@ def find_parents(experiment_id: str, sweep: str | None, experiment_name: str) ->
             if len(hit):
                 return hit.sort_values("start_time", ascending=False).head(1)
     # trials may exist without a parent run (e.g. a runner that crashed before logging it)
-    trials = _search(experiment_id, f"tags.`{KIND_TAG}` = 'trial' and tags.sweep_id = '{sweep}'")
+    trials = _search(uri, experiment_id, f"tags.`{KIND_TAG}` = 'trial' and tags.sweep_id = '{sweep}'")
     if len(trials):
         return parents.iloc[0:0]
     known = []
     if len(parents):
         for _, row in parents.sort_values("start_time").iterrows():
             name = row.get("tags.sweep_name")
-            known.append(f"{row.get('tags.sweep_id')} ({name})" if isinstance(name, str) else str(row.get("tags.sweep_id")))
+            known.append(
+                f"{row.get('tags.sweep_id')} ({name})"
+                if isinstance(name, str)
+                else str(row.get("tags.sweep_id"))
+            )
     raise DashboardError(
         f"unknown sweep '{sweep}' in experiment '{experiment_name}'; known sweeps (sweep_id (sweep_name)): "
         + (", ".join(known) if known else "(none)")
@@ -231,9 +266,11 @@ def _to_number(series: pd.Series) -> pd.Series:
     if numbers.isna().any():
         return series
     out = pd.to_numeric(text, errors="coerce")
-    if not out.isna().any() and np.all(np.equal(np.mod(out.to_numpy(dtype=float), 1), 0)) and not present.str.contains(
-        r"[.eE]", regex=True
-    ).any():
+    if (
+        not out.isna().any()
+        and np.all(np.equal(np.mod(out.to_numpy(dtype=float), 1), 0))
+        and not present.str.contains(r"[.eE]", regex=True).any()
+    ):
         return out.astype("int64")
     return out.astype("float64")
 
@@ -255,10 +292,18 @@ def type_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def _outcome(df: pd.DataFrame) -> pd.Series:
     status = df["status"].astype("string") if "status" in df else pd.Series("FINISHED", index=df.index)
-    tag = df["tags.status"].astype("string").str.lower() if "tags.status" in df else pd.Series(pd.NA, index=df.index)
+    tag = (
+        df["tags.status"].astype("string").str.lower()
+        if "tags.status" in df
+        else pd.Series(pd.NA, index=df.index)
+    )
     failed = status.isin(FAILED_STATUSES) | tag.isin(FAILED_TAG_VALUES).fillna(False)
     running = status.isin(RUNNING_STATUSES)
-    return pd.Series(np.where(failed, "failed", np.where(running, "running", "ok")), index=df.index, dtype="string")
+    pruned = tag.isin(PRUNED_TAG_VALUES).fillna(
+        False
+    )  # stopped early by a scheduler: not a finished training
+    outcome = np.where(failed, "failed", np.where(running, "running", np.where(pruned, "pruned", "ok")))
+    return pd.Series(outcome, index=df.index, dtype="string")
 
 
 def _size_rank(label: object) -> float:
@@ -273,16 +318,20 @@ def add_derived(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["outcome"] = _outcome(df)
     preset = df["params.model.preset"].astype("string") if "params.model.preset" in df else None
-    hidden = df["params.model.hidden"] if "params.model.hidden" in df else None
+    hidden = df.get("params.model.hidden", None)
     size = pd.Series(pd.NA, index=df.index, dtype="string")
     if hidden is not None:
-        size = hidden.map(lambda v: pd.NA if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))).astype(
-            "string"
-        )
+        size = hidden.map(
+            lambda v: pd.NA if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v))
+        ).astype("string")
     if preset is not None:
         size = preset.mask(preset.isna() | preset.isin(["", "None", "none"]), size)
     df["size"] = size
     df["size_rank"] = df["size"].map(_size_rank).astype("float64")
+    from dashboards.paper import paper_size  # the paper's N_hidden label, to pair EuclidNet and IN rows
+
+    models = df["params.model.name"] if "params.model.name" in df else pd.Series(pd.NA, index=df.index)
+    df["paper_size"] = pd.array([paper_size(m, z) for m, z in zip(models, df["size"])], dtype="Int64")
     if "params.train.seed" in df:
         df["seed"] = pd.to_numeric(df["params.train.seed"], errors="coerce")
         if "tags.seed" in df:
@@ -337,7 +386,9 @@ def _fingerprint(client, experiment_id: str, sweep_filter: str) -> dict | None:
     return key
 
 
-def _cache_paths(cache_dir: Path, uri: str, experiment_id: str, sweep_ids: Sequence[str] | None) -> tuple[Path, Path]:
+def _cache_paths(
+    cache_dir: Path, uri: str, experiment_id: str, sweep_ids: Sequence[str] | None
+) -> tuple[Path, Path]:
     key = hashlib.sha1(json.dumps([uri, experiment_id, sorted(sweep_ids or ["*"])]).encode()).hexdigest()[:16]
     return cache_dir / f"runs-{key}.parquet", cache_dir / f"runs-{key}.json"
 
@@ -358,7 +409,7 @@ def load_runs(
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
     exp = get_experiment(client, experiment, uri)
-    parents = find_parents(exp.experiment_id, sweep, experiment)
+    parents = find_parents(uri, exp.experiment_id, sweep, experiment)
     if sweep is None or sweep == "all":
         sweep_ids: list[str] | None = None
     elif len(parents):
@@ -382,9 +433,13 @@ def load_runs(
         except (OSError, ValueError):
             runs = None
     if runs is None:
-        raw = _search(exp.experiment_id, f"tags.`{KIND_TAG}` = 'trial'" + flt)
-        runs = add_derived(type_columns(raw)) if len(raw) else pd.DataFrame(
-            columns=["run_id", "status", "start_time", "end_time", "outcome", "size", "size_rank", "seed"]
+        raw = _search(uri, exp.experiment_id, f"tags.`{KIND_TAG}` = 'trial'" + flt)
+        runs = (
+            add_derived(type_columns(raw))
+            if len(raw)
+            else pd.DataFrame(
+                columns=["run_id", "status", "start_time", "end_time", "outcome", "size", "size_rank", "seed"]
+            )
         )
         if fingerprint is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -454,12 +509,20 @@ def short(col: str) -> str:
     """``metrics.auc`` → ``auc``, ``params.model.hidden`` → ``model.hidden``."""
     for prefix in ("metrics.", "params.", "tags."):
         if col.startswith(prefix):
-            return col[len(prefix):]
+            return col[len(prefix) :]
     return col
 
 
 def label(col: str) -> str:
     return LABELS.get(col, short(col))
+
+
+def size_label(size: object) -> str:
+    """How a size is printed on points and rows: a preset as is (``paper_8``), a bare hidden width as ``h=16``."""
+    if size is None or size is pd.NA or (isinstance(size, float) and math.isnan(size)):
+        return "?"
+    text = str(size)
+    return f"h={text}" if re.fullmatch(r"\d+(\.\d+)?", text) else text
 
 
 def model_label(name: object) -> str:
@@ -500,9 +563,9 @@ def config_keys(df: pd.DataFrame, *, exclude: Iterable[str] = ()) -> list[str]:
     skip = {"params.train.seed", "params.seed", "params.data.seed"} | set(exclude)
     keys = []
     for c in df.columns:
-        if c.startswith("params.") and c not in skip and not c.endswith(".seed"):
-            if df[c].astype("string").nunique(dropna=False) > 1:
-                keys.append(c)
+        varies = c.startswith("params.") and c not in skip and not c.endswith(".seed")
+        if varies and df[c].astype("string").nunique(dropna=False) > 1:
+            keys.append(c)
     return keys
 
 
@@ -519,24 +582,27 @@ def fmt_pm(mean: float, std: float, digits: int = 4) -> str:
 # artifacts and histories
 
 
-def fetch_artifact(run_id: str, path: str, dest: Path) -> Path | None:
+def fetch_artifact(run_id: str, path: str, dest: Path, *, tracking_uri: str) -> Path | None:
     """Download one artifact of a run into ``dest`` (None when the run has no such artifact)."""
     import mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
     dest = Path(dest) / run_id
     target = dest / path
     if target.exists():
         return target
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dest)))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=str(dest), tracking_uri=tracking_uri
+            )
+        )
     except Exception:  # noqa: BLE001 - a missing artifact is normal for failed or older runs
         return None
 
 
-def read_csv_artifact(run_id: str, path: str, dest: Path) -> pd.DataFrame | None:
-    local = fetch_artifact(run_id, path, dest)
+def read_csv_artifact(run_id: str, path: str, dest: Path, *, tracking_uri: str) -> pd.DataFrame | None:
+    local = fetch_artifact(run_id, path, dest, tracking_uri=tracking_uri)
     if local is None or not local.exists():
         return None
     return pd.read_csv(local)
@@ -604,7 +670,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(counts.to_string())
     rs.runs.to_parquet(out / "runs.parquet", index=False)
     rs.runs.to_csv(out / "runs.csv", index=False)
-    print(f"wrote {out / 'runs.parquet'} and {out / 'runs.csv'} ({len(rs.runs)} runs, {len(rs.runs.columns)} columns)")
+    print(
+        f"wrote {out / 'runs.parquet'} and {out / 'runs.csv'} ({len(rs.runs)} runs, {len(rs.runs.columns)} columns)"
+    )
     return 0
 
 

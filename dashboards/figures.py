@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: dashboards run on CPU-only machines without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 STYLE = {
     "font.size": 12,
@@ -93,6 +93,6 @@ def footnote(fig, text: str) -> None:
 
 def legend(ax, **kwargs) -> None:
     """A legend only when something is labelled (an empty one draws a warning and a box)."""
-    handles, labels = ax.get_legend_handles_labels()
+    _handles, labels = ax.get_legend_handles_labels()
     if labels:
         ax.legend(**kwargs)

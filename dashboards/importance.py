@@ -53,8 +53,14 @@ def _cat(x: object) -> str:
     return "none" if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)) else str(x)
 
 
-def importances(rs: RunSet, *, metric: str = "auc", evaluator: str = "ped-anova", seed: int = 0,
-                params: Sequence[str] | None = None) -> tuple[pd.DataFrame, int]:
+def importances(
+    rs: RunSet,
+    *,
+    metric: str = "auc",
+    evaluator: str = "ped-anova",
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, int]:
     """Importance per param (summing to 1) and the number of configurations it was computed from."""
     import optuna
 
@@ -81,17 +87,28 @@ def importances(rs: RunSet, *, metric: str = "auc", evaluator: str = "ped-anova"
     optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction="maximize")
     study.add_trials(trials)
-    imp = optuna.importance.get_param_importances(study, evaluator=_evaluator(evaluator, seed), normalize=True)
+    imp = optuna.importance.get_param_importances(
+        study, evaluator=_evaluator(evaluator, seed), normalize=True
+    )
     table = pd.DataFrame({"param": list(imp), "importance": [float(v) for v in imp.values()]})
     table = table.sort_values("importance", ascending=False).reset_index(drop=True)
     return table, len(per_config)
 
 
-def build(rs: RunSet, out: Path, *, metric: str = "auc", evaluator: str = "ped-anova", seed: int = 0,
-          params: Sequence[str] | None = None) -> list[Path]:
+def build(
+    rs: RunSet,
+    out: Path,
+    *,
+    metric: str = "auc",
+    evaluator: str = "ped-anova",
+    seed: int = 0,
+    params: Sequence[str] | None = None,
+) -> list[Path]:
     table, n_configs = importances(rs, metric=metric, evaluator=evaluator, seed=seed, params=params)
     csv = out / "importance.csv"
-    table.assign(metric=metric, evaluator=evaluator, n_configs=n_configs).to_csv(csv, index=False, float_format="%.10g")
+    table.assign(metric=metric, evaluator=evaluator, n_configs=n_configs).to_csv(
+        csv, index=False, float_format="%.10g"
+    )
     fig, axes = figures.new_figure(width=6.8, height=0.5 * len(table) + 2.0)
     ax = axes[0, 0]
     ax.barh(table["param"][::-1], table["importance"][::-1], color=figures.color("euclidnet"))

@@ -1,12 +1,11 @@
 """One report of a sweep: every dashboard plus ant factor vs size, the AUC–size Pareto front, training curves with
 seed bands, equivariance deviation vs angle and ROC curves, as ``report.md`` and ``report.html`` with the images.
 
-    python -m dashboards.report --experiment paper_table1 --sweep ID --out reports/table1 [--paper]
+    python -m dashboards.report --experiment equitrack-paper-table1 --sweep ID --out reports/table1 [--paper]
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import html
 import re
@@ -26,12 +25,16 @@ from dashboards.data import (
     metric_histories,
     model_label,
     read_csv_artifact,
-    short,
+    size_label,
     tracking_path,
 )
 
 MODEL = "params.model.name"
-CURVES = [("train_loss", "training loss (BCE)"), ("val_loss", "validation loss (BCE)"), ("val_auc", "validation AUC")]
+CURVES = [
+    ("train_loss", "training loss (BCE)"),
+    ("val_loss", "validation loss (BCE)"),
+    ("val_auc", "validation AUC"),
+]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -65,14 +68,34 @@ def pareto_figure(rs: RunSet, out: Path) -> tuple[list[Path], pd.DataFrame]:
     if len(pts) and "auc_mean" in pts and "n_params_mean" in pts:
         models = sorted(pts[MODEL].dropna().unique())
         for i, (model, sub) in enumerate(pts.groupby(MODEL)):
-            ax.scatter(sub["n_params_mean"], sub["auc_mean"], marker=figures.marker(models.index(model)), s=50,
-                       color=figures.color(model, models), label=model_label(model), zorder=3)
+            ax.scatter(
+                sub["n_params_mean"],
+                sub["auc_mean"],
+                marker=figures.marker(models.index(model)),
+                s=50,
+                color=figures.color(model, models),
+                label=model_label(model),
+                zorder=3,
+            )
         front = pareto_front(pts)
-        ax.step(front["n_params_mean"], front["auc_mean"], where="post", color="0.2", lw=1.2, ls="--",
-                label="Pareto front", zorder=2)
+        ax.step(
+            front["n_params_mean"],
+            front["auc_mean"],
+            where="post",
+            color="0.2",
+            lw=1.2,
+            ls="--",
+            label="Pareto front",
+            zorder=2,
+        )
         for _, r in front.iterrows():
-            ax.annotate(f"{model_label(r[MODEL])} {r['size']}", (r["n_params_mean"], r["auc_mean"]),
-                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+            ax.annotate(
+                f"{model_label(r[MODEL])} {size_label(r['size'])}",
+                (r["n_params_mean"], r["auc_mean"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
         figures.legend(ax, loc="lower right")
     else:
         ax.text(0.5, 0.5, "no finished runs with auc and n_params", transform=ax.transAxes, ha="center")
@@ -93,11 +116,24 @@ def ant_figure(rs: RunSet, out: Path) -> list[Path]:
         for i, (model, sub) in enumerate(pts.groupby(MODEL)):
             sub = sub.sort_values("n_params_mean")
             c = figures.color(model, models)
-            ax.errorbar(sub["n_params_mean"], sub["ant_factor_mean"], yerr=sub["ant_factor_std"].fillna(0),
-                        marker=figures.marker(i), capsize=4, color=c, label=model_label(model))
+            ax.errorbar(
+                sub["n_params_mean"],
+                sub["ant_factor_mean"],
+                yerr=sub["ant_factor_std"].fillna(0),
+                marker=figures.marker(i),
+                capsize=4,
+                color=c,
+                label=model_label(model),
+            )
             for _, r in sub.iterrows():
-                ax.annotate(f"{r['size']} (n={int(r['n'])})", (r["n_params_mean"], r["ant_factor_mean"]),
-                            textcoords="offset points", xytext=(5, 5), fontsize=8, color=c)
+                ax.annotate(
+                    f"{size_label(r['size'])} (n={int(r['n'])})",
+                    (r["n_params_mean"], r["ant_factor_mean"]),
+                    textcoords="offset points",
+                    xytext=(5, 5),
+                    fontsize=8,
+                    color=c,
+                )
         ax.set_yscale("log")
         figures.legend(ax)
     else:
@@ -127,11 +163,24 @@ def curves_figure(rs: RunSet, out: Path, *, cache_dir: Path | None = None) -> li
                     continue
                 g = sub.groupby("step")["value"].agg(["mean", "std", "count"]).reset_index()
                 c = figures.color(cfg[MODEL], models)
-                ls = ["-", "--", ":", "-."][int(configs[configs[MODEL] == cfg[MODEL]]["size"].tolist().index(cfg["size"])) % 4]
-                ax.plot(g["step"], g["mean"], color=c, ls=ls,
-                        label=f"{model_label(cfg[MODEL])} {cfg['size']} (n={int(g['count'].max())})")
-                ax.fill_between(g["step"], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0),
-                                color=c, alpha=0.15, lw=0)
+                ls = ["-", "--", ":", "-."][
+                    int(configs[configs[MODEL] == cfg[MODEL]]["size"].tolist().index(cfg["size"])) % 4
+                ]
+                ax.plot(
+                    g["step"],
+                    g["mean"],
+                    color=c,
+                    ls=ls,
+                    label=f"{model_label(cfg[MODEL])} {size_label(cfg['size'])} (n={int(g['count'].max())})",
+                )
+                ax.fill_between(
+                    g["step"],
+                    g["mean"] - g["std"].fillna(0),
+                    g["mean"] + g["std"].fillna(0),
+                    color=c,
+                    alpha=0.15,
+                    lw=0,
+                )
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(title)
@@ -156,13 +205,15 @@ def roc_figure(rs: RunSet, out: Path, *, cache_dir: Path) -> list[Path]:
             if sub.empty:
                 continue
             run = sub.iloc[(len(sub) - 1) // 2]
-            roc = read_csv_artifact(str(run["run_id"]), "roc.csv", cache_dir / "artifacts")
+            roc = read_csv_artifact(
+                str(run["run_id"]), "roc.csv", cache_dir / "artifacts", tracking_uri=rs.tracking_uri
+            )
             if roc is None or not {"fpr", "tpr"} <= set(roc.columns):
                 continue
             c = figures.color(model, models)
             sizes = sorted(ok[ok[MODEL] == model]["size"].dropna().unique().tolist())
             ls = ["-", "--", ":", "-."][sizes.index(size) % 4 if size in sizes else 0]
-            lab = f"{model_label(model)} {size} (AUC {run['metrics.auc']:.4f})"
+            lab = f"{model_label(model)} {size_label(size)} (AUC {run['metrics.auc']:.4f})"
             for ax in axes[0]:
                 ax.plot(roc["fpr"], roc["tpr"], color=c, ls=ls, label=lab)
             drawn += 1
@@ -201,8 +252,16 @@ def failed_table(rs: RunSet) -> str:
     bad = rs.runs[rs.runs["outcome"] != "ok"]
     if bad.empty:
         return "No failed or unfinished trial runs.\n"
-    names = {"tags.mlflow.runName": "run", MODEL: "model", "size": "size", "seed": "seed",
-             "status": "MLflow status", "tags.status": "status tag", "outcome": "counted as", "run_id": "run id"}
+    names = {
+        "tags.mlflow.runName": "run",
+        MODEL: "model",
+        "size": "size",
+        "seed": "seed",
+        "status": "MLflow status",
+        "tags.status": "status tag",
+        "outcome": "counted as",
+        "run_id": "run id",
+    }
     cols = [c for c in names if c in bad]
     return compare.markdown(bad[cols].rename(columns=names))
 
@@ -258,8 +317,9 @@ def markdown_to_html(md: str, title: str) -> str:
     )
 
 
-def build(rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None = None,
-          metric: str = "auc") -> tuple[Path, list[Path]]:
+def build(
+    rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None = None, metric: str = "auc"
+) -> tuple[Path, list[Path]]:
     """Write every figure and table into ``out`` and the report as ``report.md`` / ``report.html``."""
     from dashboards.data import default_cache_dir
 
@@ -270,11 +330,15 @@ def build(rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None 
     md = [
         f"# equitrack report: {rs.experiment_name}",
         "",
-        f"Sweep(s): `{scope}`. Tracking URI: `{tracking_path(rs.tracking_uri)}`. "
-        f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}.",
+        (
+            f"Sweep(s): `{scope}`. Tracking URI: `{tracking_path(rs.tracking_uri)}`. "
+            f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}."
+        ),
         "",
-        f"{rs.describe()}. Aggregates are mean ± sample std (ddof = 1) over seeds of finished runs; n is shown "
-        "per point and row.",
+        (
+            f"{rs.describe()}. Aggregates are mean ± sample std (ddof = 1) over seeds of finished runs; n is shown "
+            "per point and row."
+        ),
         "",
     ]
 
@@ -282,64 +346,130 @@ def build(rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None 
     t1, t1_files = size_vs_auc.write_table1(rs, out)
     fig = size_vs_auc.figure(rs, out, paper=paper)
     files += t1_files + fig
-    md += ["## Model size and AUC (paper Table 1)", "", size_vs_auc.table1_markdown(t1, rs), _img(fig, out, "AUC vs size"),
-           "", "AUC against the number of trainable parameters; error bars ± std over seeds; labels give the size "
-           "(preset or hidden) and n" + (", open markers: the paper's Table 1." if paper else "."), ""]
+    md += [
+        "## Model size and AUC (paper Table 1)",
+        "",
+        size_vs_auc.table1_markdown(t1, rs),
+        _img(fig, out, "AUC vs size"),
+        "",
+        "AUC against the number of trainable parameters; error bars ± std over seeds; labels give the size "
+        "(preset or hidden) and n" + (", open markers: the paper's Table 1." if paper else "."),
+        "",
+    ]
 
     # Pareto and ant factor
     fig, front = pareto_figure(rs, out)
     files += fig
-    md += ["## AUC–size Pareto front", "", _img(fig, out, "Pareto front"), "",
-           "Configurations (seed means) that no other configuration beats with fewer parameters:", ""]
+    md += [
+        "## AUC–size Pareto front",
+        "",
+        _img(fig, out, "Pareto front"),
+        "",
+        "Configurations (seed means) that no other configuration beats with fewer parameters:",
+        "",
+    ]
     if len(front):
-        md += [compare.markdown(pd.DataFrame({
-            "model": front[MODEL].map(model_label), "size": front["size"],
-            "params": front["n_params_mean"].round(0), "AUC": [fmt_pm(a, s) for a, s in zip(front["auc_mean"], front["auc_std"])],
-            "n": front["n"]})), ""]
+        md += [
+            compare.markdown(
+                pd.DataFrame(
+                    {
+                        "model": front[MODEL].map(model_label),
+                        "size": front["size"].map(size_label),
+                        "params": front["n_params_mean"].round(0),
+                        "AUC": [fmt_pm(a, s) for a, s in zip(front["auc_mean"], front["auc_std"])],
+                        "n": front["n"],
+                    }
+                )
+            ),
+            "",
+        ]
     fig = ant_figure(rs, out)
     files += fig
-    md += ["## Ant factor vs size", "", _img(fig, out, "ant factor"), "",
-           "Ant factor v2 = 1/((1 − AUC)·N_params): AUC per parameter; higher is better.", ""]
+    md += [
+        "## Ant factor vs size",
+        "",
+        _img(fig, out, "ant factor"),
+        "",
+        "Ant factor v2 = 1/((1 − AUC)·N_params): AUC per parameter; higher is better.",
+        "",
+    ]
 
     # rotation and equivariance
     fig = rotation.figure(rs, out)
     rt = rotation.rotation_table(rs)
     rt.to_csv(out / "rotation.csv", index=False, float_format="%.10g")
     files += fig + [out / "rotation.csv"]
-    md += ["## Rotation robustness (paper fig. 2)", "", _img(fig, out, "AUC vs rotation"), "",
-           "AUC on the test set rotated by θ_test, one curve per training rotation, bands ± std over seeds."
-           + ("" if len(rt) else " (No auc_rot_XXX metrics in these runs.)"), ""]
+    md += [
+        "## Rotation robustness (paper fig. 2)",
+        "",
+        _img(fig, out, "AUC vs rotation"),
+        "",
+        "AUC on the test set rotated by θ_test, one curve per training rotation, bands ± std over seeds."
+        + ("" if len(rt) else " (No auc_rot_XXX metrics in these runs.)"),
+        "",
+    ]
     fig = rotation.equivariance_figure(rs, out)
     files += fig
-    md += ["## Equivariance deviation (paper fig. B1)", "", _img(fig, out, "equivariance deviation"), "",
-           "Relative deviation of the edge scores when the inputs are rotated by θ (equivariance_dev_XXX).", ""]
+    md += [
+        "## Equivariance deviation (paper fig. B1)",
+        "",
+        _img(fig, out, "equivariance deviation"),
+        "",
+        "Relative deviation of the edge scores when the inputs are rotated by θ (equivariance_dev_XXX).",
+        "",
+    ]
 
     # training curves and ROC
     fig = curves_figure(rs, out, cache_dir=cache_dir)
     files += fig
-    md += ["## Training curves", "", _img(fig, out, "training curves"), "",
-           "Per-epoch metrics (MLflow metric history), mean ± std over seeds per configuration.", ""]
+    md += [
+        "## Training curves",
+        "",
+        _img(fig, out, "training curves"),
+        "",
+        "Per-epoch metrics (MLflow metric history), mean ± std over seeds per configuration.",
+        "",
+    ]
     fig = roc_figure(rs, out, cache_dir=cache_dir)
     files += fig
-    md += ["## ROC curves", "", _img(fig, out, "ROC curves"), "",
-           "From each configuration's roc.csv artifact, the seed with the median AUC.", ""]
+    md += [
+        "## ROC curves",
+        "",
+        _img(fig, out, "ROC curves"),
+        "",
+        "From each configuration's roc.csv artifact, the seed with the median AUC.",
+        "",
+    ]
 
     # comparison and importance
     by = "model,size" if MODEL in rs.runs else "size"
-    metrics = ",".join(m for m in ["auc", "edge_efficiency", "edge_purity", "n_params", "ant_factor"]
-                       if f"metrics.{m}" in rs.runs)
+    metrics = ",".join(
+        m
+        for m in ["auc", "edge_efficiency", "edge_purity", "n_params", "ant_factor"]
+        if f"metrics.{m}" in rs.runs
+    )
     if metrics:
         table, _, cfiles = compare.build(rs, out, by=by, metrics=metrics, echo=False)
         files += cfiles
         view = compare.compact(table, [f"metrics.{m}" for m in metrics.split(",")])
-        md += ["## Summary by configuration", "", "Cells: mean ± sample std [min, max] over seeds (full columns in "
-               "[compare.csv](compare.csv)).", "", compare.markdown(view), ""]
+        md += [
+            "## Summary by configuration",
+            "",
+            ("Cells: mean ± sample std [min, max] over seeds (full columns in [compare.csv](compare.csv))."),
+            "",
+            compare.markdown(view),
+            "",
+        ]
     md += ["## Hyperparameter importance", ""]
     try:
         ifiles = importance.build(rs, out, metric=metric)
         files += ifiles
-        md += [_img(ifiles, out, "importance"), "",
-               f"Optuna PED-ANOVA importance of each varying param for {metric}, on per-configuration seed means.", ""]
+        md += [
+            _img(ifiles, out, "importance"),
+            "",
+            f"Optuna PED-ANOVA importance of each varying param for {metric}, on per-configuration seed means.",
+            "",
+        ]
     except DashboardError as err:
         md += [f"Not computed: {err}.", ""]
 

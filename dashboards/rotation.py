@@ -2,7 +2,7 @@
 metrics, one curve per training rotation (``train.train_rotation_deg``), one panel per model, bands = mean ± std
 over seeds. Also the equivariance deviation against angle (paper fig. B1) from ``equivariance_dev_XXX``.
 
-    python -m dashboards.rotation --experiment paper_rotation --out docs/results [--sweep ID]
+    python -m dashboards.rotation --experiment equitrack-paper-rotation --out docs/results [--sweep ID]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dashboards import cli, figures
-from dashboards.data import RunSet, angle_columns, model_label
+from dashboards.data import RunSet, angle_columns, model_label, size_label
 
 MODEL = "params.model.name"
 TRAIN_ROT = "params.train.train_rotation_deg"
@@ -66,7 +66,9 @@ def figure(rs: RunSet, out: Path, *, name: str = "rotation") -> list[Path]:
             std = cur["std"].fillna(0.0)
             ax.plot(cur["angle"], cur["mean"], marker="o", ms=4, color=c, label=f"train {rot:g}° (n={n})")
             ax.fill_between(cur["angle"], cur["mean"] - std, cur["mean"] + std, color=c, alpha=0.2, lw=0)
-        title = model_label(model) + (f" {size}" if size not in ("", None) and not pd.isna(size) else "")
+        title = model_label(model) + (
+            f" {size_label(size)}" if size not in ("", None) and not pd.isna(size) else ""
+        )
         ax.set_title(title)
         ax.set_xlabel("inference rotation θ_test [deg]")
         if k % ncols == 0:
@@ -96,15 +98,27 @@ def equivariance_figure(rs: RunSet, out: Path, *, name: str = "equivariance") ->
             n_zero = int((long["value"] <= 0).sum())
             long = long[long["value"] > 0]
             if n_zero:
-                ax.text(0.01, 0.01, f"{n_zero} values ≤ 0 not drawn (log axis)", transform=ax.transAxes,
-                        fontsize=8, color="0.4")
+                ax.text(
+                    0.01,
+                    0.01,
+                    f"{n_zero} values ≤ 0 not drawn (log axis)",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                    color="0.4",
+                )
         groups = long.groupby([MODEL, "size_rank", "size"], dropna=False)
         for i, ((model, _, size), sub) in enumerate(groups):
             g = sub.groupby("angle")["value"].agg(["mean", "std", "count"]).reset_index()
             c = figures.color(model, models)
             lo = np.maximum(g["mean"] - g["std"].fillna(0), g["mean"] * 1e-2)
-            ax.plot(g["angle"], g["mean"], marker=figures.marker(i), color=c, alpha=0.9,
-                    label=f"{model_label(model)} {size} (n={int(g['count'].min())})")
+            ax.plot(
+                g["angle"],
+                g["mean"],
+                marker=figures.marker(i),
+                color=c,
+                alpha=0.9,
+                label=f"{model_label(model)} {size_label(size)} (n={int(g['count'].min())})",
+            )
             ax.fill_between(g["angle"], lo, g["mean"] + g["std"].fillna(0), color=c, alpha=0.15, lw=0)
         if len(long):
             ax.set_yscale("log")
@@ -125,7 +139,9 @@ def build(rs: RunSet, out: Path) -> list[Path]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--equivariance", action="store_true", help="also draw equivariance deviation vs angle (fig. B1)")
+    p.add_argument(
+        "--equivariance", action="store_true", help="also draw equivariance deviation vs angle (fig. B1)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """AUC against model size (paper Table 1): a figure (AUC vs parameter count, log x, one series per model, mean ± std
 over seeds, points labelled by size and n) and the table in the paper's layout as ``table1.md`` / ``table1.csv``.
 
-    python -m dashboards.size_vs_auc --experiment paper_table1 --out docs/results [--sweep ID] [--paper]
+    python -m dashboards.size_vs_auc --experiment equitrack-paper-table1 --out docs/results [--sweep ID] [--paper]
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from dashboards import cli, figures
-from dashboards.data import RunSet, aggregate, fmt_pm, label, model_label
-from dashboards.paper import TABLE1
+from dashboards.data import RunSet, aggregate, fmt_pm, label, model_label, size_label
+from dashboards.paper import TABLE1, paper_size
 
 MODEL = "params.model.name"
 TABLE_METRICS = [
@@ -31,8 +31,9 @@ def _present(df: pd.DataFrame, cols: Sequence[str]) -> list[str]:
 
 
 def table1(rs: RunSet) -> pd.DataFrame:
-    """One row per (size, model): params, AUC, efficiency, purity as mean and std over seeds, n finished runs and the
-    number of failed runs of that configuration; ordered like the paper (by size, then model)."""
+    """One row per (model, size): params, AUC, efficiency, purity as mean and std over seeds, n finished runs and the
+    number of failed runs of that configuration; ``size`` is the paper's N_hidden label where the configuration is
+    one of the paper's (``config`` keeps the preset or hidden width); ordered like the paper (size, then model)."""
     runs = rs.runs
     if MODEL not in runs:
         return pd.DataFrame(columns=["size", "model", "n", "failed"])
@@ -44,7 +45,15 @@ def table1(rs: RunSet) -> pd.DataFrame:
     agg = agg.merge(failed, on=by, how="outer")
     agg["failed"] = agg["failed"].fillna(0).astype(int)
     agg["n"] = agg["n"].fillna(0).astype(int)
-    out = pd.DataFrame({"size": agg["size"], "model": agg[MODEL], "size_rank": agg["size_rank"]})
+    paper = [paper_size(m, z) for m, z in zip(agg[MODEL], agg["size"])]
+    out = pd.DataFrame(
+        {
+            "size": [str(p) if p is not None else str(z) for p, z in zip(paper, agg["size"])],
+            "model": agg[MODEL],
+            "config": [size_label(z) for z in agg["size"]],
+            "size_rank": [float(p) if p is not None else r for p, r in zip(paper, agg["size_rank"])],
+        }
+    )
     for col, name in TABLE_METRICS:
         s = col.split(".", 1)[1]
         out[f"{name}_mean"] = agg.get(f"{s}_mean", np.nan)
@@ -54,30 +63,39 @@ def table1(rs: RunSet) -> pd.DataFrame:
     if "tags.config_id" in ok:  # >1 means the row pools configurations that differ in something besides size
         configs = ok.groupby(by, dropna=False)["tags.config_id"].nunique().rename("configs").reset_index()
         out["configs"] = agg[by].merge(configs, on=by, how="left")["configs"].fillna(0).astype(int).to_numpy()
-    out = out.sort_values(["size_rank", "size", "params_mean", "model"], na_position="last").drop(columns="size_rank")
+    out = out.sort_values(["size_rank", "model", "params_mean"], na_position="last").drop(columns="size_rank")
     return out.reset_index(drop=True)
 
 
 def table1_markdown(t: pd.DataFrame, rs: RunSet) -> str:
     lines = [
-        "| size | model | params | AUC | efficiency | purity | n | failed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| size | model | config | params | AUC | efficiency | purity | n | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in t.iterrows():
         params = "–" if pd.isna(r["params_mean"]) else f"{r['params_mean']:.0f}"
         if not pd.isna(r["params_std"]) and r["params_std"] > 0:
             params += f" ± {r['params_std']:.0f}"
         lines.append(
-            f"| {r['size']} | {model_label(r['model'])} | {params} | {fmt_pm(r['auc_mean'], r['auc_std'])} | "
+            f"| {r['size']} | {model_label(r['model'])} | {r['config']} | {params} | {fmt_pm(r['auc_mean'], r['auc_std'])} | "
             f"{fmt_pm(r['efficiency_mean'], r['efficiency_std'])} | {fmt_pm(r['purity_mean'], r['purity_std'])} | "
             f"{int(r['n'])} | {int(r['failed'])} |"
         )
     mixed = t[t.get("configs", pd.Series(0, index=t.index)) > 1]
     if len(mixed):
-        lines += ["", f"Warning: {len(mixed)} rows pool several configurations (config_id) of the same model and size; "
-                  "split them with `python -m dashboards.compare --by model,size,KEY`."]
+        lines += [
+            "",
+            (
+                f"Warning: {len(mixed)} rows pool several configurations (config_id) of the same model and size; "
+                "split them with `python -m dashboards.compare --by model,size,KEY`."
+            ),
+        ]
     lines += [
         "",
+        (
+            "size: the paper's N_hidden label (EuclidNet preset paper_N → N; Interaction Network h = 16 / 32 / 40 → "
+            "8 / 16 / 32, SCIENCE.md §4), else the run's own size; config: the preset or hidden width actually run."
+        ),
         f"Mean ± sample std (ddof = 1) over seeds; n = finished runs, failed runs are left out. {rs.describe()}.",
         "Efficiency = TP/(TP+FN), purity = TP/(TP+FP) at the threshold chosen on validation; AUC from scores.",
     ]
@@ -92,7 +110,9 @@ def write_table1(rs: RunSet, out: Path) -> tuple[pd.DataFrame, list[Path]]:
     return t, [md, csv]
 
 
-def figure(rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics.auc", name: str = "size_vs_auc"):
+def figure(
+    rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics.auc", name: str = "size_vs_auc"
+):
     """AUC vs parameter count per model, mean ± std over seeds; annotated ``size (n=…)``."""
     fig, axes = figures.new_figure(width=7.2, height=5.0)
     ax = axes[0, 0]
@@ -106,39 +126,76 @@ def figure(rs: RunSet, out: Path, *, paper: bool = False, metric: str = "metrics
         std = agg[f"{m}_std"].fillna(0.0)
         c = figures.color(model, models)
         ax.errorbar(
-            agg["n_params_mean"], agg[f"{m}_mean"], yerr=std, marker=figures.marker(i), ms=7, capsize=4, lw=1.6,
-            color=c, label=f"{model_label(model)} (this work)",
+            agg["n_params_mean"],
+            agg[f"{m}_mean"],
+            yerr=std,
+            marker=figures.marker(i),
+            ms=7,
+            capsize=4,
+            lw=1.6,
+            color=c,
+            label=f"{model_label(model)} (this work)",
         )
         for _, r in agg.iterrows():
             ax.annotate(
-                f"{r['size']} (n={int(r['n'])})", (r["n_params_mean"], r[f"{m}_mean"]), textcoords="offset points",
-                xytext=(6, -12), fontsize=9, color=c,
+                f"{size_label(r['size'])} (n={int(r['n'])})",
+                (r["n_params_mean"], r[f"{m}_mean"]),
+                textcoords="offset points",
+                xytext=(6, -12),
+                fontsize=9,
+                color=c,
             )
     if paper and metric == "metrics.auc":
         for i, (model, sub) in enumerate(TABLE1.groupby("model")):
             c = figures.color(model, models)
             ax.errorbar(
-                sub["params"], sub["auc"], yerr=sub["auc_std"], marker=figures.marker(i), mfc="white", ms=7,
-                capsize=3, ls="--", lw=1.0, color=c, alpha=0.8, label=f"{model_label(model)} (paper Table 1)",
+                sub["params"],
+                sub["auc"],
+                yerr=sub["auc_std"],
+                marker=figures.marker(i),
+                mfc="white",
+                ms=7,
+                capsize=3,
+                ls="--",
+                lw=1.0,
+                color=c,
+                alpha=0.8,
+                label=f"{model_label(model)} (paper Table 1)",
             )
             for _, r in sub.iterrows():
                 ax.annotate(
-                    f"paper {r['size']}", (r["params"], r["auc"]), textcoords="offset points", xytext=(-8, 6),
-                    fontsize=8, color=c, alpha=0.8, ha="right",
+                    f"paper {r['size']}",
+                    (r["params"], r["auc"]),
+                    textcoords="offset points",
+                    xytext=(-8, 6),
+                    fontsize=8,
+                    color=c,
+                    alpha=0.8,
+                    ha="right",
                 )
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(label(metric))
     ax.set_title("Model size vs " + label(metric))
     if not models:
-        ax.text(0.5, 0.5, "no finished runs with n_params and " + label(metric), transform=ax.transAxes, ha="center")
+        ax.text(
+            0.5,
+            0.5,
+            "no finished runs with n_params and " + label(metric),
+            transform=ax.transAxes,
+            ha="center",
+        )
     figures.legend(ax, loc="lower right")
-    figures.footnote(fig, "error bars: ± sample std over seeds; labels: size (n finished runs). " + rs.describe())
+    figures.footnote(
+        fig,
+        "error bars: ± sample std over seeds; labels: preset or hidden width (n finished runs). "
+        + rs.describe(),
+    )
     return figures.save(fig, out, name)
 
 
 def build(rs: RunSet, out: Path, *, paper: bool = False) -> list[Path]:
-    t, tables = write_table1(rs, out)
+    _t, tables = write_table1(rs, out)
     return figure(rs, out, paper=paper) + tables
 
 

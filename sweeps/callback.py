@@ -111,7 +111,7 @@ class SweepCallback(tune.Callback):
             epoch = int(result["epoch"])
             if epoch > st.last_step and epoch not in st.logged:
                 self.tracker.log_metrics(st.run_id, {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch)
-                self.tracker.set_tags(st.run_id, {"last_epoch": str(epoch)})
+                self.tracker.set_tags(st.run_id, {"last_epoch": str(epoch), "ray_node_id": str(result.get("node_id", ""))})
                 st.logged.add(epoch)
             self.display.cell_epoch(st, epoch, result)
         elif event == "finish":

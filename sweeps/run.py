@@ -234,6 +234,9 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
     optuna = grid.search.type == "optuna"
     status = "killed"
     try:
+        # one absolute cache folder for the driver and every worker (Ray runs trials in other folders)
+        cache = str(Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve())
+        os.environ["EQUITRACK_CACHE"] = cache
         data_keys = _prepare_data(cells[:1] if optuna else cells, console)
         tracker.set_tags(parent, {"dataset_key": ",".join(data_keys)})
 
@@ -272,7 +275,7 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
         workdir_root = str((Path(grid.ray.workdir) / str(tracker.sweep_id)).resolve())
         fault = os.environ.get(FAULT_ENV)
         plan = Plan(grid=grid, bundles=bundles, workdir_root=workdir_root, done=done,
-                    fault=_fault_specs(fault))
+                    fault=_fault_specs(fault), env={"EQUITRACK_CACHE": cache})
         started_ray = init_ray(grid, address, {})
         try:
             gpus = _gpus_per_trial(grid, console)
@@ -325,7 +328,8 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
             if plan.bundles else (grid.scheduler.max_t or int(grid.train.get("epochs", 200)))
         scheduler = ASHAScheduler(time_attr="epoch", metric=grid.scheduler.metric, mode=grid.scheduler.mode,
                                   max_t=max_t, grace_period=min(grid.scheduler.grace_period, max_t),
-                                  reduction_factor=grid.scheduler.reduction_factor)
+                                  reduction_factor=grid.scheduler.reduction_factor,
+                                  stop_last_trials=False)  # never cut a trial before its final report
     if optuna:
         tune_config = tune.TuneConfig(search_alg=searcher(grid), scheduler=scheduler, num_samples=num_samples,
                                       max_concurrent_trials=max_concurrent,

@@ -318,7 +318,7 @@ def _fmt_value(key: str, value: Any) -> str:
     if key == "train.train_rotation_deg":
         return f"rot{int(round(float(value))):03d}"
     if isinstance(value, float):
-        text = f"{value:g}"
+        text = f"{value:.3g}"
     else:
         text = str(value)
     return f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}{text}"

@@ -14,6 +14,7 @@ suggested (cells = one per seed). Several cells per Ray trial are trained in ord
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ class Plan:
     workdir_root: str  # absolute; per cell: <root>/<config_id>-s<seed>
     done: dict[str, dict[str, float]] = field(default_factory=dict)  # "config_id/seed" -> final metrics (optuna)
     fault: list[dict[str, Any]] | None = None  # test hook, from $EQUITRACK_FAULT on the driver
+    env: dict[str, str] = field(default_factory=dict)  # set in the worker before training (e.g. EQUITRACK_CACHE)
 
     def cells_for(self, config: Mapping[str, Any]) -> list[Cell]:
         """The cells of one Ray trial, from its config (same answer on driver and worker)."""
@@ -85,7 +87,7 @@ class TuneReporter:
         self.last = {k: float(v) for k, v in metrics.items()}
         self.last_epoch = int(epoch)
         result = {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
-                  "cell_key": cell_key(self.cell), "event": "epoch"}
+                  "cell_key": cell_key(self.cell), "event": "epoch", "node_id": _node_id()}
         if checkpoint_dir is None:
             tune.report(result)
             return
@@ -130,6 +132,15 @@ class TuneReporter:
             if n < int(f.get("times", 1)):
                 counter.write_text(str(n + 1))
                 raise _Injected(f"injected fault #{n + 1} in {self.cell.run_name} at epoch {epoch} ({FAULT_ENV})")
+
+
+def _node_id() -> str:
+    try:
+        import ray  # noqa: PLC0415
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -178,6 +189,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     from tracker.train import run_trial  # noqa: PLC0415
     from tracker.train.config import trial_from_dict  # noqa: PLC0415
 
+    os.environ.update(plan.env)
     _limit_threads()
     cells = plan.cells_for(config)
     start = _restore(plan, cells)

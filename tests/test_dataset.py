@@ -44,7 +44,7 @@ def test_reuse_and_disjoint(cache: Path, shared_trackml: Path) -> None:
     assert manifest["config"]["path"] == cfg.path and manifest["format_version"] == ds.FORMAT_VERSION
     ids = _ids(splits)
     assert [len(v) for v in ids.values()] == [6, 2, 2]
-    assert len(set(sum(ids.values(), []))) == 10  # disjoint
+    assert len({e for v in ids.values() for e in v}) == 10  # disjoint
     g = splits.train[0]
     assert g.x.dtype == torch.float32 and g.edge_index.dtype == torch.int64 and isinstance(g.event_id, int)
     # another seed: another key and another split; a larger train split keeps val and test
@@ -106,7 +106,7 @@ def test_changed_input_changes_key(cache: Path, shared_trackml: Path, tmp_path: 
         (src / p.name).symlink_to(p)
     cfg = DataConfig(source="hitgraphs", path=str(src), events={"train": 1, "val": 1, "test": 1})
     k1 = prepare(cfg)
-    (src / sorted(src.iterdir())[0].name).unlink()
+    min(src.iterdir()).unlink()
     k2 = prepare(cfg)
     assert k1 != k2
     with pytest.raises(ValueError, match="3 npz graphs, but events asks for 4"):
@@ -149,7 +149,7 @@ def test_trackml_source(cache: Path, shared_trackml: Path, tmp_path: Path) -> No
             (src / f"event{evt:09d}-{part}.csv.gz").symlink_to(shared_trackml / f"event000000001-{part}.csv.gz")
     cfg = DataConfig(source="trackml", path=str(src), events={"train": 1, "val": 1, "test": 1}, pt_min=1.5)
     s = load_splits(cfg)
-    assert sorted(sum(_ids(s).values(), [])) == [11, 12, 13]
+    assert sorted(e for v in _ids(s).values() for e in v) == [11, 12, 13]
     assert s.train[0].num_nodes == 165 and s.manifest["stats"]["train"]["efficiency_mean"] >= 0.95
     looser = DataConfig(source="trackml", path=str(src), events={"train": 1, "val": 1, "test": 1}, pt_min=1.0)
     assert prepare(looser) != s.key

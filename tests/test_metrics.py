@@ -124,18 +124,29 @@ def test_efficiency_above_pt():
 
 def _constructed_event():
     """Hits and edges with known matching (see the comments); returns edge_index, scores, pid, pt."""
-    pid = np.array([1, 1, 1, 1,  # A: 4 hits, one clean track (perfect)
-                    2, 2, 2,  # B: 3 hits split 2 + 1 (no track candidate)
-                    3, 3, 3, 3, 0,  # C: 4 hits + a noise hit in its track (DM and LHC, not perfect)
-                    4, 4,  # D: 2 hits (not reconstructable)
-                    5, 5, 5, 6, 6])  # E (3 hits) merged with F (2 hits): DM for E, not LHC
+    # A: 4 hits, one clean track (perfect); B: 3 hits split 2 + 1 (no track candidate); C: 4 hits + a noise hit
+    # in its track (DM and LHC, not perfect); D: 2 hits (not reconstructable); E (3 hits) merged with F (2 hits):
+    # DM for E, not LHC
+    a, b, c, noise, d, e, f = [1] * 4, [2] * 3, [3] * 4, [0], [4] * 2, [5] * 3, [6] * 2
+    pid = np.array(a + b + c + noise + d + e + f)
     pt = np.array([2.0] * 4 + [0.5] * 3 + [1.0] * 4 + [np.nan] + [3.0] * 2 + [0.95] * 3 + [1.0] * 2)
-    edges = [(0, 1, 0.9), (1, 2, 0.8), (2, 3, 0.95),
-             (4, 5, 0.9), (5, 6, 0.1),
-             (7, 8, 0.9), (8, 9, 0.9), (9, 10, 0.7), (10, 11, 0.6),
-             (12, 13, 0.9),
-             (14, 15, 0.9), (15, 16, 0.9), (16, 17, 0.9), (17, 18, 0.9),
-             (3, 7, 0.2)]  # a rejected fake edge between A and C
+    edges = [
+        (0, 1, 0.9),
+        (1, 2, 0.8),
+        (2, 3, 0.95),
+        (4, 5, 0.9),
+        (5, 6, 0.1),
+        (7, 8, 0.9),
+        (8, 9, 0.9),
+        (9, 10, 0.7),
+        (10, 11, 0.6),
+        (12, 13, 0.9),
+        (14, 15, 0.9),
+        (15, 16, 0.9),
+        (16, 17, 0.9),
+        (17, 18, 0.9),
+        (3, 7, 0.2),
+    ]  # a rejected fake edge between A and C
     ei = np.array([[a for a, _, _ in edges], [b for _, b, _ in edges]])
     scores = np.array([c for _, _, c in edges])
     return ei, scores, pid, pt

@@ -207,10 +207,10 @@ def _randomise(model: torch.nn.Module, std: float = 0.5, seed: int = 0) -> torch
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_outputs_are_logits_not_probabilities(name, small_graph):
-    model = _randomise(build_model(name))
+    model = _randomise(build_model(name), std=2.0)
     with torch.no_grad():
         out = model(small_graph)
-    assert (out < 0).any() and (out.abs() > 1).any()
+    assert ((out < 0) | (out > 1)).any(), "outputs confined to (0, 1): a sigmoid inside the model?"
 
 
 # -- the fast implementation equals the plain definitions ----------------------------------------------------

@@ -266,6 +266,13 @@ def test_out_dir_that_is_a_file(tmp_path):
         simulate_events(out_dir=f, n_events=1, seed=0, pileup=1.0)
 
 
+def test_out_dir_with_other_events(tmp_path):
+    simulate_events(out_dir=tmp_path, n_events=2, seed=0, pileup=1.0)
+    simulate_events(out_dir=tmp_path, n_events=2, seed=1, pileup=1.0)  # same event ids: rewritten
+    with pytest.raises(FileExistsError, match="event000001001"):
+        simulate_events(out_dir=tmp_path, n_events=1, seed=0, pileup=1.0)
+
+
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     run = subprocess.run([sys.executable, "-m", "tracker.data.simulate", "--out", str(out), "--events", "1",

@@ -67,7 +67,7 @@ def test_parts_order_and_single_part(shared_trackml: Path) -> None:
 
 
 def test_round_trip_csv_and_zip(real, small_event: Path, tmp_path: Path) -> None:
-    hits, cells, particles, truth = load_event(small_event)
+    hits, _cells, _particles, truth = load_event(small_event)
     assert len(hits) == 300 and len(truth) == 300
     pd.testing.assert_frame_equal(hits, real[0].iloc[:300].reset_index(drop=True))
     # gz copy of another event and a zip with both events in a sub-folder

@@ -26,10 +26,31 @@ from tracker.train.step import rotate_batch
 from tracker.train.trial import TIMING_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH_FINAL = ["auc", "auc_thresholded", "edge_efficiency", "edge_purity", "accuracy", "balanced_accuracy", "f1",
-              "test_loss", "n_params", "ant_factor", "threshold", "best_epoch", "train_seconds",
-              "seconds_per_epoch", "auc_rot_000", "auc_rot_090", "auc_rot_spread", "equivariance_dev_000",
-              "equivariance_dev_090", "track_dm_eff", "track_perfect_eff", "track_lhc_eff", "trackml_score"]
+ARCH_FINAL = [
+    "auc",
+    "auc_thresholded",
+    "edge_efficiency",
+    "edge_purity",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "test_loss",
+    "n_params",
+    "ant_factor",
+    "threshold",
+    "best_epoch",
+    "train_seconds",
+    "seconds_per_epoch",
+    "auc_rot_000",
+    "auc_rot_090",
+    "auc_rot_spread",
+    "equivariance_dev_000",
+    "equivariance_dev_090",
+    "track_dm_eff",
+    "track_perfect_eff",
+    "track_lhc_eff",
+    "trackml_score",
+]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +122,8 @@ def test_metrics_names_and_artifacts(reference):
     assert rec.final == result.metrics and rec.epochs == [1, 2, 3]
     assert 0.0 <= result.metrics["auc"] <= 1.0 and result.metrics["n_params"] > 0
     assert result.metrics["ant_factor"] == pytest.approx(
-        1 / ((1 - result.metrics["auc"]) * result.metrics["n_params"]))
+        1 / ((1 - result.metrics["auc"]) * result.metrics["n_params"])
+    )
     assert "edge_efficiency_pt0p9" not in result.metrics  # the npz graphs carry no pT
     d = result.artifacts_dir
     names = {p.name for p in rec.artifacts}
@@ -109,7 +131,9 @@ def test_metrics_names_and_artifacts(reference):
     assert json.loads((d / "metrics.json").read_text()) == pytest.approx(result.metrics)
     assert list(pd.read_csv(d / "history.csv").epoch) == [1, 2, 3]
     rot = pd.read_csv(d / "rotation.csv")
-    assert list(rot.angle_deg) == [0.0, 90.0] and rot.auc.iloc[1] == pytest.approx(result.metrics["auc_rot_090"])
+    assert list(rot.angle_deg) == [0.0, 90.0] and rot.auc.iloc[1] == pytest.approx(
+        result.metrics["auc_rot_090"]
+    )
     assert torch.load(d / "model.pt", weights_only=True)
     assert torch.load(checkpoint_path(d), weights_only=True)["epoch"] == 3
     assert yaml.safe_load((d / "config.yaml").read_text())["model"]["hidden"] == 4
@@ -200,21 +224,35 @@ def test_training_rotation_and_fraction_reach_the_step(graphs, small, tmp_path, 
 
     monkeypatch.setattr(trial_mod, "train_step", spy)
     _, val, test = small
-    cfg = _config(train={"epochs": 2, "train_rotation_deg": 45.0, "fraction": 0.5},
-                  eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False})
+    cfg = _config(
+        train={"epochs": 2, "train_rotation_deg": 45.0, "fraction": 0.5},
+        eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False},
+    )
     run_trial(cfg, NullReporter(), workdir=tmp_path / "fixed", splits=(graphs[:6], val, test))
     assert len(seen) == 2 * 3  # 3 of 6 graphs, 2 epochs
     assert len({n for n, _ in seen}) == 3
-    assert all(t is not None and torch.allclose(t, torch.tensor([math.pi / 4], dtype=torch.float64))
-               for _, t in seen)
+    assert all(
+        t is not None and torch.allclose(t, torch.tensor([math.pi / 4], dtype=torch.float64)) for _, t in seen
+    )
 
     seen.clear()
-    cfg = _config(train={"epochs": 2, "random_rotation": True},
-                  eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False})
+    cfg = _config(
+        train={"epochs": 2, "random_rotation": True},
+        eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False},
+    )
     run_trial(cfg, NullReporter(), workdir=tmp_path / "random", splits=(graphs[:2], val, test))
     angles = torch.cat([t for _, t in seen])
     assert angles.numel() == 4 and angles.unique().numel() == 4
     assert torch.all(angles.abs() <= math.pi)
+
+    seen.clear()  # mini-batches of graphs: one angle per graph of the batch
+    cfg = _config(
+        train={"epochs": 1, "batch_size": 2, "random_rotation": True},
+        eval={"rotations_deg": [0], "equivariance": False, "track_metrics": False},
+    )
+    run_trial(cfg, NullReporter(), workdir=tmp_path / "batched", splits=(graphs[:3], val, test))
+    assert sorted(t.numel() for _, t in seen) == [1, 2]
+    assert sum(n for n, _ in seen) == sum(g.num_edges for g in graphs[:3])
 
 
 def _write_trial(path: Path, trial: dict) -> Path:
@@ -222,18 +260,122 @@ def _write_trial(path: Path, trial: dict) -> Path:
     return path
 
 
-def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, tmp_path):
+@pytest.fixture(scope="module")
+def dataset_cache(tmp_path_factory):
+    """A private ``$EQUITRACK_CACHE`` for the trials that build their data through ``tracker.data.dataset``."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EQUITRACK_CACHE", str(path))
+        yield path
+
+
+def _hitgraphs(shared_trackml: Path, train: int, val: int, test: int) -> dict:
+    return {
+        "source": "hitgraphs",
+        "path": str(shared_trackml / "hitgraphs_plus_1GeV5"),
+        "events": {"train": train, "val": val, "test": test},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "hparams", "epochs"),
+    [
+        # EuclidNet with the edge features (dr, dφ, dz, dR) in its messages: the paper-faithful default
+        # (edge_attr false) also gets there but needs ~3x more steps on CPU
+        ("euclidnet", {"hidden": 8, "edge_attr": True}, 12),
+        ("interaction_network", {"hidden": 8}, 15),
+    ],
+)
+def test_short_training_separates_true_edges(
+    name, hparams, epochs, shared_trackml, dataset_cache, tmp_path, record_property
+):
+    cfg = trial_from_dict(
+        {
+            "data": _hitgraphs(shared_trackml, 4, 2, 2),
+            "model": {"name": name, **hparams},
+            "train": {"epochs": epochs, "lr": 0.01, "pos_weight": "auto", "device": "cpu", "seed": 0},
+            "eval": {"rotations_deg": [0, 45, 90, 180], "timing": False},
+        }
+    )
+    m = run_trial(cfg, NullReporter(), workdir=tmp_path).metrics
+    for key in (
+        "auc",
+        "auc_rot_spread",
+        "equivariance_dev_090",
+        "edge_efficiency",
+        "edge_purity",
+        "track_dm_eff",
+    ):
+        record_property(key, m[key])
+    print(
+        f"{name}: auc={m['auc']:.4f} auc_rot_spread={m['auc_rot_spread']:.3g} "
+        f"equivariance_dev_090={m['equivariance_dev_090']:.3g} eff={m['edge_efficiency']:.3f} "
+        f"purity={m['edge_purity']:.3f} n_params={m['n_params']:.0f} train_seconds={m['train_seconds']:.1f}"
+    )
+    assert m["auc"] > 0.9
+    if name == "euclidnet":  # invariant edge scores: rotating the test split changes nothing measurable
+        assert m["auc_rot_spread"] < 1e-4
+        assert m["equivariance_dev_090"] < 1e-5
+    else:  # not invariant: the spread is reported as measured, the deviation is visible
+        assert m["equivariance_dev_090"] > 1e-5
+
+
+@pytest.mark.slow
+def test_trial_on_simulated_events_reports_pt_metrics(dataset_cache, tmp_path):
+    """Simulated events carry the particles' pT: the pT-binned edge and track efficiencies appear."""
+    cfg = trial_from_dict(
+        {
+            "data": {
+                "source": "simulated",
+                "pileup": 40,
+                "pt_min": 1.5,
+                "events": {"train": 3, "val": 1, "test": 1},
+            },
+            "model": {"name": "interaction_network", "hidden": 8},
+            "train": {"epochs": 20, "lr": 0.01, "pos_weight": "auto", "device": "cpu"},
+            "eval": {"rotations_deg": [0, 90], "timing": False},
+        }
+    )
+    m = run_trial(cfg, NullReporter(), workdir=tmp_path).metrics
+    print(f"simulated, interaction_network: auc={m['auc']:.4f} auc_rot_spread={m['auc_rot_spread']:.3g}")
+    assert m["auc"] > 0.9
+    for key in (
+        "edge_efficiency_pt0p9",
+        "edge_efficiency_pt1p5",
+        "edge_efficiency_pt2p0",
+        "track_dm_eff_pt0p9",
+        "track_perfect_eff_pt0p9",
+        "track_lhc_eff_pt0p9",
+    ):
+        assert 0.0 <= m[key] <= 1.0, key
+    # every graph edge has pT > pt_min = 1.5 GeV, so the 0.9 and 1.5 GeV cuts select all true edges
+    assert m["edge_efficiency_pt0p9"] == pytest.approx(m["edge_efficiency"])
+    assert m["edge_efficiency_pt1p5"] == pytest.approx(m["edge_efficiency"])
+
+
+def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, dataset_cache, tmp_path):
     trial = {
-        "data": {"source": "hitgraphs", "path": str(shared_trackml / "hitgraphs_plus_1GeV5"),
-                 "events": {"train": 2, "val": 1, "test": 1}},
+        "data": _hitgraphs(shared_trackml, 2, 1, 1),
         "model": {"name": "euclidnet", "hidden": 4},
         "train": {"epochs": 2, "seed": 0, "device": "cpu"},
         "eval": {"rotations_deg": [0, 180], "timing_runs": 1},
     }
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "tracker.train", str(_write_trial(tmp_path / "t.yaml", trial)), "--out", str(out)],
-        check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tracker.train",
+            str(_write_trial(tmp_path / "t.yaml", trial)),
+            "--out",
+            str(out),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -246,7 +388,9 @@ def test_cli_runs_a_trial_and_writes_metrics_json(shared_trackml, tmp_path):
 def test_cli_config_errors_exit_2(tmp_path, capsys):
     from tracker.train.__main__ import main
 
-    bad = _write_trial(tmp_path / "bad.yaml", {"model": {"name": "euclidnet"}, "train": {"epochs": 0, "lr_typo": 1}})
+    bad = _write_trial(
+        tmp_path / "bad.yaml", {"model": {"name": "euclidnet"}, "train": {"epochs": 0, "lr_typo": 1}}
+    )
     assert main([str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "train.epochs" in err and "lr_typo" in err and str(bad) in err
@@ -262,7 +406,11 @@ def test_example_trial_file_validates():
     from tracker.train.config import load_trial
 
     cfg = load_trial(REPO / "examples" / "trial.yaml")
-    assert cfg.data.source == "simulated" and cfg.model.name == "euclidnet" and cfg.eval.rotations_deg == [0, 90, 180]
+    assert (
+        cfg.data.source == "simulated"
+        and cfg.model.name == "euclidnet"
+        and cfg.eval.rotations_deg == [0, 90, 180]
+    )
 
 
 def test_loss_fn_is_functional_in_params_and_rotation(graphs):
@@ -278,8 +426,12 @@ def test_loss_fn_is_functional_in_params_and_rotation(graphs):
     direct, _ = loss_fn(model, None, batch, theta)
     functional, _ = loss_fn(model, params, batch, theta)
     assert torch.allclose(direct, functional)
-    grads = torch.func.grad(lambda p: loss_fn(model, p, batch, theta)[0])(params)
-    assert set(grads) == set(params) and all(torch.isfinite(g).all() for g in grads.values())
+    # gradients with respect to explicitly passed parameters (torch.func.grad/vmap additionally need every
+    # custom autograd.Function of the model to support functorch: a model-zoo property, not the step's)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    grads = torch.autograd.grad(loss_fn(model, leaves, batch, theta)[0], list(leaves.values()))
+    assert len(grads) == len(params) and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
     # the angle is applied: the logits are those of the rotated batch, and differ from the unrotated ones
     rotated_logits = loss_fn(model, params, batch, theta)[1]
     assert torch.equal(rotated_logits, model(rotate_batch(batch, theta)))

@@ -201,7 +201,7 @@ def _build_events(path: Path, event_ids: list[int], cfg: DataConfig) -> list[Dat
     from tracker.data.trackml import load_dataset
     from tracker.graphs.builder import build_graph
 
-    wanted = set(int(e) for e in event_ids)
+    wanted = {int(e) for e in event_ids}
     graphs = {}
     for evt, hits, particles, truth in load_dataset(path, parts=("hits", "particles", "truth")):
         if evt in wanted:
@@ -297,14 +297,15 @@ def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
     """Build the dataset of ``cfg`` unless a valid cache exists; return its key.
 
     Concurrent callers with the same config wait on one lock: one builds, the others reuse its result. A cache
-    folder that does not verify raises :class:`DatasetCacheError` naming it, unless ``rebuild`` replaces it."""
+    folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
+    verified fully (file checksums too) and replaced when anything is wrong."""
     key = dataset_key(cfg)
     folder = cache_root() / "datasets" / key
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.parent / f"{key}.lock")):
         if folder.exists():
             try:
-                _verify(folder, cfg, key, check_files=False)
+                _verify(folder, cfg, key, check_files=rebuild)
                 return key
             except DatasetCacheError:
                 if not rebuild:

@@ -13,6 +13,7 @@ real particle; ``pid_offset`` (default 1) shifts ids so that the platform's pid 
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def load_npz(path: str | Path, *, pid_offset: int = 1) -> Data:
         raise HitGraphError(f"{path}: no such file") from None
     except HitGraphError:
         raise
-    except Exception as err:  # zipfile.BadZipFile, ValueError, OSError ...
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise HitGraphError(f"{path}: not a readable npz file ({type(err).__name__}: {err})") from None
 
     X = arr["X"]

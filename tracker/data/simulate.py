@@ -346,6 +346,9 @@ def _propagate(geo: Geometry, vtx: np.ndarray, mom: np.ndarray, q: np.ndarray, r
     barrel_l = np.flatnonzero(geo.layer_barrel)
     disk_l = np.flatnonzero(~geo.layer_barrel)
     a_mod = float(field_phi_modulation)
+    mod_u, mod_v, mod_w = geo.rot[:, :, 0], geo.rot[:, :, 1], geo.rot[:, :, 2]
+    mod_wx, mod_wy = mod_w[:, 0], mod_w[:, 1]
+    mod_d = mod_wx * geo.centre[:, 0] + mod_wy * geo.centre[:, 1]  # barrel planes: w·(x, y) = d
     for step in range(n_layers + 1):
         idx = np.flatnonzero(alive)
         if idx.size == 0:
@@ -362,10 +365,12 @@ def _propagate(geo: Geometry, vtx: np.ndarray, mom: np.ndarray, q: np.ndarray, r
             cy = py_ + omega * radius * np.cos(ph)
             psi0 = np.arctan2(py_ - cy, px_ - cx)
             alphas = np.full((idx.size, n_layers), np.inf)
-            for li in barrel_l:  # every module point of the layer lies outside r = layer_lo
-                alphas[:, li] = _alpha_cylinder(cx, cy, radius, psi0, omega, geo.layer_lo[li])
-            for li in disk_l:
-                alphas[:, li] = _alpha_plane_z(pz_, lm, radius, geo.layer_pos[li])
+            if barrel_l.size:  # every module point of a barrel layer lies outside r = layer_lo
+                alphas[:, barrel_l] = _alpha_cylinder(cx[:, None], cy[:, None], radius[:, None], psi0[:, None],
+                                                      omega[:, None], geo.layer_lo[barrel_l][None, :])
+            if disk_l.size:
+                alphas[:, disk_l] = _alpha_plane_z(pz_[:, None], lm[:, None], radius[:, None],
+                                                   geo.layer_pos[disk_l][None, :])
             alphas[visited[idx]] = np.inf
             nxt = np.argmin(alphas, axis=1)
             a_next = alphas[np.arange(idx.size), nxt]
@@ -410,43 +415,47 @@ def _propagate(geo: Geometry, vtx: np.ndarray, mom: np.ndarray, q: np.ndarray, r
         cands[:, 1:][cands[:, 1:] == cands[:, :-1]] = -1  # a module found by both look-ups counts once
         valid = cands >= 0
         mods = np.where(valid, cands, 0)
-        c = geo.centre[mods]  # [S, K, 3]
-        w = geo.rot[mods][..., 2]
-        bmod = geo.barrel[mods]
-        R2, OM, CX, CY, PS = (a[:, None] for a in (r_, om_, cx_, cy_, psi0_))
-        X0, Y0, Z0, PH, LM = (a[:, None] for a in (x0_, y0_, z0_, ph_, lm_))
-        a_line = _alpha_line(CX, CY, R2, PS, OM, w[..., 0], w[..., 1], w[..., 0] * c[..., 0] + w[..., 1] * c[..., 1])
-        a_z = _alpha_plane_z(Z0, LM, R2, c[..., 2])
-        am = np.where(bmod, a_line, a_z)
-        am = np.where(valid & (am <= np.pi - turned[gi][:, None]), am, np.inf)
-        hx, hy, hz = _helix_point(X0, Y0, Z0, PH, LM, R2, OM, np.where(np.isfinite(am), am, 0.0))
-        rel = np.stack([hx, hy, hz], -1) - c
-        rot = geo.rot[mods]
-        lu = np.einsum("skj,skj->sk", rel, rot[..., 0])
-        lv = np.einsum("skj,skj->sk", rel, rot[..., 1])
-        hv = geo.hv[mods]
-        hu = geo.minhu[mods] + (geo.maxhu[mods] - geo.minhu[mods]) * (lv + hv) / (2 * hv)
-        hit = np.isfinite(am) & (np.abs(lv) <= hv) & (np.abs(lu) <= hu)
+        # first crossing of each candidate's plane (all candidates of a row belong to the same layer)
+        am = np.full(mods.shape, np.inf)
+        rb, rd = np.flatnonzero(is_b), np.flatnonzero(~is_b)
+        if rb.size:
+            mb = mods[rb]
+            am[rb] = _alpha_line(cx_[rb, None], cy_[rb, None], r_[rb, None], psi0_[rb, None], om_[rb, None],
+                                 mod_wx[mb], mod_wy[mb], mod_d[mb])
+        if rd.size:
+            am[rd] = _alpha_plane_z(z0_[rd, None], lm_[rd, None], r_[rd, None], geo.centre[mods[rd], 2])
+        am[~valid | (am > (np.pi - turned[gi])[:, None])] = np.inf
+        # crossing points and local coordinates, only where a plane is crossed
+        si, ki = np.nonzero(np.isfinite(am))
+        mk, ak = mods[si, ki], am[si, ki]
+        hx, hy, hz = _helix_point(x0_[si], y0_[si], z0_[si], ph_[si], lm_[si], r_[si], om_[si], ak)
+        rx, ry, rz = hx - geo.centre[mk, 0], hy - geo.centre[mk, 1], hz - geo.centre[mk, 2]
+        lu = rx * mod_u[mk, 0] + ry * mod_u[mk, 1] + rz * mod_u[mk, 2]
+        lv = rx * mod_v[mk, 0] + ry * mod_v[mk, 1] + rz * mod_v[mk, 2]
+        hv = geo.hv[mk]
+        hu = geo.minhu[mk] + (geo.maxhu[mk] - geo.minhu[mk]) * (lv + hv) / (2 * hv)
+        inb = (np.abs(lv) <= hv) & (np.abs(lu) <= hu)
+        si, mk, ak, hx, hy, hz = si[inb], mk[inb], ak[inb], hx[inb], hy[inb], hz[inb]
         # multiple scattering material of every crossed module (dead ones too)
-        ang = PH + OM * np.where(np.isfinite(am), am, 0.0)
-        dirs = np.stack([np.cos(ang), np.sin(ang), np.broadcast_to(LM, ang.shape)], -1)
-        dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-        cos_inc = np.abs(np.einsum("skj,skj->sk", dirs, w))
-        xx0 = np.where(hit, 2.0 * geo.thick[mods] / SILICON_X0_MM / np.maximum(cos_inc, 1e-3), 0.0)
-        rec = hit & ~geo.dead[mods]
-        si, ki = np.nonzero(rec)
-        if si.size:
-            gp = gi[si]
-            ptot_h = ptot[gp]
+        ang = ph_[si] + om_[si] * ak
+        sin_t = 1.0 / np.sqrt(1.0 + lm_[si] ** 2)
+        cos_inc = np.abs((np.cos(ang) * mod_w[mk, 0] + np.sin(ang) * mod_w[mk, 1]) * sin_t
+                         + lm_[si] * sin_t * mod_w[mk, 2])
+        xx0 = 2.0 * geo.thick[mk] / SILICON_X0_MM / np.maximum(cos_inc, 1e-3)
+        rec = ~geo.dead[mk]
+        if rec.any():
+            sr = si[rec]
+            gp = gi[sr]
             out_p.append(gp)
-            out_m.append(mods[si, ki])
-            out_pos.append(np.stack([hx[si, ki], hy[si, ki], hz[si, ki]], -1))
-            pth = ptot_h / np.sqrt(1.0 + lam[gp] ** 2)
-            out_mom.append(np.stack([pth * np.cos(ang[si, ki]), pth * np.sin(ang[si, ki]), pth * lam[gp]], -1))
-            out_ord.append(np.full(si.size, step))
-            out_alpha.append(turned[gp] + am[si, ki])
+            out_m.append(mk[rec])
+            out_pos.append(np.stack([hx[rec], hy[rec], hz[rec]], -1))
+            pth = ptot[gp] / np.sqrt(1.0 + lam[gp] ** 2)
+            out_mom.append(np.stack([pth * np.cos(ang[rec]), pth * np.sin(ang[rec]), pth * lam[gp]], -1))
+            out_ord.append(np.full(sr.size, step))
+            out_alpha.append(turned[gp] + ak[rec])
         # advance to the last crossing in the layer (or the nominal surface when no module was crossed)
-        a_hit = np.where(hit, am, -np.inf).max(1)
+        a_hit = np.full(gi.size, -np.inf)
+        np.maximum.at(a_hit, si, ak)
         a_adv = np.where(np.isfinite(a_hit), a_hit, an)
         nx_, ny_, nz_ = _helix_point(x0_, y0_, z0_, ph_, lm_, r_, om_, a_adv)
         x[gi], y[gi], z[gi] = nx_, ny_, nz_
@@ -454,7 +463,7 @@ def _propagate(geo: Geometry, vtx: np.ndarray, mom: np.ndarray, q: np.ndarray, r
         turned[gi] += a_adv
         visited[gi, li] = True
         # Highland kick with the summed material of the layer's crossed modules
-        xsum = xx0.sum(1)
+        xsum = np.bincount(si, weights=xx0, minlength=gi.size)
         kick = xsum > 0
         if kick.any():
             k = gi[kick]
@@ -745,6 +754,12 @@ def simulate_events(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"out_dir={str(out)!r}: exists and is not a folder")
+    ids = set(range(int(first_event_id), int(first_event_id) + int(n_events)))
+    stale = sorted(f.name for f in out.glob("event*-*.csv*") if out.is_dir()
+                   and not any(f.name.startswith(f"event{i:09d}-") for i in ids))
+    if stale:
+        raise FileExistsError(f"out_dir={str(out)!r} holds events this call would not write (e.g. {stale[0]}): "
+                              "use an empty folder so that simulation.json describes every event in it")
     out.mkdir(parents=True, exist_ok=True)
     table = pd.read_csv(part_path)
     geo = load_geometry(detectors, volumes=volumes, misalignment_mm=float(misalignment_mm),
@@ -828,7 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             noise_fraction=args.noise_fraction, first_event_id=args.first_event_id,
             field_phi_modulation=args.field_phi_modulation, misalignment_mm=args.misalignment_mm,
             dead_module_fraction=args.dead_module_fraction, volumes=args.volumes, progress=True)
-    except (ValueError, NotADirectoryError) as err:
+    except (ValueError, NotADirectoryError, FileExistsError) as err:
         ap.error(str(err))
     dt = time.perf_counter() - t0
     events = json.loads((Path(args.out) / "simulation.json").read_text())["events"]

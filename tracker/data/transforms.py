@@ -45,7 +45,7 @@ class Rotate(BaseTransform):
         self.theta = float(theta)
 
     @classmethod
-    def from_degrees(cls, deg: float) -> "Rotate":
+    def from_degrees(cls, deg: float) -> Rotate:
         return cls(math.radians(deg))
 
     def forward(self, data: Data) -> Data:

@@ -64,7 +64,7 @@ class GraphOptions:
     undirected: bool = False
     dedup_triangles: bool = True
 
-    def resolved(self) -> "GraphOptions":
+    def resolved(self) -> GraphOptions:
         slope, z0 = recommended_cuts(self.pt_min)
         return GraphOptions(**{**asdict(self),
                                "phi_slope_max": slope if self.phi_slope_max is None else float(self.phi_slope_max),
@@ -74,29 +74,61 @@ class GraphOptions:
         return asdict(self.resolved())
 
 
+def _lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, missing) -> np.ndarray:
+    """``table_values`` at the position of each of ``keys`` in ``table_keys`` (``missing`` where absent).
+
+    A hash lookup (pandas ``Index.get_indexer``) when the table keys are unique; else the first match of a
+    sorted search."""
+    out = np.full(len(keys), missing, dtype=np.result_type(table_values, np.asarray(missing)))
+    index = pd.Index(table_keys)
+    if index.is_unique:
+        pos = index.get_indexer(keys)
+        found = pos >= 0
+        out[found] = table_values[pos[found]]
+        return out
+    order = np.argsort(table_keys, kind="stable")
+    sk = table_keys[order]
+    pos = np.clip(np.searchsorted(sk, keys), 0, max(len(sk) - 1, 0))
+    found = (sk[pos] == keys) if len(sk) else np.zeros(len(keys), bool)
+    out[found] = table_values[order][pos[found]]
+    return out
+
+
 def select_hits(
     hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.DataFrame, *, pt_min: float, endcaps: bool = True
 ) -> pd.DataFrame:
-    """Pixel hits of particles with pT > pt_min (noise dropped), sorted by (layer, hit_id).
+    """Pixel hits of particles with pT > pt_min (noise dropped), sorted by (layer, φ, hit_id).
 
-    Columns: hit_id, x, y, z, r, phi, layer, particle_id, pt (mm, rad, GeV)."""
+    Columns: hit_id, x, y, z, layer, particle_id, pt, r, phi (mm, rad, GeV). Vectorised lookups (sorted
+    ``searchsorted``) instead of DataFrame merges: hits without truth, or of particles missing from the particle
+    table, are dropped like the reference's inner merges drop them."""
     layer = layer_index(hits["volume_id"].to_numpy(), hits["layer_id"].to_numpy())
     keep = layer >= 0 if endcaps else (layer >= 0) & (layer <= 3)
-    h = pd.DataFrame({
-        "hit_id": hits["hit_id"].to_numpy()[keep],
-        "x": hits["x"].to_numpy(np.float64)[keep],
-        "y": hits["y"].to_numpy(np.float64)[keep],
-        "z": hits["z"].to_numpy(np.float64)[keep],
-        "layer": layer[keep],
+    all_ids = hits["hit_id"].to_numpy()
+    t_ids = truth["hit_id"].to_numpy()
+    t_pid = truth["particle_id"].to_numpy()
+    if len(t_ids) == len(all_ids) and np.array_equal(t_ids, all_ids):  # the usual case: same row order
+        pid = t_pid[keep]
+    else:
+        pid = _lookup(all_ids[keep], t_ids, t_pid, 0)
+    hit_id = all_ids[keep]
+    layer = layer[keep]
+    ppt = np.hypot(particles["px"].to_numpy(np.float64), particles["py"].to_numpy(np.float64))
+    ppid = particles["particle_id"].to_numpy()
+    good = (ppt > pt_min) & (ppid != 0)
+    pt = _lookup(pid, ppid[good], ppt[good], np.nan)  # only the few particles above the cut are searched
+    sel = np.isfinite(pt) & (pid != 0)
+    idx = np.flatnonzero(keep)[sel]
+    x = hits["x"].to_numpy(np.float64)[idx]
+    y = hits["y"].to_numpy(np.float64)[idx]
+    phi = np.arctan2(y, x)
+    order = np.lexsort((hit_id[sel], phi, layer[sel]))  # by layer, then φ (the builder relies on it)
+    x, y, phi = x[order], y[order], phi[order]
+    return pd.DataFrame({
+        "hit_id": hit_id[sel][order], "x": x, "y": y, "z": hits["z"].to_numpy(np.float64)[idx][order],
+        "layer": layer[sel][order], "particle_id": pid[sel][order], "pt": pt[sel][order],
+        "r": np.hypot(x, y), "phi": phi,
     })
-    pt = np.hypot(particles["px"].to_numpy(np.float64), particles["py"].to_numpy(np.float64))
-    good = pd.DataFrame({"particle_id": particles["particle_id"].to_numpy(), "pt": pt})
-    good = good[(good.pt > pt_min) & (good.particle_id != 0)]
-    t = truth[["hit_id", "particle_id"]].merge(good, on="particle_id", how="inner")
-    h = h.merge(t, on="hit_id", how="inner")
-    h["r"] = np.hypot(h.x.to_numpy(), h.y.to_numpy())
-    h["phi"] = np.arctan2(h.y.to_numpy(), h.x.to_numpy())
-    return h.sort_values(["layer", "hit_id"], kind="stable").reset_index(drop=True)
 
 
 def _wrap(dphi: np.ndarray) -> np.ndarray:
@@ -111,18 +143,25 @@ def _pair_segments(
     """Kept (source, target) node indices for one layer pair (i1: inner-layer nodes, i2: outer-layer nodes)."""
     if i1.size == 0 or i2.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    # φ window: |dφ| < phi_slope_max·|dr| ≤ phi_slope_max·max|dr| over the pair
-    dr_max = max(abs(r[i2].max() - r[i1].min()), abs(r[i1].max() - r[i2].min()))
-    half = phi_slope_max * dr_max
+    # φ window of each inner hit: |dφ| < phi_slope_max·|dr|, with |dr| bounded (a) by the outer layer's r range
+    # and (b), when |z1| > z0_max, by the z0 cut: |z1 − z0| = r1·|dz|/|dr| > |z1| − z0_max  =>
+    # |dr| < r1·max|dz| / (|z1| − z0_max). Both bounds are exact consequences of the cuts, so nothing is lost.
+    r1, z1 = r[i1], z[i1]
+    r2, z2 = r[i2], z[i2]
+    dr_max = np.maximum(np.abs(r2.max() - r1), np.abs(r1 - r2.min()))
+    dz_max = np.maximum(np.abs(z2.max() - z1), np.abs(z1 - z2.min()))
+    far = np.abs(z1) > z0_max
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.where(far, r1 * dz_max / (np.abs(z1) - z0_max), np.inf)
+    dr_max = np.minimum(dr_max, bound)
+    half = phi_slope_max * dr_max * (1 + 1e-9) + 1e-12
     srcs, dsts = [], []
-    if half >= np.pi:  # the window is the whole circle: all pairs
+    if half.max() >= np.pi:  # some window is the whole circle: all pairs
         lo = np.zeros(i1.size, np.int64)
         cnt = np.full(i1.size, i2.size, np.int64)
-        order2 = i2
-        ext = order2
+        ext = i2
     else:
-        o = np.argsort(phi[i2], kind="stable")
-        order2 = i2[o]
+        order2 = i2  # nodes are sorted by φ within a layer (select_hits)
         p2 = phi[order2]
         # extend the sorted list by ±2π copies so windows never wrap
         ext = np.concatenate([order2, order2, order2])
@@ -143,13 +182,18 @@ def _pair_segments(
             offs = np.arange(tot) - np.repeat(np.cumsum(c) - c, c)
             a = i1[rep]
             b = ext[lo[rep] + offs]
-            dr = r[b] - r[a]
+            ra, za = r[a], z[a]
+            dr = r[b] - ra
+            dz = z[b] - za
+            with np.errstate(divide="ignore", invalid="ignore"):
+                z0 = za - ra * dz / dr
+            # the z0 cut removes most candidates: apply it first, then the φ-slope cut on the survivors
+            keep = np.flatnonzero(np.abs(z0) < z0_max)
+            a, b, dr, dz, z0 = a[keep], b[keep], dr[keep], dz[keep], z0[keep]
             dphi = _wrap(phi[b] - phi[a])
-            dz = z[b] - z[a]
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = dphi / dr
-                z0 = z[a] - r[a] * dz / dr
-            ok = (np.abs(slope) < phi_slope_max) & (np.abs(z0) < z0_max)
+            ok = np.abs(slope) < phi_slope_max
             if remove_intersecting and l1 in INTERSECT_R_MM and l2 in (LEFT_DISKS[0], RIGHT_DISKS[0]):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     zc = INTERSECT_R_MM[l1] * dz / dr + z0
@@ -171,9 +215,14 @@ def _dedup_triangle_labels(y: np.ndarray, src: np.ndarray, dst: np.ndarray, laye
     idx = np.flatnonzero(cand)
     if idx.size == 0:
         return
-    df = pd.DataFrame({"pid": pid[src[idx]], "disk": layer[dst[idx]], "l1": layer[src[idx]]})
-    top = df.groupby(["pid", "disk"])["l1"].transform("max").to_numpy()
-    y[idx[df.l1.to_numpy() < top]] = 0
+    p, d, l1 = pid[src[idx]], layer[dst[idx]], layer[src[idx]]
+    order = np.lexsort((l1, d, p))  # groups (pid, disk), l1 ascending inside each
+    p, d, l1, idx = p[order], d[order], l1[order], idx[order]
+    last = np.ones(idx.size, bool)
+    last[:-1] = (p[1:] != p[:-1]) | (d[1:] != d[:-1])
+    group_end = np.flatnonzero(last)
+    top = np.repeat(l1[group_end], np.diff(np.concatenate([[-1], group_end])))  # each group's max l1
+    y[idx[l1 < top]] = 0
 
 
 def build_graph(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -51,7 +52,7 @@ def _load(path: str | Path) -> dict:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such graph file") from None
-    except Exception as err:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path}: not a readable graph file ({type(err).__name__}: {err})") from None
     if not isinstance(obj, dict) or obj.get("format") != GRAPH_FORMAT:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__

@@ -56,17 +56,16 @@ class _NormActFM(torch.autograd.Function):
         r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
         y = xc * r
         ctx.act = act
-        if act == "silu":
-            s = torch.sigmoid(y)
-            ctx.save_for_backward(y, r, s)
-            return y * s
-        if act == "sigmoid":
-            s = torch.sigmoid(y)
-            ctx.save_for_backward(y, r, s)
-            return s
         if act is None:
             ctx.save_for_backward(y, r)
             return y
+        s = torch.sigmoid(y)
+        ctx.save_for_backward(y, r, s)
+        if act == "silu":  # the output goes into the (temporary) input's buffer: one allocation less
+            ctx.mark_dirty(xc)
+            return torch.mul(y, s, out=xc)
+        if act == "sigmoid":
+            return s
         raise ValueError(f"unsupported fused activation {act!r}")
 
     @staticmethod
@@ -82,8 +81,9 @@ class _NormActFM(torch.autograd.Function):
                 gy.mul_(y).add_(1.0).mul_(s).mul_(g)
             else:  # sigmoid'(y) = s (1 − s)
                 gy.mul_(s).mul_(g)
-        proj = (gy * y).mean(0, keepdim=True)
-        return gy.sub_(y * proj).mul_(r), None, None
+        t = gy * y
+        proj = t.mean(0, keepdim=True)
+        return gy.sub_(torch.mul(y, proj, out=t)).mul_(r), None, None
 
 
 def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
@@ -121,12 +121,31 @@ def centred(w: Tensor) -> Tensor:
     return w - w.mean(0, keepdim=True)
 
 
+# Centred weights are computed once per model forward and reused by every iteration (a shared block is applied
+# 5 times): a cache keyed by the Linear, emptied by :func:`begin_forward` at each model entry point. It lives
+# outside the modules (no autograd tensors on modules: deepcopy/pickling of models stay possible).
+_CENTRED_CACHE: dict[int, tuple[Tensor, Tensor | None]] = {}
+
+
+def begin_forward() -> None:
+    """Start a model evaluation: forget the centred weights of the previous one (they belong to its graph)."""
+    _CENTRED_CACHE.clear()
+
+
+def centred_params(layer: nn.Linear) -> tuple[Tensor, Tensor | None]:
+    """(W_c, b_c) of ``layer`` for the current forward (computed on first use)."""
+    key = id(layer)
+    hit = _CENTRED_CACHE.get(key)
+    if hit is None or hit[0].dtype != layer.weight.dtype or hit[0].device != layer.weight.device:
+        b = layer.bias
+        hit = (centred(layer.weight), centred(b) if b is not None else None)
+        _CENTRED_CACHE[key] = hit
+    return hit
+
+
 def linear_fm(layer: nn.Linear, x: Tensor, *, centre: bool = False) -> Tensor:
     """``layer`` applied to a feature-major [in, M] tensor: W x + b -> [out, M] (centred over out if asked)."""
-    w, b = layer.weight, layer.bias
-    if centre:
-        w = centred(w)
-        b = centred(b) if b is not None else None
+    w, b = centred_params(layer) if centre else (layer.weight, layer.bias)
     if b is None:
         return w @ x
     return torch.addmm(b.unsqueeze(1), w, x)
@@ -238,9 +257,7 @@ class SplitMLP(nn.Module):
 
     def weight_of(self, *ks: int) -> Tensor:
         """Columns of the first weight for parts ``ks`` (a view when the parts are contiguous and in order)."""
-        w = self.seq[0].weight
-        if self._centre:
-            w = centred(w)
+        w = centred_params(self.seq[0])[0] if self._centre else self.seq[0].weight
         if all(b == a + 1 for a, b in zip(ks, ks[1:])):
             return w[:, self._offsets[ks[0]] : self._offsets[ks[-1] + 1]]
         return torch.cat([w[:, self._offsets[k] : self._offsets[k + 1]] for k in ks], dim=1)
@@ -260,8 +277,7 @@ class SplitMLP(nn.Module):
     @property
     def bias(self) -> Tensor:
         """The first layer's bias (centred when a LayerNorm follows, matching :meth:`weight_of`)."""
-        b = self.seq[0].bias
-        return centred(b) if self._centre else b
+        return centred_params(self.seq[0])[1] if self._centre else self.seq[0].bias
 
     def finish(self, pre: Tensor) -> Tensor:
         """Everything after the first Linear, feature-major, from its output (projected parts + :attr:`bias`);
@@ -276,7 +292,7 @@ class SplitMLP(nn.Module):
 def gather_pair(proj: Tensor, dst: Tensor, src: Tensor) -> Tensor:
     """From stacked node projections [2H, N] = [W_i h; W_j h]: W_i h_dst + W_j h_src per edge [H, E]."""
     hid = proj.shape[0] // 2
-    return proj[:hid].index_select(1, dst) + proj[hid:].index_select(1, src)
+    return proj[:hid].index_select(1, dst).add_(proj[hid:].index_select(1, src))
 
 
 # -- graph inputs ---------------------------------------------------------------------------------------------

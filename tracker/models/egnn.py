@@ -6,7 +6,7 @@ which is the symmetry here, though not under the translations of full E(2)). Eac
 graph convolution layers (EGCL, weights not shared, as in the paper):
 
   m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖², a_ij)           a_ij = (dr, dφ, dz, dR), rotation invariant (``edge_attr``)
-  x_i ← x_i + Σ_j (x_i − x_j) φ_x(m_ij) / deg(i)      (C = 1/(M−1): mean over neighbours; clamped ±100)
+  x_i ← x_i + Σ_j (x_i − x_j) φ_x(m_ij) / deg(i)      (C = 1/(M−1): mean over neighbours; each term's norm ≤ 100)
   h_i ← h_i + φ_h(h_i, Σ_j m_ij)                      (residual)
 
 φ_e, φ_h: Linear–SiLU–Linear(–SiLU); φ_x: Linear–SiLU–Linear(h, 1, no bias, init gain 0.001) as in the paper's
@@ -24,6 +24,7 @@ from torch_geometric.data import Data
 
 from tracker.models.common import (
     EdgeClassifier,
+    begin_forward,
     SplitMLP,
     gather_pair,
     in_degree,
@@ -45,6 +46,16 @@ HPARAMS: dict[str, Any] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {}
 PRESET_COUNTS: dict[str, int] = {}
+
+
+MAX_STEP = 100.0
+
+
+def clamp_norm(u: Tensor, max_norm: float) -> Tensor:
+    """Scale each column vector of ``u`` [2, E] down to norm ``max_norm`` at most (a rotation-equivariant clamp;
+    clamping x and y separately, as the EuclidNet reference does, is not equivariant once it bites)."""
+    norm = torch.sqrt((u * u).sum(dim=0, keepdim=True))
+    return u * (max_norm / norm.clamp(min=max_norm))
 
 
 class EGCL(nn.Module):
@@ -73,7 +84,7 @@ class EGCL(nn.Module):
         if attr is not None:
             pre.addmm_(self.phi_e.weight_of(3), attr)
         m = self.phi_e.finish(pre)
-        upd = torch.clamp(diff * run_fm(self.phi_x, m), -100.0, 100.0)
+        upd = clamp_norm(diff * run_fm(self.phi_x, m), MAX_STEP)
         x = x + scatter_sum(upd, dst, n) * inv_deg
         h = h + run_fm(self.phi_h, torch.cat([h, scatter_sum(m, dst, n)], dim=0))
         return h, x
@@ -121,10 +132,12 @@ class EGNN(EdgeClassifier):
 
     def embed(self, data: Data) -> dict[str, Tensor]:
         """``vectors`` [N, 2] (equivariant, metres), ``scalars`` [N, hidden] (invariant)."""
+        begin_forward()
         st = self._embed_fm(data)
         return {"vectors": st["x"].T * self.length_scale, "scalars": st["h"].T, "src": st["src"], "dst": st["dst"]}
 
     def forward(self, data: Data) -> Tensor:
+        begin_forward()
         st = self._embed_fm(data)
         ne = data.edge_index.shape[1]
         src, dst = st["src"][:ne], st["dst"][:ne]

@@ -31,6 +31,7 @@ from torch_geometric.data import Data
 
 from tracker.models.common import (
     EdgeClassifier,
+    begin_forward,
     SplitMLP,
     gather_pair,
     mlp,
@@ -210,6 +211,7 @@ class EuclidNet(EdgeClassifier):
     def embed(self, data: Data) -> dict[str, Any]:
         """Final embeddings: ``vectors`` [N, 2] (equivariant), ``scalars`` [N, hidden], ``edges`` [2E, hidden]
         (first E rows: the stored edges), ``src``/``dst`` [2E] of the symmetrised edges (row-major views)."""
+        begin_forward()
         fm = self._embed_fm(data)
         return {
             "vectors": fm["v"].T, "scalars": fm["h"].T, "edges": fm["e"].T,
@@ -233,6 +235,7 @@ class EuclidNet(EdgeClassifier):
         return self.decoder.finish(pre).squeeze(0)
 
     def forward(self, data: Data) -> Tensor:
+        begin_forward()
         fm = self._embed_fm(data)
         n_edges = data.edge_index.shape[1]
         return self.decode_fm(fm["h"], fm["v"], fm["e"][:, :n_edges], fm["src"][:n_edges], fm["dst"][:n_edges])

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from tracker.models.common import SplitMLP, gather_pair, mlp, run_fm, scatter_sum
+from tracker.models.common import SplitMLP, begin_forward, gather_pair, mlp, run_fm, scatter_sum
 from tracker.models.euclidnet import EuclidNet, geometric_invariants
 
 HPARAMS: dict[str, Any] = {
@@ -117,6 +117,7 @@ class Hybrid(EuclidNet):
         return st
 
     def forward(self, data: Data) -> Tensor:
+        begin_forward()
         if self.hidden_free == 0:
             return super().forward(data)
         st = self._embed_fm(data)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 
-from tracker.models.common import SplitMLP, num_nodes_of, run_fm, symmetrise
+from tracker.models.common import SplitMLP, begin_forward, num_nodes_of, run_fm, symmetrise
 
 HPARAMS: dict[str, Any] = {
     "hidden": 16,
@@ -122,6 +122,7 @@ class InteractionNetwork(MessagePassing):
         return data.x.T
 
     def forward(self, data: Data) -> Tensor:
+        begin_forward()
         n = num_nodes_of(data)
         n_edges = data.edge_index.shape[1]
         if self.undirected:

@@ -15,9 +15,14 @@ from tracker.train.config import ConfigError, load_trial
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tracker.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tracker.train",
+        description="Run one trial without MLflow: progress, a table of the final metrics, DIR/metrics.json.",
+    )
     parser.add_argument("trial", type=Path, help="trial YAML file (sections data, model, train, eval)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and artifacts")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder for metrics.json and artifacts"
+    )
     parser.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -519,7 +519,122 @@ def vmap_supported(model: nn.Module, graph: Data, *, k: int = 2) -> tuple[bool, 
     return True, ""
 
 
-def _vmap_epoch(members: list[_Member], padded: _PaddedPool, stacked: _Stacked) -> dict[int, tuple]:
+class StackedAdam:
+    """K models of one architecture as one stack: batched loss, per-member grad clipping and Adam.
+
+    Built from the members' own modules and ``torch.optim.Adam`` instances (state read from them, fresh or
+    resumed) and written back into them by :meth:`write_back`, so checkpoints stay in run_trial's format. The
+    update is ``torch.optim.Adam``'s single-tensor algorithm (no amsgrad) with per-member lr, betas, eps and weight
+    decay; clipping is ``clip_grad_norm_`` (L2 over all parameters, coefficient clamped at 1) per member.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer], *,
+                 grad_clips: Sequence[float | None], pos_weights: Sequence[float | None]) -> None:
+        self.stacked = _Stacked(models[0])
+        K = self.K = len(models)
+        ref = next(iter(models[0].parameters()))
+        dtype, device = ref.dtype, ref.device
+        self.dtype, self.device = dtype, device
+        names = self.stacked.names
+        with torch.no_grad():
+            self.params = {n: torch.stack([m.get_parameter(n).detach() for m in models]).requires_grad_()
+                           for n in names}
+            self.buffers = {n: torch.stack([m.get_buffer(n) for m in models]) for n in self.stacked.buffer_names}
+            self.exp_avg, self.exp_avg_sq = {}, {}
+            self.steps = torch.zeros(K, dtype=torch.float64)
+            for n in names:
+                a, s = [], []
+                for k, (m, opt) in enumerate(zip(models, optimizers)):
+                    p = m.get_parameter(n)
+                    st = opt.state.get(p, {})
+                    a.append(st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p))
+                    s.append(st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p))
+                    if "step" in st:
+                        self.steps[k] = float(st["step"])
+                self.exp_avg[n], self.exp_avg_sq[n] = torch.stack(a), torch.stack(s)
+        groups = [opt.param_groups[0] for opt in optimizers]
+        self.lrs = torch.tensor([float(g["lr"]) for g in groups], dtype=torch.float64)
+        self.beta1 = torch.tensor([float(g["betas"][0]) for g in groups], dtype=torch.float64)
+        self.beta2 = torch.tensor([float(g["betas"][1]) for g in groups], dtype=torch.float64)
+
+        def vec(values: Sequence[float]) -> Tensor:
+            return torch.tensor(list(values), dtype=dtype, device=device)
+
+        self.eps = vec(float(g["eps"]) for g in groups)
+        self.wd = vec(float(g["weight_decay"]) for g in groups)
+        self.use_wd = bool((self.wd != 0).any())
+        self.use_clip = any(c is not None for c in grad_clips)
+        self.clip_max = vec(math.inf if c is None else float(c) for c in grad_clips)
+        self.pos_weight = (None if all(p is None for p in pos_weights) else
+                           vec(1.0 if p is None else float(p) for p in pos_weights))
+        self.one_m_b1 = (1 - self.beta1).to(dtype).to(device)
+        self.one_m_b2 = (1 - self.beta2).to(dtype).to(device)
+        self.b2 = self.beta2.to(dtype).to(device)
+
+    def step(self, inputs: dict[str, Tensor], active: Tensor | None = None) -> Tensor:
+        """One optimiser step of the active members on their own batches; returns the losses [K] (CPU, float64).
+
+        Members with a non-finite loss are left out of the update (the caller fails them); inactive members
+        (``active[k]`` False: no batch left this epoch) are neither updated nor counted as stepped.
+        """
+        K, names = self.K, self.stacked.names
+        losses = self.stacked.losses(self.params, self.buffers, inputs, self.pos_weight)
+        lv = losses.detach().to("cpu", torch.float64)
+        act = torch.ones(K, dtype=torch.bool) if active is None else active.clone()
+        act &= torch.isfinite(lv)
+        if not bool(act.any()):
+            return lv
+        weight = act.to(dtype=losses.dtype, device=losses.device)
+        total = (torch.where(weight > 0, losses, torch.zeros_like(losses)) * weight).sum()
+        grads = torch.autograd.grad(total, [self.params[n] for n in names])
+        with torch.no_grad():
+            all_active = bool(act.all())
+            act_d = act.to(self.device)
+            if self.use_clip:
+                norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), 2, dim=1) for g in grads])
+                coef = torch.clamp(self.clip_max / (torch.linalg.vector_norm(norms, 2, dim=0) + 1e-6), max=1.0)
+            self.steps += act.to(torch.float64)
+            st = self.steps.clamp_min(1.0)
+            step_size = (self.lrs / (1 - self.beta1**st)).to(self.dtype).to(self.device)
+            bc2s = torch.sqrt(1 - self.beta2**st).to(self.dtype).to(self.device)
+            for n, g in zip(names, grads):
+                p = self.params[n]
+                shape = (K,) + (1,) * (p.dim() - 1)
+                if self.use_clip:
+                    g = g * coef.view(shape)
+                if self.use_wd:
+                    g = g + self.wd.view(shape) * p
+                m1 = torch.lerp(self.exp_avg[n], g, self.one_m_b1.view(shape))
+                m2 = self.exp_avg_sq[n] * self.b2.view(shape) + (g * self.one_m_b2.view(shape)) * g
+                denom = m2.sqrt() / bc2s.view(shape) + self.eps.view(shape)
+                newp = p - m1 * step_size.view(shape) / denom
+                if all_active:
+                    self.exp_avg[n], self.exp_avg_sq[n] = m1, m2
+                    p.copy_(newp)
+                else:
+                    a = act_d.view(shape)
+                    self.exp_avg[n] = torch.where(a, m1, self.exp_avg[n])
+                    self.exp_avg_sq[n] = torch.where(a, m2, self.exp_avg_sq[n])
+                    p.copy_(torch.where(a, newp, p))
+        return lv
+
+    def write_back(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Copy member k's parameters and Adam state into ``models[k]`` / ``optimizers[k]``."""
+        with torch.no_grad():
+            for k, (m, opt) in enumerate(zip(models, optimizers)):
+                opt._opt_called = True  # stepped by us: StepLR need not warn about the call order
+                for n in self.stacked.names:
+                    p = m.get_parameter(n)
+                    p.copy_(self.params[n][k])
+                    if self.steps[k] > 0:
+                        opt.state[p] = {
+                            "step": torch.tensor(float(self.steps[k]), dtype=torch.float32),
+                            "exp_avg": self.exp_avg[n][k].clone(),
+                            "exp_avg_sq": self.exp_avg_sq[n][k].clone(),
+                        }
+
+
+def _vmap_epoch(members: list[_Member], padded: _PaddedPool) -> dict[int, tuple]:
     """One epoch of every member in ``members`` at once; returns index → (loss sum, edges, lr, seconds).
 
     Members that fail in this epoch get ``m.failed`` set (and no entry). The stacked state is written back to each
@@ -527,53 +642,20 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool, stacked: _Stacked) 
     """
     t0 = time.perf_counter()
     K = len(members)
-    device = padded.mask.device
-    dtype = next(iter(members[0].model.parameters())).dtype
     plans = []
     for m in members:
         set_rng_state(m.rng, m.generator)
         order, theta, rotate = m.plan()
-        chunks = m.view.chunks(order)
-        plans.append((chunks, theta, rotate))
+        plans.append((m.view.chunks(order), theta, rotate))
         m.rng = rng_state(m.generator)
     n_steps = max(len(p[0]) for p in plans)
     B = members[0].view.pool.batch_size
     any_rotate = any(p[2] for p in plans)
-
-    # stack parameters and Adam state (from each member's own torch Adam)
-    with torch.no_grad():
-        params = {n: torch.stack([m.model.get_parameter(n).detach() for m in members]).requires_grad_()
-                  for n in stacked.names}
-        buffers = {n: torch.stack([m.model.get_buffer(n) for m in members]) for n in stacked.buffer_names}
-        exp_avg, exp_avg_sq = {}, {}
-        steps = torch.zeros(K, dtype=torch.float64)
-        for n in stacked.names:
-            a, s = [], []
-            for k, m in enumerate(members):
-                st = m.optimizer.state.get(m.model.get_parameter(n), {})
-                p = m.model.get_parameter(n)
-                a.append(st["exp_avg"] if "exp_avg" in st else torch.zeros_like(p))
-                s.append(st["exp_avg_sq"] if "exp_avg_sq" in st else torch.zeros_like(p))
-                if "step" in st:
-                    steps[k] = float(st["step"])
-            exp_avg[n], exp_avg_sq[n] = torch.stack(a), torch.stack(s)
-    groups = [m.optimizer.param_groups[0] for m in members]
-    lrs = [float(g["lr"]) for g in groups]
-    beta1 = torch.tensor([float(g["betas"][0]) for g in groups], dtype=torch.float64)
-    beta2 = torch.tensor([float(g["betas"][1]) for g in groups], dtype=torch.float64)
-    eps = torch.tensor([float(g["eps"]) for g in groups], dtype=dtype, device=device)
-    wd = torch.tensor([float(g["weight_decay"]) for g in groups], dtype=dtype, device=device)
-    use_wd = bool((wd != 0).any())
-    clips = [m.tc.grad_clip for m in members]
-    use_clip = any(c is not None for c in clips)
-    clip_max = torch.tensor([c if c is not None else math.inf for c in clips], dtype=dtype, device=device)
-    pw_values = [m.pos_weight for m in members]
-    pos_weight = (None if all(p is None for p in pw_values) else
-                  torch.tensor([1.0 if p is None else p for p in pw_values], dtype=dtype, device=device))
-    one_m_b1 = (1 - beta1).to(dtype).to(device)
-    one_m_b2 = (1 - beta2).to(dtype).to(device)
-    b2 = beta2.to(dtype).to(device)
-
+    models = [m.model for m in members]
+    optimizers = [m.optimizer for m in members]
+    lrs = [float(o.param_groups[0]["lr"]) for o in optimizers]
+    opt = StackedAdam(models, optimizers, grad_clips=[m.tc.grad_clip for m in members],
+                      pos_weights=[m.pos_weight for m in members])
     loss_sum = [0.0] * K
     n_edges = [0] * K
     alive = torch.ones(K, dtype=torch.bool)
@@ -589,70 +671,21 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool, stacked: _Stacked) 
             ids[k, : len(chunk)] = torch.tensor([members[k].view.ids[i] for i in chunk])
             if rot:
                 theta[k, : len(chunk)] = th[torch.tensor(chunk)]
-        inputs = padded.gather(ids, theta)
-        losses = stacked.losses(params, buffers, inputs, pos_weight)
-        lv = losses.detach().to("cpu", torch.float64)
+        if not bool(active.any()):
+            break
+        lv = opt.step(padded.gather(ids, theta), active)
         for k in range(K):
-            if active[k] and not math.isfinite(float(lv[k])):
+            if not active[k]:
+                continue
+            if not math.isfinite(float(lv[k])):
                 members[k].failed = NonFiniteLossError(members[k].next_epoch, f"training loss in batch {s + 1}",
                                                        float(lv[k]))
                 alive[k] = False
-                active[k] = False
-        if not bool(active.any()):
-            continue
-        weight = active.to(dtype=losses.dtype, device=losses.device)
-        grads = torch.autograd.grad((torch.where(weight > 0, losses, 0.0) * weight).sum(),
-                                    [params[n] for n in stacked.names])
-        with torch.no_grad():
-            act_d = active.to(device)
-            if use_clip:
-                norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), 2, dim=1) for g in grads])
-                total = torch.linalg.vector_norm(norms, 2, dim=0)
-                coef = torch.clamp(clip_max / (total + 1e-6), max=1.0)
-            steps = steps + active.to(torch.float64)
-            st = steps.clamp_min(1.0)
-            bc1 = 1 - beta1**st
-            bc2_sqrt = torch.sqrt(1 - beta2**st)
-            step_size = (torch.tensor(lrs, dtype=torch.float64) / bc1).to(dtype).to(device)
-            bc2s = bc2_sqrt.to(dtype).to(device)
-            for n, g in zip(stacked.names, grads):
-                p = params[n]
-                shape = (K,) + (1,) * (p.dim() - 1)
-                if use_clip:
-                    g = g * coef.view(shape)
-                if use_wd:
-                    g = g + wd.view(shape) * p
-                m1 = torch.lerp(exp_avg[n], g, one_m_b1.view(shape))
-                m2 = exp_avg_sq[n] * b2.view(shape) + (g * one_m_b2.view(shape)) * g
-                denom = m2.sqrt() / bc2s.view(shape) + eps.view(shape)
-                newp = p - m1 * step_size.view(shape) / denom
-                if bool(active.all()):
-                    exp_avg[n], exp_avg_sq[n] = m1, m2
-                    p.copy_(newp)
-                else:
-                    a = act_d.view(shape)
-                    exp_avg[n] = torch.where(a, m1, exp_avg[n])
-                    exp_avg_sq[n] = torch.where(a, m2, exp_avg_sq[n])
-                    p.copy_(torch.where(a, newp, p))
-        for k in range(K):
-            if active[k]:
-                e = sum(padded.n_edges[members[k].view.ids[i]] for i in plans[k][0][s])
-                loss_sum[k] += float(lv[k]) * e
-                n_edges[k] += e
-
-    # write the stacked state back into each member's own model and torch optimiser
-    with torch.no_grad():
-        for k, m in enumerate(members):
-            m.optimizer._opt_called = True  # stepped by us: StepLR need not warn about the call order
-            for n in stacked.names:
-                p = m.model.get_parameter(n)
-                p.copy_(params[n][k])
-                if steps[k] > 0:
-                    m.optimizer.state[p] = {
-                        "step": torch.tensor(float(steps[k]), dtype=torch.float32),
-                        "exp_avg": exp_avg[n][k].clone(),
-                        "exp_avg_sq": exp_avg_sq[n][k].clone(),
-                    }
+                continue
+            e = sum(padded.n_edges[members[k].view.ids[i]] for i in plans[k][0][s])
+            loss_sum[k] += float(lv[k]) * e
+            n_edges[k] += e
+    opt.write_back(models, optimizers)
     seconds = (time.perf_counter() - t0) / K  # the shared step time, split evenly
     return {m.index: (loss_sum[k], n_edges[k], lrs[k], seconds) for k, m in enumerate(members) if m.failed is None}
 
@@ -756,10 +789,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
         (m.workdir / "error.txt").unlink(missing_ok=True)
         m.announce()
 
-    padded = stacked = None
-    if chosen == "vmap":
-        padded = _PaddedPool(pool.graphs, device=device)
-        stacked = _Stacked(members[0].model)
+    padded = _PaddedPool(pool.graphs, device=device) if chosen == "vmap" else None
 
     def after_epoch(m: _Member, out: tuple[float, int, float, float]) -> None:
         try:
@@ -788,7 +818,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                     _evaluate(m, val_set, test_set)
         else:
             try:
-                outs = _vmap_epoch(live, padded, stacked)
+                outs = _vmap_epoch(live, padded)
             except Exception as exc:  # noqa: BLE001 — a batched failure cannot be pinned on one member
                 for m in live:
                     m.fail(exc)
@@ -812,5 +842,5 @@ def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet) -> None:
         m.fail(exc)
 
 
-__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "bundle_differences", "choose_strategy",
+__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "StackedAdam", "bundle_differences", "choose_strategy",
            "run_bundle", "validate_bundle", "vmap_supported"]

@@ -37,21 +37,30 @@ class ConsoleReporter:
         model = config.get("model", {})
         epochs = int(config.get("train", {}).get("epochs", 0)) or None
         self.console.print(f"[bold]{model.get('name', '?')}[/bold]: {n_params} parameters")
-        self._bar = tqdm(total=epochs, desc="epochs", unit="epoch", file=sys.stderr, disable=self.disable_progress)
+        self._bar = tqdm(
+            total=epochs, desc="epochs", unit="epoch", file=sys.stderr, disable=self.disable_progress
+        )
 
     def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         if self._bar is None:
             return
         self._bar.n = epoch
         self._bar.set_postfix(
-            {k: f"{metrics[k]:.4g}" for k in ("train_loss", "val_loss", "val_auc") if k in metrics}, refresh=True
+            {k: f"{metrics[k]:.4g}" for k in ("train_loss", "val_loss", "val_auc") if k in metrics},
+            refresh=True,
         )
+        if self._bar.total is not None and epoch >= self._bar.total:
+            self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self.console.print("evaluating on the test split ...")
 
     def artifact(self, path: Path) -> None:
         self.artifacts.append(Path(path))
 
     def finish(self, *, metrics: Mapping[str, float]) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self._close()
         self.console.print(metrics_table(metrics))

@@ -159,8 +159,9 @@ def final_metrics(
                 "test_loss": pred.loss,
             }
         )
-    rotation = pd.DataFrame(rows, columns=["angle_deg", "auc", "auc_thresholded", "edge_efficiency",
-                                           "edge_purity", "test_loss"])
+    rotation = pd.DataFrame(
+        rows, columns=["angle_deg", "auc", "auc_thresholded", "edge_efficiency", "edge_purity", "test_loss"]
+    )
     for row in rows:
         m[f"auc_rot_{_angle_name(row['angle_deg'])}"] = row["auc"]
     if rows:

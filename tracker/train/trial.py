@@ -42,8 +42,10 @@ class NonFiniteLossError(RuntimeError):
 
     def __init__(self, epoch: int, what: str, value: float) -> None:
         self.epoch = epoch
-        super().__init__(f"non-finite {what} ({value}) at epoch {epoch}: the trial stops "
-                         "(lower train.lr, set train.grad_clip, or check the input graphs for NaN)")
+        super().__init__(
+            f"non-finite {what} ({value}) at epoch {epoch}: the trial stops "
+            "(lower train.lr, set train.grad_clip, or check the input graphs for NaN)"
+        )
 
 
 class CheckpointMismatchError(ValueError):
@@ -97,8 +99,12 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "best_state": self.best_state}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
@@ -174,7 +180,9 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     _seed_everything(tc.seed)
     model = build_model(config.model.name, **config.model.hparams()).to(device)
     n_params = int(count_parameters(model))
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=tc.lr_step, gamma=tc.lr_gamma)
     stopper = EarlyStopping(tc.monitor, tc.patience)
     generator = torch.Generator().manual_seed(tc.seed)
@@ -228,12 +236,15 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
             break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        order, theta = epoch_plan(len(train_set), generator, base_theta=base_theta,
-                                  random_rotation=tc.random_rotation)
+        order, theta = epoch_plan(
+            len(train_set), generator, base_theta=base_theta, random_rotation=tc.random_rotation
+        )
         loss_sum, n_edges = 0.0, 0
         for i, (batch, idx) in enumerate(train_set.batches(order)):
             angles = theta[idx] if (tc.random_rotation or base_theta != 0) else None
-            loss = float(train_step(model, optimizer, batch, angles, pos_weight=pos_weight, grad_clip=tc.grad_clip))
+            loss = float(
+                train_step(model, optimizer, batch, angles, pos_weight=pos_weight, grad_clip=tc.grad_clip)
+            )
             if not math.isfinite(loss):
                 raise NonFiniteLossError(epoch, f"training loss in batch {i + 1}", loss)
             e = int(batch.edge_index.shape[1])
@@ -245,8 +256,13 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
             raise NonFiniteLossError(epoch, "validation loss", val.loss)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        metrics = {"train_loss": loss_sum / max(n_edges, 1), "val_loss": val.loss, "val_auc": val.auc(),
-                   "lr": lr, "epoch_seconds": seconds}
+        metrics = {
+            "train_loss": loss_sum / max(n_edges, 1),
+            "val_loss": val.loss,
+            "val_auc": val.auc(),
+            "lr": lr,
+            "epoch_seconds": seconds,
+        }
         history.append({"epoch": epoch, **metrics})
         stop = stopper.update(epoch, metrics, model)
         finished = stop or epoch == tc.epochs
@@ -274,7 +290,13 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     metrics, roc, rotation = final_metrics(
-        model, val=val_set, test=test_set, cfg=ec, val_theta=val_theta, pos_weight=pos_weight, n_params=n_params
+        model,
+        val=val_set,
+        test=test_set,
+        cfg=ec,
+        val_theta=val_theta,
+        pos_weight=pos_weight,
+        n_params=n_params,
     )
     epochs_run = len(history)
     metrics["best_epoch"] = float(stopper.best_epoch)
@@ -295,8 +317,22 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     return TrialResult(metrics=ordered, artifacts_dir=workdir, history=history)
 
 
-_ORDER = ("auc", "auc_thresholded", "edge_efficiency", "edge_purity", "accuracy", "balanced_accuracy", "f1",
-          "test_loss", "n_params", "ant_factor", "threshold", "best_epoch", "train_seconds", "seconds_per_epoch")
+_ORDER = (
+    "auc",
+    "auc_thresholded",
+    "edge_efficiency",
+    "edge_purity",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "test_loss",
+    "n_params",
+    "ant_factor",
+    "threshold",
+    "best_epoch",
+    "train_seconds",
+    "seconds_per_epoch",
+)
 
 
 def _order_metrics(m: dict[str, float]) -> dict[str, float]:

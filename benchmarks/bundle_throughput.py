@@ -1,0 +1,210 @@
+"""Training throughput of the model zoo, alone and bundled: edges per second, forward + backward + Adam.
+
+For every model and size preset (a model without presets runs its defaults) it times optimiser steps on the real
+1.5 GeV hit graphs (../shared/trackml/hitgraphs_plus_1GeV5, ≈ 2,200 nodes and ≈ 13,000 edges each):
+
+- ``solo``: one model, ``tracker.train.step.train_step`` (what ``run_trial`` runs), batch = one graph;
+- ``loop K``: K models in one process, each stepping on its own graph in turn (``run_bundle(strategy="loop")``);
+- ``vmap K``: the K parameter sets stacked (``tracker.train.bundle.StackedAdam``, what ``strategy="vmap"`` runs),
+  each member on a different graph of the pre-padded pool.
+
+Reported: aggregate edges/s (all members), edges/s per model (aggregate / K), ms per member-step and the ratio to
+``solo``. Models that ``torch.func.vmap`` cannot batch are marked; ``--vmap-ready`` swaps in test-local stand-ins
+for the two model-zoo functions that block vmap (the change proposed in docs/benchmarks/bundle.md), to measure
+what vmap would give once the models adopt it. Brief by design (shared machine): one thread, 1 warm-up step and a
+few timed steps per cell.
+
+    .venv/bin/python benchmarks/bundle_throughput.py --ks 1 5 25 --steps 3 --out docs/benchmarks/bundle_throughput.csv
+    .venv/bin/python benchmarks/bundle_throughput.py --device cuda   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from torch_geometric.data import Batch  # noqa: E402
+
+from tracker.data.hitgraphs import load_npz  # noqa: E402
+from tracker.models import REGISTRY, build_model, count_parameters  # noqa: E402
+from tracker.train.bundle import StackedAdam, _PaddedPool, vmap_supported  # noqa: E402
+from tracker.train.step import train_step  # noqa: E402
+
+GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _models(name: str, preset: str | None, k: int, device: torch.device):
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        hp = {} if preset is None else {"preset": preset}
+        m = build_model(name, **hp).to(device)
+        out.append((m, torch.optim.Adam(m.parameters(), lr=1e-3)))
+    return out
+
+
+def _best(round_fn, rounds: int, device: torch.device) -> float:
+    """Fastest of ``rounds`` timed rounds after one warm-up (robust to other jobs on a shared machine)."""
+    round_fn()
+    _sync(device)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        round_fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_loop(name, preset, k, batches, rounds, device) -> float:
+    """Seconds per round (member j steps once on graph j mod G) for ``k`` separate models stepped in turn."""
+    members = _models(name, preset, k, device)
+
+    def round_fn():
+        for j, (m, opt) in enumerate(members):
+            train_step(m, opt, batches[j % len(batches)])
+
+    return _best(round_fn, rounds, device)
+
+
+def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device) -> float:
+    """Seconds per round for the ``k`` members stacked: one batched step, member j on graph j mod G (padded)."""
+    members = _models(name, preset, k, device)
+    opt = StackedAdam([m for m, _ in members], [o for _, o in members], grad_clips=[None] * k, pos_weights=[None] * k)
+    ids = torch.tensor([[j % padded.dummy] for j in range(k)], dtype=torch.long)
+    inputs = padded.gather(ids, None)  # the batches are built once, as in run_bundle
+    return _best(lambda: opt.step(inputs), rounds, device)
+
+
+def vmap_ready_patch() -> None:
+    """Test-local stand-ins for the two model-zoo functions that block vmap (see docs/benchmarks/bundle.md)."""
+    import tracker.models.common as common
+
+    class NormActVmap(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(xc, eps, act):  # type: ignore[override]
+            r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
+            y = xc * r
+            if act is None:
+                return y, r
+            s = torch.sigmoid(y)
+            return (y * s, y, r, s) if act == "silu" else (s, y, r, s.clone())
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.act = inputs[2]
+            saved = output if ctx.act is None else output[1:]
+            ctx.mark_non_differentiable(*(saved[1:] if ctx.act is None else saved))
+            ctx.save_for_backward(*saved)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, g, *_):  # type: ignore[override]
+            if ctx.act is None:
+                y, r = ctx.saved_tensors
+                gy = g.clone()
+            else:
+                y, r, s = ctx.saved_tensors
+                gy = torch.sub(1.0, s)
+                if ctx.act == "silu":
+                    gy.mul_(y).add_(1.0).mul_(s).mul_(g)
+                else:
+                    gy.mul_(s).mul_(g)
+            proj = (gy * y).mean(0, keepdim=True)
+            return gy.sub_(y * proj).mul_(r), None, None
+
+    def norm_act_fm(xc, act=None, eps=1e-5):
+        return NormActVmap.apply(xc, eps, act)[0]
+
+    def in_degree(index, num_nodes, dtype):  # out-of-place index_add: the index may be batched
+        return torch.zeros(num_nodes, dtype=dtype, device=index.device).index_add(
+            0, index, torch.ones(index.shape[0], dtype=dtype, device=index.device))
+
+    common.norm_act_fm = norm_act_fm
+    common.in_degree = in_degree
+    import tracker.models.egnn as egnn
+
+    if hasattr(egnn, "in_degree"):
+        egnn.in_degree = in_degree
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="*", default=list(REGISTRY))
+    ap.add_argument("--presets", nargs="*", default=None, help="default: each model's presets (or its defaults)")
+    ap.add_argument("--ks", nargs="*", type=int, default=[1, 5, 25])
+    ap.add_argument("--strategies", nargs="*", default=["loop", "vmap"])
+    ap.add_argument("--steps", type=int, default=3, help="timed rounds per cell after one warm-up; the fastest counts")
+    ap.add_argument("--graphs", type=int, default=10)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vmap-ready", action="store_true", help="patch in the vmap-ready stand-ins (see docstring)")
+    ap.add_argument("--out", type=Path, default=None, help="CSV of the results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="There is a performance drop")
+    device = torch.device(args.device)
+    if args.vmap_ready:
+        vmap_ready_patch()
+    graphs = [load_npz(p).to(device) for p in sorted(GRAPHS.glob("*.npz"))[: args.graphs]]
+    batches = [Batch.from_data_list([g]) for g in graphs]
+    edges = [int(g.edge_index.shape[1]) for g in graphs]
+    mean_e = sum(edges) / len(edges)
+    padded = _PaddedPool(graphs, device=device)
+    print(f"{len(graphs)} graphs, mean {mean_e:.0f} edges, padded to {padded.e_pad} edges / {padded.n_pad} nodes; "
+          f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}", flush=True)
+    rows = []
+    for name in args.models:
+        known = list(REGISTRY[name].presets)
+        presets = ([p for p in args.presets if p in known] if args.presets and known else known) or [None]
+        for preset in presets:
+            probe = build_model(name, **({} if preset is None else {"preset": preset})).to(device)
+            n_params = int(count_parameters(probe))
+            ok, why = vmap_supported(probe, graphs[0])
+            base = {"model": name, "preset": preset or "default", "n_params": n_params}
+            cells = [("solo", 1)] + [(st, k) for st in args.strategies for k in args.ks]
+            solo_ms = None
+            for strategy, k in cells:
+                row = {**base, "strategy": strategy, "K": k}
+                if strategy == "vmap" and not ok:
+                    row.update(s_per_round=float("nan"), note=f"vmap unsupported: {why[:70]}")
+                elif strategy == "vmap":
+                    row["s_per_round"] = time_vmap(name, preset, k, padded, args.steps, device)
+                else:
+                    row["s_per_round"] = time_loop(name, preset, k, batches, args.steps, device)
+                e_round = sum(edges[j % len(edges)] for j in range(k))
+                row["edges_per_s"] = e_round / row["s_per_round"]
+                row["edges_per_s_per_model"] = row["edges_per_s"] / k
+                row["ms_per_member_step"] = 1000 * row["s_per_round"] / k
+                if solo_ms is None:
+                    solo_ms = 1000 * row["s_per_round"] / edges[0]  # ms per edge alone
+                row["vs_solo"] = row["edges_per_s"] * solo_ms / 1000
+                rows.append(row)
+                print(f"{name:20s} {base['preset']:9s} {strategy:5s} K={k:3d} {row['edges_per_s']:10.0f} edges/s "
+                      f"{row['edges_per_s_per_model']:10.0f} /model {row['ms_per_member_step']:8.1f} ms/member-step "
+                      f"x{row['vs_solo']:.2f} {row.get('note', '')}", flush=True)
+    df = pd.DataFrame(rows)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out, index=False, float_format="%.6g")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""End to end: ``sweeps/grids/paper_rotation.yaml`` at a CPU-feasible scale, one cell per Ray trial vs bundled.
+
+Both variants run the real command (``python -m sweeps.run``, local Ray, SQLite MLflow) in a scratch folder, each
+with its own dataset cache, Ray storage and MLflow database, on the same scaled grid: 2 models x 5 training angles x
+5 seeds = 50 cells, evaluated at the grid's 10 angles; only ``bundle:`` differs (``none`` vs ``auto``: seed and
+angle bundled, 25 cells per Ray trial). Reported:
+
+- wall time of each command and the ratio (target >= 5x);
+- per-run equality: every (config_id, seed) has the same final metrics in both (timing metrics excluded);
+- Ray's per-trial overhead, submit -> first epoch: from the driver's trial-start event to the first epoch report
+  of the trial, minus that epoch's own duration (``EQUITRACK_TIMINGS`` written by ``sweeps.bundling``);
+- the share of the sweep spent outside training: 1 - sum(train_seconds) / (wall x concurrent trials);
+- ``--profile``: a torch.profiler summary of one training epoch of a bundle (loop strategy), top operators.
+
+    .venv/bin/python benchmarks/sweep_e2e.py --out docs/benchmarks/sweep_e2e.json
+    .venv/bin/python benchmarks/sweep_e2e.py --profile-only
+    .venv/bin/python benchmarks/sweep_e2e.py --device cuda --gpus-per-trial 0.1   # on a GPU machine (not run here)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+TIMING_METRICS = {"train_seconds", "seconds_per_epoch", "inference_ms_per_graph"}
+
+
+def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
+    """paper_rotation.yaml, scaled: few events/epochs, paths absolute, per-variant MLflow/Ray folders."""
+    raw = yaml.safe_load((REPO / "sweeps" / "grids" / "paper_rotation.yaml").read_text())
+    data_path = Path(raw["data"]["path"])
+    raw["data"]["path"] = str((REPO / data_path).resolve()) if not data_path.is_absolute() else str(data_path)
+    raw["data"]["events"] = {"train": args.train_events, "val": 1, "test": 1}
+    raw["name"] = f"paper_rotation_e2e_{variant}"
+    raw["experiment"] = f"equitrack-e2e-{variant}"
+    raw["train"].update({"epochs": args.epochs, "patience": None, "device": args.device})
+    raw["eval"].update({"timing": False})
+    raw["seeds"] = args.seeds
+    raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": args.gpus_per_trial,
+                        "max_concurrent": args.concurrent}
+    raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
+    raw["mlflow"] = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "mlartifacts")}
+    raw["bundle"] = "none" if variant == "unbundled" else "auto"
+    raw["max_bundle_size"] = args.max_bundle_size
+    path = root / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str, Any]:
+    root = base / variant
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    grid = scaled_grid(args, variant=variant, root=root)
+    env = {**os.environ, "EQUITRACK_CACHE": str(root / "cache"), "EQUITRACK_TIMINGS": str(root / "timings.jsonl"),
+           "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "sweeps.run", str(grid), "--quiet", "--fresh"]
+    print(f"[{variant}] {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    (root / "stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
+        raise SystemExit(f"[{variant}] sweeps.run exited {proc.returncode} (log: {root / 'stdout.txt'})")
+    runs = read_runs(f"sqlite:///{root / 'mlflow.db'}", f"equitrack-e2e-{variant}")
+    timings = [json.loads(line) for line in (root / "timings.jsonl").read_text().splitlines()] \
+        if (root / "timings.jsonl").is_file() else []
+    print(f"[{variant}] {wall:.1f} s, {len(runs)} runs", flush=True)
+    return {"wall_s": wall, "runs": runs, "timings": timings}
+
+
+def read_runs(uri: str, experiment: str) -> dict[str, dict[str, Any]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    out = {}
+    for r in client.search_runs([exp.experiment_id], filter_string="tags.`equitrack.kind` = 'trial'",
+                                max_results=10000):
+        key = f"{r.data.tags['config_id']}/{r.data.tags['seed']}"
+        hist = client.get_metric_history(r.info.run_id, "epoch_seconds")
+        out[key] = {"status": r.info.status, "metrics": dict(r.data.metrics),
+                    "epoch_seconds": {int(m.step): m.value for m in hist}}
+    return out
+
+
+def compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    keys = sorted(set(a) | set(b))
+    missing = [k for k in keys if k not in a or k not in b]
+    worst_auc, worst_rel, worst_key = 0.0, 0.0, None
+    for k in keys:
+        if k in missing:
+            continue
+        ma, mb = a[k]["metrics"], b[k]["metrics"]
+        if "auc" in ma and "auc" in mb:
+            worst_auc = max(worst_auc, abs(ma["auc"] - mb["auc"]))
+        for name in set(ma) & set(mb):
+            if name in TIMING_METRICS or name in ("epoch_seconds",):
+                continue
+            d = abs(ma[name] - mb[name]) / max(abs(ma[name]), 1e-12)
+            if d > worst_rel:
+                worst_rel, worst_key = d, f"{k}:{name}"
+    statuses = {k: (a.get(k, {}).get("status"), b.get(k, {}).get("status")) for k in keys}
+    return {"cells": len(keys), "missing": missing, "max_abs_auc_diff": worst_auc,
+            "max_rel_metric_diff": worst_rel, "worst": worst_key,
+            "all_finished": all(s == ("FINISHED", "FINISHED") for s in statuses.values())}
+
+
+def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
+    runs, wall = result["runs"], result["wall_s"]
+    train = sum(r["metrics"].get("train_seconds", 0.0) for r in runs.values())
+    firsts = []
+    for t in result["timings"]:
+        if t.get("first_epoch") is None or t.get("start") is None:
+            continue
+        run = runs.get(t.get("first_cell_key", ""))
+        e1 = run["epoch_seconds"].get(1, 0.0) if run else 0.0
+        firsts.append(t["first_epoch"] - t["start"] - e1)
+    return {"wall_s": wall, "ray_trials": len(result["timings"]), "sum_train_s": train,
+            "training_share": train / (wall * concurrent),
+            "outside_training_share": 1 - train / (wall * concurrent),
+            "submit_to_first_epoch_s_median": statistics.median(firsts) if firsts else None,
+            "submit_to_first_epoch_s_max": max(firsts) if firsts else None}
+
+
+def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
+    """torch.profiler table (self CPU time) of one bundle epoch: K members of euclidnet paper_16, loop strategy."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from tracker.data.hitgraphs import load_npz
+    from tracker.train import bundle as B
+    from tracker.train.config import trial_from_dict
+
+    torch.set_num_threads(1)
+    raw = yaml.safe_load((REPO / "sweeps" / "grids" / "paper_rotation.yaml").read_text())
+    graphs = [load_npz(p) for p in sorted((REPO / raw["data"]["path"]).glob("*.npz"))]
+    train, val = graphs[: args.train_events], graphs[8:9]
+    configs = [trial_from_dict({"model": {"name": "euclidnet", "preset": "paper_16", "c": 0.005},
+                                "train": {"epochs": 1, "lr": 1e-3, "seed": s, "train_rotation_deg": a,
+                                          "device": args.device}})
+               for s in range(2) for a in (0, 90)]
+    pool = B._Pool(train, device=torch.device(args.device), batch_size=1)
+    from tracker.train.data import GraphSet
+
+    val_set = GraphSet(val, device=torch.device(args.device))
+    members = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, c in enumerate(configs):
+            m = B._Member(i, c, None, Path(tmp) / str(i))  # type: ignore[arg-type]
+            m.workdir.mkdir()
+            m.build(device=torch.device(args.device), pool=pool, resume=False)
+            members.append(m)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for m in members:
+                out = B._loop_epoch(m)
+                m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--train-events", type=int, default=2)
+    ap.add_argument("--concurrent", type=int, default=2)
+    ap.add_argument("--max-bundle-size", type=int, default=25)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--gpus-per-trial", type=float, default=0.0)
+    ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled"])
+    ap.add_argument("--scratch", type=Path, default=None, help="folder for the runs (default: a temporary one)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON summary")
+    ap.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of one epoch")
+    ap.add_argument("--profile-only", action="store_true")
+    args = ap.parse_args(argv)
+    if args.profile or args.profile_only:
+        print(profile_epoch(args), flush=True)
+        if args.profile_only:
+            return 0
+    base = args.scratch or Path(tempfile.mkdtemp(prefix="equitrack-e2e-"))
+    results = {v: run_variant(args, v, base) for v in args.variants}
+    summary: dict[str, Any] = {"scale": {k: getattr(args, k) for k in ("seeds", "epochs", "train_events",
+                                                                      "concurrent", "max_bundle_size", "device")}}
+    for v, r in results.items():
+        summary[v] = overheads(r, args.concurrent)
+    if {"bundled", "unbundled"} <= set(results):
+        summary["speedup_end_to_end"] = results["unbundled"]["wall_s"] / results["bundled"]["wall_s"]
+        summary["equality"] = compare(results["unbundled"]["runs"], results["bundled"]["runs"])
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
