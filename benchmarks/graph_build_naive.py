@@ -18,7 +18,8 @@ from tracker.graphs.builder import INTERSECT_R_MM, GraphOptions, select_hits
 def build_edges_naive(hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.DataFrame, **options) -> tuple[np.ndarray, np.ndarray]:
     """(edge_index [2, E] sorted by (source, target), y [E]) with the all-pairs merge; options as build_graph."""
     opt = GraphOptions(**options).resolved()
-    h = select_hits(hits, particles, truth, pt_min=opt.pt_min, endcaps=opt.endcaps)
+    h = select_hits(hits, particles, truth, pt_min=opt.pt_min, endcaps=opt.endcaps,
+                    remove_duplicates=opt.remove_duplicates)
     h = h.assign(node=np.arange(len(h)))
     keys = ["node", "r", "phi", "z", "particle_id"]
     by_layer = {l: g[keys] for l, g in h.groupby("layer")}

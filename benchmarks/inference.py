@@ -34,9 +34,9 @@ from torch_geometric.data import Batch, Data
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.reference_models import RefEuclidNet, RefInteractionNetwork  # noqa: E402
-from tracker.data.hitgraphs import load_npz_dir  # noqa: E402
-from tracker.models import REGISTRY, build_model, count_parameters  # noqa: E402
+from benchmarks.reference_models import RefEuclidNet, RefInteractionNetwork
+from tracker.data.hitgraphs import load_npz_dir
+from tracker.models import REGISTRY, build_model, count_parameters
 
 DEFAULT_GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
 
@@ -88,7 +88,7 @@ def bench_batches(graphs: list[Data], args: argparse.Namespace, device: torch.de
     for name, hp in zoo_configs(args.models):
         model = build_model(name, **hp).to(device).eval()
         with torch.no_grad():
-            ms, cpu = time_runs(lambda: model(batch), runs=args.runs, warmup=args.warmup, device=device)
+            ms, cpu = time_runs(lambda m=model: m(batch), runs=args.runs, warmup=args.warmup, device=device)
         row = {"model": name, **hp, "n_params": count_parameters(model), "batch": args.batch, **summary(ms, cpu)}
         rows.append(row)
         print(f"  {name:20s} {json.dumps(hp):28s} {row['n_params']:6d} params  "
@@ -116,10 +116,10 @@ def bench_reference(graphs: list[Data], args: argparse.Namespace, device: torch.
         ours, ref = ours.to(device), ref.to(device)
         # ours: logits + BCE-with-logits; reference: sigmoid outputs + BCE (as it trains)
         fns = {
-            "ref_fwd": lambda i: ref_call(ref, i),
-            "ours_fwd": lambda i: ours(gs[i]),
-            "ref_fwdbwd": lambda i: F.binary_cross_entropy(ref_call(ref, i), gs[i].y).backward(),
-            "ours_fwdbwd": lambda i: F.binary_cross_entropy_with_logits(ours(gs[i]), gs[i].y).backward(),
+            "ref_fwd": lambda i, r=ref: ref_call(r, i),
+            "ours_fwd": lambda i, o=ours: o(gs[i]),
+            "ref_fwdbwd": lambda i, r=ref: F.binary_cross_entropy(ref_call(r, i), gs[i].y).backward(),
+            "ours_fwdbwd": lambda i, o=ours: F.binary_cross_entropy_with_logits(o(gs[i]), gs[i].y).backward(),
         }
         times: dict[str, list[float]] = {k: [] for k in fns}
         cpus: dict[str, list[float]] = {k: [] for k in fns}

@@ -14,6 +14,8 @@ column 2, on the undirected graph (every edge twice); the IN takes ``x`` [N, 3],
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
@@ -25,7 +27,7 @@ def make_mlp_ref(
     """Reference-style MLP: hidden Linear → [LayerNorm(no affine)] → SiLU; output Linear → [LN → activation]."""
     dims = [input_size] + list(sizes)
     layers: list[nn.Module] = []
-    for a, b in zip(dims[:-2], dims[1:-1]):
+    for a, b in itertools.pairwise(dims):
         layers.append(nn.Linear(a, b))
         if layer_norm:
             layers.append(nn.LayerNorm(b, elementwise_affine=False))

@@ -10,11 +10,13 @@ angle bundled, 25 cells per Ray trial). Reported:
 - Ray's per-trial overhead, submit -> first epoch: from the driver's trial-start event to the first epoch report
   of the trial, minus that epoch's own duration (``EQUITRACK_TIMINGS`` written by ``sweeps.bundling``);
 - the share of the sweep spent outside training: 1 - sum(train_seconds) / (wall x concurrent trials);
+- on CUDA: trial-epochs per hour (per GPU when one GPU is used) and the mean GPU utilisation from nvidia-smi;
 - ``--profile``: a torch.profiler summary of one training epoch of a bundle (loop strategy), top operators.
 
     .venv/bin/python benchmarks/sweep_e2e.py --out docs/benchmarks/sweep_e2e.json
     .venv/bin/python benchmarks/sweep_e2e.py --profile-only
-    .venv/bin/python benchmarks/sweep_e2e.py --device cuda --gpus-per-trial 0.1   # on a GPU machine (not run here)
+    .venv/bin/python benchmarks/sweep_e2e.py --device cuda --gpus-bundled 0.1 --gpus-unbundled 1 --concurrent 10 \
+        --epochs 20   # on a GPU machine (not run here): trial-epochs per GPU-hour and nvidia-smi utilisation
 """
 
 from __future__ import annotations
@@ -49,12 +51,17 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     raw["train"].update({"epochs": args.epochs, "patience": None, "device": args.device})
     raw["eval"].update({"timing": False})
     raw["seeds"] = args.seeds
-    raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": args.gpus_per_trial,
-                        "max_concurrent": args.concurrent}
+    gpus = args.gpus_bundled if variant == "bundled" else args.gpus_unbundled
+    raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": gpus, "max_concurrent": args.concurrent}
     raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
     raw["mlflow"] = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "mlartifacts")}
-    raw["bundle"] = "none" if variant == "unbundled" else "auto"
-    raw["max_bundle_size"] = args.max_bundle_size
+    from sweeps.schema import GridFile
+
+    if "bundle" in GridFile.model_fields:
+        raw["bundle"] = "none" if variant == "unbundled" else "auto"
+        raw["max_bundle_size"] = args.max_bundle_size
+    elif variant != "unbundled":
+        raise SystemExit("this sweeps/schema.py has no 'bundle' key: only --variants unbundled can run")
     path = root / "grid.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -69,9 +76,11 @@ def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str,
            "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "sweeps.run", str(grid), "--quiet", "--fresh"]
     print(f"[{variant}] {' '.join(cmd)}", flush=True)
+    sampler = _gpu_sampler(root / "gpu_util.csv") if args.device == "cuda" else None
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    gpu_util = _stop_sampler(sampler, root / "gpu_util.csv")
     (root / "stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
@@ -80,7 +89,30 @@ def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str,
     timings = [json.loads(line) for line in (root / "timings.jsonl").read_text().splitlines()] \
         if (root / "timings.jsonl").is_file() else []
     print(f"[{variant}] {wall:.1f} s, {len(runs)} runs", flush=True)
-    return {"wall_s": wall, "runs": runs, "timings": timings}
+    return {"wall_s": wall, "runs": runs, "timings": timings, "gpu_util_mean": gpu_util}
+
+
+def _gpu_sampler(path: Path) -> subprocess.Popen | None:
+    """``nvidia-smi`` sampling GPU utilisation once a second into ``path`` (None without nvidia-smi)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    fh = path.open("w")
+    return subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+                             "-l", "1"], stdout=fh, stderr=subprocess.DEVNULL)
+
+
+def _stop_sampler(proc: subprocess.Popen | None, path: Path) -> float | None:
+    if proc is None:
+        return None
+    proc.terminate()
+    proc.wait(timeout=10)
+    values = []
+    for line in path.read_text().splitlines():
+        try:
+            values.append(float(line.split(",")[0]))
+        except ValueError:
+            pass
+    return sum(values) / len(values) if values else None
 
 
 def read_runs(uri: str, experiment: str) -> dict[str, dict[str, Any]]:
@@ -130,7 +162,10 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
         run = runs.get(t.get("first_cell_key", ""))
         e1 = run["epoch_seconds"].get(1, 0.0) if run else 0.0
         firsts.append(t["first_epoch"] - t["start"] - e1)
+    epochs = sum(len(r["epoch_seconds"]) for r in runs.values())
     return {"wall_s": wall, "ray_trials": len(result["timings"]), "sum_train_s": train,
+            "trial_epochs": epochs, "trial_epochs_per_hour": epochs / wall * 3600,
+            "gpu_util_mean_percent": result.get("gpu_util_mean"),
             "training_share": train / (wall * concurrent),
             "outside_training_share": 1 - train / (wall * concurrent),
             "submit_to_first_epoch_s_median": statistics.median(firsts) if firsts else None,
@@ -178,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-events", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=2)
-    ap.add_argument("--max-bundle-size", type=int, default=25)
+    ap.add_argument("--max-bundle-size", type=int, default=None, help="default: the grid's automatic size")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--gpus-per-trial", type=float, default=0.0)
+    ap.add_argument("--gpus-bundled", type=float, default=0.0, help="GPUs per bundled Ray trial (e.g. 0.1)")
+    ap.add_argument("--gpus-unbundled", type=float, default=0.0, help="GPUs per one-cell Ray trial (e.g. 1)")
     ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled"])
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="JSON summary")

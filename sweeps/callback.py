@@ -8,9 +8,9 @@ is uploaded in :meth:`on_checkpoint`; errors after the last retry mark the cell'
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,7 @@ def _error_text(trial: Any) -> str:
     text = None
     try:
         text = trial.get_error()
-    except Exception:  # noqa: BLE001
+    except Exception:
         text = None
     if not text and getattr(trial, "error_file", None):
         try:

@@ -39,7 +39,7 @@ def sampler(grid: GridFile) -> optuna.samplers.BaseSampler:
 
 def searcher(grid: GridFile) -> Any:
     """Ray Tune's ``OptunaSearch`` over the grid's space and objectives."""
-    from ray.tune.search.optuna import OptunaSearch  # noqa: PLC0415
+    from ray.tune.search.optuna import OptunaSearch
 
     objs = grid.search.objectives
     metric: Any = [o.metric for o in objs] if len(objs) > 1 else objs[0].metric
@@ -86,7 +86,7 @@ def importances(grid: GridFile, runs: Iterable[Any]) -> dict[str, dict[str, floa
     for i, o in enumerate(objs):
         try:
             imp = optuna.importance.get_param_importances(study, target=lambda t, i=i: t.values[i])
-        except Exception as err:  # noqa: BLE001 - e.g. all values equal
+        except Exception as err:
             log.warning("importances for %s unavailable: %s", o.metric, err)
             continue
         out[o.metric] = {k: float(v) for k, v in imp.items()}

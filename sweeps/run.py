@@ -92,7 +92,7 @@ def _rows(grid: GridFile, plan: list[tuple[Cell, str]], gpus: float) -> list[dic
 
 def _dry_run(console: Console, grid: GridFile, cells: list[Cell], uri: str, address: str | None,
              max_concurrent: int | None) -> None:
-    from sweeps.display import plan_table  # noqa: PLC0415
+    from sweeps.display import plan_table
 
     if grid.search.type == "optuna":
         console.print(f"Optuna search: {grid.search.n_trials} trials x {len(grid.seeds)} seed(s) over "
@@ -119,7 +119,7 @@ def _dry_run(console: Console, grid: GridFile, cells: list[Cell], uri: str, addr
 
 def init_ray(grid: GridFile, address: str | None, env_vars: dict[str, str]) -> bool:
     """Join ``address`` or start a local Ray capped to this machine; return whether we started it."""
-    import ray  # noqa: PLC0415
+    import ray
 
     if ray.is_initialized():
         return False
@@ -135,7 +135,7 @@ def init_ray(grid: GridFile, address: str | None, env_vars: dict[str, str]) -> b
 
 
 def _gpus_per_trial(grid: GridFile, console: Console) -> float:
-    import ray  # noqa: PLC0415
+    import ray
 
     want = grid.resources.gpus_per_trial
     have = float(ray.cluster_resources().get("GPU", 0))
@@ -147,8 +147,8 @@ def _gpus_per_trial(grid: GridFile, console: Console) -> float:
 
 def _prepare_data(cells: list[Cell], console: Console) -> list[str]:
     """Build each distinct dataset once on the driver (trials only read the cache)."""
-    from tracker.data.dataset import prepare  # noqa: PLC0415
-    from tracker.train.config import DataConfig  # noqa: PLC0415
+    from tracker.data.dataset import prepare
+    from tracker.train.config import DataConfig
 
     keys: list[str] = []
     seen: set[str] = set()
@@ -185,9 +185,16 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         print(str(err), file=sys.stderr)
         return EXIT_CONFIG
 
-    from sweeps.tracking import (  # noqa: PLC0415 - keep --help and config errors fast
-        SweepTracker, TrackingUnreachable, absolute_artifact_location, absolute_tracking_uri, git_commit,
-        is_local_store, package_versions, probe)
+    from sweeps.tracking import (
+        SweepTracker,
+        TrackingUnreachable,
+        absolute_artifact_location,
+        absolute_tracking_uri,
+        git_commit,
+        is_local_store,
+        package_versions,
+        probe,
+    )
 
     uri = absolute_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or grid.mlflow.tracking_uri)
     address = args.address or os.environ.get("RAY_ADDRESS") or grid.ray.address
@@ -213,12 +220,10 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
 
 def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any, *, uri: str,
          address: str | None, max_concurrent: int | None, meta: dict[str, str]) -> int:
-    from ray import tune  # noqa: PLC0415
 
-    from sweeps.callback import CellState, SweepCallback  # noqa: PLC0415
-    from sweeps.display import Display, results_table  # noqa: PLC0415
-    from sweeps.optuna_search import importances, searcher  # noqa: PLC0415
-    from sweeps.trainable import FAULT_ENV, Plan, cell_key, sweep_trainable  # noqa: PLC0415
+    from sweeps.callback import CellState
+    from sweeps.display import results_table
+    from sweeps.trainable import FAULT_ENV, Plan, cell_key
 
     grid_path = Path(args.grid)
     parent = tracker.open_parent(sweep_name=grid.name, sweep_id=args.sweep_id, fresh=args.fresh,
@@ -284,7 +289,7 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
                                   optuna=optuna)
         finally:
             if started_ray:
-                import ray  # noqa: PLC0415
+                import ray
 
                 ray.shutdown()
         if optuna:
@@ -307,13 +312,13 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
          console: Console, *, gpus: float, max_concurrent: int | None, num_samples: int, quiet: bool,
          optuna: bool) -> tuple[str, dict[str, int]]:
     """Run the Tuner; SIGTERM is treated like Ctrl-C (Tune stops, unfinished runs become KILLED)."""
-    from ray import tune  # noqa: PLC0415
-    from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.callback import SweepCallback  # noqa: PLC0415
-    from sweeps.display import Display  # noqa: PLC0415
-    from sweeps.optuna_search import searcher  # noqa: PLC0415
-    from sweeps.trainable import sweep_trainable  # noqa: PLC0415
+    from sweeps.callback import SweepCallback
+    from sweeps.display import Display
+    from sweeps.optuna_search import searcher
+    from sweeps.trainable import sweep_trainable
 
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # epoch and final reports carry different metrics
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is the record, not CSV/TensorBoard
@@ -386,8 +391,8 @@ def _fault_specs(text: str | None) -> list[dict[str, Any]] | None:
 
 
 def _log_importances(grid: GridFile, tracker: Any, console: Console) -> None:
-    from sweeps.optuna_search import importances  # noqa: PLC0415
-    from sweeps.tracking import KIND, retry  # noqa: PLC0415
+    from sweeps.optuna_search import importances
+    from sweeps.tracking import KIND, retry
 
     flt = f"tags.`{KIND}` = 'trial' and tags.sweep_id = '{tracker.sweep_id}'"
     runs = retry(lambda: tracker.client.search_runs([tracker.experiment_id], flt, max_results=5000),

@@ -410,14 +410,14 @@ def _check_model(cfg: TrialConfig, *, source: str, overrides: dict[str, Any], se
     key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
     if key not in seen:
         try:
-            from tracker.models import build_model  # noqa: PLC0415 (optional until the models exist)
+            from tracker.models import build_model
         except ImportError:
             seen[key] = None
             return
         try:
             build_model(cfg.model.name, **cfg.model.hparams())
             seen[key] = None
-        except Exception as err:  # noqa: BLE001 - any constructor error is a config error here
+        except Exception as err:
             seen[key] = f"{type(err).__name__}: {err}"
     if seen[key]:
         raise GridError(f"{source}: cell ({_describe(overrides)}): model {cfg.model.model_dump()} cannot be built: "

@@ -74,7 +74,7 @@ def probe(uri: str, *, timeout: float = 8.0) -> None:
     def _run() -> None:
         try:
             _probe(uri, timeout=min(5.0, timeout))
-        except BaseException as err:  # noqa: BLE001 - reported to the caller
+        except BaseException as err:
             result["error"] = err
 
     thread = threading.Thread(target=_run, daemon=True)
@@ -92,7 +92,7 @@ def probe(uri: str, *, timeout: float = 8.0) -> None:
 def _probe(uri: str, *, timeout: float) -> None:
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
-        import requests  # noqa: PLC0415 - mlflow's own dependency
+        import requests
 
         try:
             resp = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
@@ -110,14 +110,14 @@ def _probe(uri: str, *, timeout: float) -> None:
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingUnreachable(f"MLflow SQLite database {path!r}: folder {folder} is missing or not writable")
     elif scheme.startswith(("postgresql", "mysql", "mssql")):
-        import sqlalchemy  # noqa: PLC0415
+        import sqlalchemy
 
         args = {"connect_timeout": int(max(1, timeout))} if scheme.startswith(("postgresql", "mysql")) else {}
         engine = sqlalchemy.create_engine(uri, connect_args=args)
         try:
             with engine.connect() as conn:
                 conn.execute(sqlalchemy.text("SELECT 1"))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise TrackingUnreachable(f"MLflow database {urlparse(uri)._replace(netloc=urlparse(uri).hostname or '').geturl()}"
                                       f" is unreachable: {type(err).__name__}: {str(err).splitlines()[0]}") from None
         finally:
@@ -134,7 +134,7 @@ def retry(fn: Callable[[], T], *, what: str, attempts: int = 6, delay: float = 0
     for i in range(attempts):
         try:
             return fn()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             if i == attempts - 1:
                 raise
             log.warning("MLflow %s failed (%s: %s); retrying", what, type(err).__name__, err)
@@ -213,7 +213,7 @@ class SweepTracker:
         try:
             return self.client.create_experiment(name, artifact_location=artifact_location,
                                                  tags={KIND: "experiment"})
-        except Exception:  # noqa: BLE001 - created meanwhile by another driver
+        except Exception:
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
@@ -322,7 +322,7 @@ class SweepTracker:
         if error:
             try:
                 retry(lambda: self.client.log_text(run_id, error, "error.txt"), what="log error.txt")
-            except Exception as err:  # noqa: BLE001 - the tag holds the error anyway
+            except Exception as err:
                 log.warning("could not write error.txt for %s: %s", run_id, err)
         mlflow_status = {"finished": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}.get(status, "KILLED")
         retry(lambda: self.client.set_terminated(run_id, status=mlflow_status), what="end child")

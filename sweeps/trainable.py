@@ -82,7 +82,7 @@ class TuneReporter:
 
     def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
         self._maybe_fail(epoch)
-        from ray import tune  # noqa: PLC0415
+        from ray import tune
 
         self.last = {k: float(v) for k, v in metrics.items()}
         self.last_epoch = int(epoch)
@@ -103,7 +103,7 @@ class TuneReporter:
         self.artifacts.append(Path(path))
 
     def finish(self, *, metrics: Mapping[str, float]) -> None:
-        from ray import tune  # noqa: PLC0415
+        from ray import tune
 
         final = {k: float(v) for k, v in metrics.items()}
         staged = self._stage("final", self.last_epoch)
@@ -136,10 +136,10 @@ class TuneReporter:
 
 def _node_id() -> str:
     try:
-        import ray  # noqa: PLC0415
+        import ray
 
         return str(ray.get_runtime_context().get_node_id())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ""
 
 
@@ -161,7 +161,7 @@ def read_state(folder: Path) -> dict[str, Any] | None:
 
 def _restore(plan: Plan, cells: list[Cell]) -> int:
     """Apply ``tune.get_checkpoint()``: return the first cell index still to train (its trainer state restored)."""
-    from ray import tune  # noqa: PLC0415
+    from ray import tune
 
     ckpt = tune.get_checkpoint()
     if ckpt is None:
@@ -184,10 +184,10 @@ def _restore(plan: Plan, cells: list[Cell]) -> int:
 
 def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     """Ray Tune entry point (wrapped with ``tune.with_parameters(sweep_trainable, plan=plan)``)."""
-    from ray import tune  # noqa: PLC0415
+    from ray import tune
 
-    from tracker.train import run_trial  # noqa: PLC0415
-    from tracker.train.config import trial_from_dict  # noqa: PLC0415
+    from tracker.train import run_trial
+    from tracker.train.config import trial_from_dict
 
     os.environ.update(plan.env)
     _limit_threads()
@@ -221,10 +221,10 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
 def _limit_threads() -> None:
     """Match torch's intra-op threads to the CPUs Ray gave this trial (avoid oversubscription)."""
     try:
-        import ray  # noqa: PLC0415
-        import torch  # noqa: PLC0415
+        import ray
+        import torch
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
-    except Exception:  # noqa: BLE001 - a hint, never a failure
+    except Exception:
         pass

@@ -51,7 +51,7 @@ def _wait(check, what: str, timeout: float, procs: list[subprocess.Popen]) -> No
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
@@ -67,7 +67,7 @@ class Stack:
         self.pg_ctl: Path | None = None
 
     def popen(self, args: list[str], *, log: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        out = open(self.root / log, "wb")  # noqa: SIM115 - closed with the process
+        out = open(self.root / log, "wb")
         p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.root,
                              start_new_session=True)
         self.procs.append(p)

@@ -40,7 +40,7 @@ def graph(event):
 def test_real_event_fields_and_efficiency(graph, event) -> None:
     g = graph
     n, e = g.num_nodes, g.num_edges
-    assert n == 165 and e == 227  # the subset holds ~24 particles above 1.5 GeV
+    assert n == 112 and e == 103  # 24 particles above 1.5 GeV, one hit per particle per layer
     for k, dt, shape in (("x", torch.float32, (n, 3)), ("pos", torch.float32, (n, 3)),
                          ("edge_index", torch.int64, (2, e)), ("edge_attr", torch.float32, (e, 4)),
                          ("y", torch.float32, (e,)), ("pid", torch.int64, (n,)), ("pt", torch.float32, (n,)),
@@ -81,10 +81,11 @@ def test_edge_geometry(graph) -> None:
 
 
 @pytest.mark.parametrize("pt_min", [2.0, 1.0, 0.5])
-@pytest.mark.parametrize("remove_intersecting", [True, False])
-def test_equals_all_pairs_reference(event, pt_min: float, remove_intersecting: bool) -> None:
-    g = build_graph(*event, pt_min=pt_min, remove_intersecting=remove_intersecting, dedup_triangles=False)
-    ei, y = _naive()(*event, pt_min=pt_min, remove_intersecting=remove_intersecting)
+@pytest.mark.parametrize(("remove_intersecting", "remove_duplicates"), [(True, True), (False, False)])
+def test_equals_all_pairs_reference(event, pt_min: float, remove_intersecting: bool, remove_duplicates: bool) -> None:
+    opts = {"pt_min": pt_min, "remove_intersecting": remove_intersecting, "remove_duplicates": remove_duplicates}
+    g = build_graph(*event, dedup_triangles=False, **opts)
+    ei, y = _naive()(*event, **opts)
     fe = g.edge_index.numpy()
     order = np.lexsort((fe[1], fe[0]))
     assert np.array_equal(fe[:, order], ei)
@@ -116,6 +117,24 @@ def test_options(event, graph) -> None:
     assert torch.equal(und.edge_attr[e:, :3], -graph.edge_attr[:, :3])
     assert torch.equal(und.edge_attr[e:, 3], graph.edge_attr[:, 3])  # dR kept, not negated
     assert torch.equal(und.y[e:], graph.y)
+
+
+def test_duplicates(event, graph) -> None:
+    """Default: one hit per particle per layer, the innermost (as the reference graphs); option: all hits."""
+    import pandas as pd
+
+    df = pd.DataFrame({"pid": graph.pid.numpy(), "layer": graph.layer.numpy()})
+    assert not df.duplicated().any()
+    full = build_graph(*event, pt_min=1.5, remove_duplicates=False)
+    assert (full.num_nodes, full.num_edges) == (165, 227)
+    r_full = torch.hypot(full.pos[:, 0], full.pos[:, 1])
+    full_df = pd.DataFrame({"pid": full.pid.numpy(), "layer": full.layer.numpy(), "r": r_full.numpy(),
+                            "hit_id": full.hit_id.numpy()})
+    inner = full_df.loc[full_df.groupby(["pid", "layer"]).r.idxmin()]
+    assert sorted(inner.hit_id) == sorted(graph.hit_id.tolist())
+    q, qf = graph_quality(graph), graph_quality(full)
+    assert q["segments_available"] == qf["segments_available"] == q["true_edges"] == 87
+    assert q["efficiency"] == qf["efficiency"] == 1.0
 
 
 def _line_event(slope: float = 3.5, phi: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -161,7 +180,7 @@ def test_cli_and_graph_files(shared_trackml: Path, tmp_path: Path, graph) -> Non
     for k in ("events", "nodes_mean", "nodes_std", "edges_mean", "edges_std", "purity_mean", "efficiency_mean",
               "seconds_per_event"):
         assert k in s, k
-    assert s["events"] == 1 and s["nodes_mean"] == 165 and s["efficiency_mean"] >= 0.95
+    assert s["events"] == 1 and s["nodes_mean"] == 112 and s["efficiency_mean"] >= 0.95
     g = load_graph(out / "event000000001.pt")
     raw = torch.load(out / "event000000001.pt", weights_only=True)  # a safe, plain-tensor file
     assert raw["format"] == "equitrack-graph-v1"

@@ -12,7 +12,14 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 
 from tracker.data.hitgraphs import load_npz
-from tracker.models import MODEL_NAMES, REGISTRY, ModelConfigError, build_model, count_parameters, resolve_hparams
+from tracker.models import (
+    MODEL_NAMES,
+    REGISTRY,
+    ModelConfigError,
+    build_model,
+    count_parameters,
+    resolve_hparams,
+)
 from tracker.models import euclidnet as euclidnet_mod
 from tracker.models import interaction_network as in_mod
 from tracker.models.common import norm_act_fm, psi
@@ -288,3 +295,30 @@ def test_fused_norm_activation_gradcheck(act):
 def test_psi():
     a = torch.tensor([-math.e + 1, 0.0, math.e - 1])
     torch.testing.assert_close(psi(a), torch.tensor([-1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_deepcopy_and_state_dict_roundtrip(name, small_graph):
+    """Models hold no autograd tensors between forwards: deepcopy works, and a rebuilt model with the
+    saved state dict gives the same logits (what checkpointing in training does)."""
+    import copy
+
+    model = build_model(name, hidden=6)
+    out = model(small_graph)
+    out.sum().backward()
+    clone = copy.deepcopy(model)
+    rebuilt = build_model(name, hidden=6)
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        ref = model(small_graph)
+        torch.testing.assert_close(clone(small_graph), ref)
+        torch.testing.assert_close(rebuilt(small_graph), ref)
+
+
+def test_presets_are_the_closest_configurations():
+    from tracker.models.sizes import closest
+
+    for preset, paper in euclidnet_mod.PAPER_COUNTS.items():
+        n, cfg = closest(paper, k=1)[0]
+        assert n == euclidnet_mod.PRESET_COUNTS[preset]
+        assert {k: cfg[k] for k in euclidnet_mod.PRESETS[preset]} == euclidnet_mod.PRESETS[preset]

@@ -142,7 +142,7 @@ def test_interrupted_sweep_resumes_only_missing(ray_session: Any, tmp_path: Path
                     os.kill(os.getpid(), signal.SIGTERM)
                     sent.set()
                     return
-            except Exception:  # noqa: BLE001 - the database may not exist yet
+            except Exception:
                 pass
             time.sleep(0.2)
 
@@ -172,3 +172,29 @@ def test_unreachable_tracking_server_stops_before_anything(tmp_path: Path, monke
     assert main([str(QUICK), "--tracking-uri", "http://127.0.0.1:9", *TINY]) == 3
     assert "unreachable" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no dataset, no Ray results, no database
+
+
+def test_optuna_pareto_sweep_logs_importances(ray_session: Any, tmp_path: Path) -> None:
+    """NSGA-II over the shipped Pareto grid (3 tiny trials): one child per suggestion, importances on the parent."""
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        code = main([str(REPO / "sweeps/grids/optuna_pareto.yaml"), "--tracking-uri",
+                     f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY, "--set", "train.epochs=1", "--set",
+                     "search.n_trials=3", "--set", "scheduler=none", "--set", "resources.gpus_per_trial=0"])
+    finally:
+        os.chdir(cwd)
+    assert code == EXIT_OK
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("equitrack-optuna-pareto")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("equitrack.kind") == "sweep")
+    children = [r for r in runs if r.data.tags.get("equitrack.kind") == "trial"]
+    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
+    for run in children:
+        assert {"grid.model.hidden", "grid.model.c", "grid.train.lr"} <= set(run.data.tags)
+        assert float(run.data.params["train.lr"]) == pytest.approx(float(run.data.tags["grid.train.lr"]))
+        assert "auc" in run.data.metrics and "n_params" in run.data.metrics
+    assert len({r.data.tags["config_id"] for r in children}) == 3
+    assert "importances.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert any(k.startswith("importance.auc.") for k in parent.data.metrics)

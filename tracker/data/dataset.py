@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -40,14 +39,17 @@ import numpy as np
 from filelock import FileLock
 from torch_geometric.data import Data
 
-from tracker.graphs.io import load_graphs, save_graphs
+from tracker.graphs.io import from_dict, load_graphs, save_graphs, to_dict
 from tracker.train.config import DataConfig
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 #: first event id of each simulated split (disjoint ranges; each holds up to 1e6 events)
 SIM_FIRST_EVENT = {"test": 1_000_000, "val": 2_000_000, "train": 3_000_000}
-_GRAPH_FIELDS = ("pt_min", "phi_slope_max", "z0_max", "endcaps", "remove_intersecting")
+SIM_CHUNK_EVENTS = 8  # simulated events per chunk (a chunk's raw files are deleted once its graphs are built)
+_GRAPH_FIELDS = (
+    "pt_min", "phi_slope_max", "z0_max", "endcaps", "remove_intersecting", "remove_duplicates", "dedup_triangles",
+)
 _SIM_FIELDS = ("pileup", "noise_fraction", "field_phi_modulation", "misalignment_mm", "dead_module_fraction")
 _CODE = {
     "hitgraphs": ("data/hitgraphs.py", "data/geometry.py", "graphs/io.py"),
@@ -223,22 +225,55 @@ def _build(cfg: DataConfig, work: Path) -> dict[str, list[Data]]:
         ids = list_events(cfg.path, parts=("hits", "particles", "truth"))
         idx = _pick(len(ids), cfg, "events")
         return {s: _build_events(Path(cfg.path), [ids[i] for i in idx[s]], cfg) for s in SPLITS}
+    # simulated: chunks of consecutive event ids, each simulated, built and deleted (optionally in parallel)
+    jobs = []
+    for s in SPLITS:
+        n = getattr(cfg.events, s)
+        for first in range(SIM_FIRST_EVENT[s], SIM_FIRST_EVENT[s] + n, SIM_CHUNK_EVENTS):
+            jobs.append((s, first, min(SIM_CHUNK_EVENTS, SIM_FIRST_EVENT[s] + n - first)))
+    workers = max(1, min(data_workers(), len(jobs)))
+    args = [(cfg, work / f"raw-{s}-{first}", first, n) for s, first, n in jobs]
+    if workers == 1:
+        results = [_simulate_chunk(*a) for a in args]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context(method)) as pool:
+            results = list(pool.map(_simulate_chunk, *zip(*args)))
+    out: dict[str, list[Data]] = {s: [] for s in SPLITS}
+    for (s, _first, _n), (graphs, sim_record) in zip(jobs, results):
+        out[s].extend(from_dict(d) for d in graphs)
+        if sim_record is not None and not (work.parent / "simulation.json").exists():
+            (work.parent / "simulation.json").write_text(sim_record)
+    return out
+
+
+def data_workers() -> int:
+    """Processes used to simulate events: ``$EQUITRACK_DATA_WORKERS`` (default 1)."""
+    raw = os.environ.get("EQUITRACK_DATA_WORKERS", "1")
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"EQUITRACK_DATA_WORKERS={raw!r}: expected a positive integer") from None
+
+
+def _simulate_chunk(cfg: DataConfig, raw: Path, first: int, n: int) -> tuple[list[dict], str | None]:
+    """Simulate events ``first .. first+n-1`` into ``raw``, build their graphs, delete the events.
+
+    Every event depends only on (seed, event id) and the detector knobs on the seed, so chunks (and workers)
+    do not change the result."""
     from tracker.data.simulate import simulate_events
 
-    out = {}
-    for s in SPLITS:
-        raw = work / f"raw-{s}"
-        simulate_events(out_dir=raw, n_events=getattr(cfg.events, s), seed=cfg.seed, pileup=cfg.pileup,
-                        noise_fraction=cfg.noise_fraction, first_event_id=SIM_FIRST_EVENT[s],
-                        field_phi_modulation=cfg.field_phi_modulation, misalignment_mm=cfg.misalignment_mm,
-                        dead_module_fraction=cfg.dead_module_fraction, progress=sys.stderr.isatty())
-        ids = list(range(SIM_FIRST_EVENT[s], SIM_FIRST_EVENT[s] + getattr(cfg.events, s)))
-        out[s] = _build_events(raw, ids, cfg)
-        sim = raw / "simulation.json"
-        if sim.exists() and s == "train":
-            shutil.copy(sim, work.parent / "simulation.json")
-        shutil.rmtree(raw)  # the graphs are what is cached; the events are reproducible from the seed
-    return out
+    simulate_events(out_dir=raw, n_events=n, seed=cfg.seed, pileup=cfg.pileup, noise_fraction=cfg.noise_fraction,
+                    first_event_id=first, field_phi_modulation=cfg.field_phi_modulation,
+                    misalignment_mm=cfg.misalignment_mm, dead_module_fraction=cfg.dead_module_fraction)
+    graphs = [to_dict(g) for g in _build_events(raw, list(range(first, first + n)), cfg)]
+    sim = raw / "simulation.json"
+    record = sim.read_text() if sim.exists() else None
+    shutil.rmtree(raw)  # the graphs are what is cached; the events are reproducible from the seed
+    return graphs, record
 
 
 def _stats(graphs: list[Data]) -> dict[str, float]:
@@ -311,6 +346,8 @@ def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
                 if not rebuild:
                     raise
                 shutil.rmtree(folder)
+        for stale in folder.parent.glob(f".tmp-{key}-*"):  # left by a killed build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         _build_into(folder, cfg, key)
     return key
 

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--phi-slope-max", type=float, default=None, help="default: recommended for --pt-min")
     ap.add_argument("--z0-max", type=float, default=None, help="mm; default: recommended for --pt-min")
     ap.add_argument("--no-endcaps", action="store_true", help="barrel layers only")
+    ap.add_argument("--keep-duplicates", action="store_true",
+                    help="keep every hit of a particle on a layer (default: the innermost only, as the reference)")
     ap.add_argument("--keep-intersecting", action="store_true", help="keep barrel->disk edges crossing a layer")
     ap.add_argument("--undirected", action="store_true", help="append reversed edges")
     ap.add_argument("--no-dedup-triangles", action="store_true", help="keep every true barrel->disk label")
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--summary", help="write the summary JSON here")
     args = ap.parse_args(argv)
     opt = GraphOptions(pt_min=args.pt_min, phi_slope_max=args.phi_slope_max, z0_max=args.z0_max,
-                       endcaps=not args.no_endcaps, remove_intersecting=not args.keep_intersecting,
+                       endcaps=not args.no_endcaps, remove_duplicates=not args.keep_duplicates,
+                       remove_intersecting=not args.keep_intersecting,
                        undirected=args.undirected, dedup_triangles=not args.no_dedup_triangles)
     summary = build_folder(args.input, args.out, options=opt, nevents=args.events, skip=args.skip,
                            progress=sys.stderr.isatty())

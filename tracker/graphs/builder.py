@@ -3,9 +3,11 @@
 Pixel hits of particles above ``pt_min`` become nodes; candidate segments join hits on connected layer pairs
 (adjacent barrel layers, adjacent disks, every barrel layer to the innermost disk) and are kept when
 ``|dφ/dr| < phi_slope_max`` and ``|z0| < z0_max`` (z0 = z1 − r1·dz/dr). Instead of the reference's all-pairs
-merge per layer pair, hits of the outer layer are sorted by φ and each inner hit only meets the outer hits in its
-φ window (|dφ| ≤ phi_slope_max · max|dr| for that layer pair, found with ``searchsorted``), in chunks that bound
-memory; the exact cuts are then applied to those candidates. The result equals the all-pairs selection.
+merge per layer pair, nodes are sorted by (layer, φ) and each inner hit only meets the outer hits in its φ window
+(|dφ| ≤ phi_slope_max · max|dr|, with max|dr| bounded by the outer layer's r range and by the z0 cut; found with
+``searchsorted``), in chunks that bound memory; the exact cuts (z0 first, then φ-slope, then the optional
+barrel-crossing test) are applied to those candidates. The result equals the all-pairs selection bit for bit
+(tests/test_graph_builder.py compares it with benchmarks/graph_build_naive.py).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class GraphOptions:
     phi_slope_max: float | None = None
     z0_max: float | None = None
     endcaps: bool = True
+    remove_duplicates: bool = True
     remove_intersecting: bool = True
     undirected: bool = False
     dedup_triangles: bool = True
@@ -95,9 +98,13 @@ def _lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, 
 
 
 def select_hits(
-    hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.DataFrame, *, pt_min: float, endcaps: bool = True
+    hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.DataFrame, *, pt_min: float, endcaps: bool = True,
+    remove_duplicates: bool = True,
 ) -> pd.DataFrame:
     """Pixel hits of particles with pT > pt_min (noise dropped), sorted by (layer, φ, hit_id).
+
+    With ``remove_duplicates`` (the reference's choice: its graphs hold exactly one hit per particle per layer)
+    only the innermost (smallest r) hit of a particle on a layer is kept; module overlaps otherwise give double hits.
 
     Columns: hit_id, x, y, z, layer, particle_id, pt, r, phi (mm, rad, GeV). Vectorised lookups (sorted
     ``searchsorted``) instead of DataFrame merges: hits without truth, or of particles missing from the particle
@@ -121,6 +128,16 @@ def select_hits(
     idx = np.flatnonzero(keep)[sel]
     x = hits["x"].to_numpy(np.float64)[idx]
     y = hits["y"].to_numpy(np.float64)[idx]
+    if remove_duplicates and idx.size:
+        r_sel = np.hypot(x, y)
+        o = np.lexsort((r_sel, layer[sel], pid[sel]))  # by particle, layer, then r: the first of a group is innermost
+        first = np.ones(o.size, bool)
+        first[1:] = (pid[sel][o][1:] != pid[sel][o][:-1]) | (layer[sel][o][1:] != layer[sel][o][:-1])
+        keep_sel = np.zeros(idx.size, bool)
+        keep_sel[o[first]] = True
+        idx, x, y = idx[keep_sel], x[keep_sel], y[keep_sel]
+        sel = sel.copy()
+        sel[np.flatnonzero(sel)[~keep_sel]] = False
     phi = np.arctan2(y, x)
     order = np.lexsort((hit_id[sel], phi, layer[sel]))  # by layer, then φ (the builder relies on it)
     x, y, phi = x[order], y[order], phi[order]
@@ -234,6 +251,7 @@ def build_graph(
     phi_slope_max: float | None = None,
     z0_max: float | None = None,
     endcaps: bool = True,
+    remove_duplicates: bool = True,
     remove_intersecting: bool = True,
     undirected: bool = False,
     dedup_triangles: bool = True,
@@ -241,9 +259,11 @@ def build_graph(
 ) -> Data:
     """Build the geometric hit graph of one event as a platform ``Data`` (fields of docs/architecture.md)."""
     opt = GraphOptions(pt_min=pt_min, phi_slope_max=phi_slope_max, z0_max=z0_max, endcaps=endcaps,
+                       remove_duplicates=remove_duplicates,
                        remove_intersecting=remove_intersecting, undirected=undirected,
                        dedup_triangles=dedup_triangles).resolved()
-    h = select_hits(hits, particles, truth, pt_min=opt.pt_min, endcaps=opt.endcaps)
+    h = select_hits(hits, particles, truth, pt_min=opt.pt_min, endcaps=opt.endcaps,
+                    remove_duplicates=opt.remove_duplicates)
     r, phi, z = h.r.to_numpy(), h.phi.to_numpy(), h.z.to_numpy()
     layer = h.layer.to_numpy().astype(np.int64)
     pid = h.particle_id.to_numpy().astype(np.int64)

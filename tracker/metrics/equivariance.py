@@ -143,4 +143,4 @@ def vector_equivariance_deviation(
     return {t: (num[t] / den[t] if den[t] > 0 else float("nan")) for t in thetas}
 
 
-__all__ = ["equivariance_deviation", "vector_equivariance_deviation", "rotate_vectors"]
+__all__ = ["equivariance_deviation", "rotate_vectors", "vector_equivariance_deviation"]

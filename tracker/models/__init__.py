@@ -126,6 +126,16 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "MODEL_NAMES", "REGISTRY", "ModelConfigError", "ModelSpec", "build_model", "count_parameters",
-    "resolve_hparams", "EuclidNet", "EuclidNetNonEq", "InteractionNetwork", "Hybrid", "EGNN",
+    "EGNN",
+    "MODEL_NAMES",
+    "REGISTRY",
+    "EuclidNet",
+    "EuclidNetNonEq",
+    "Hybrid",
+    "InteractionNetwork",
+    "ModelConfigError",
+    "ModelSpec",
+    "build_model",
+    "count_parameters",
+    "resolve_hparams",
 ]

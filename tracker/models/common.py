@@ -14,6 +14,7 @@ forward.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -87,7 +88,10 @@ class _NormActFM(torch.autograd.Function):
 
 
 def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
-    """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None)."""
+    """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None).
+
+    ``xc`` must be a temporary: with ``act="silu"`` the result is written into its buffer.
+    """
     return _NormActFM.apply(xc, eps, act)
 
 
@@ -258,7 +262,7 @@ class SplitMLP(nn.Module):
     def weight_of(self, *ks: int) -> Tensor:
         """Columns of the first weight for parts ``ks`` (a view when the parts are contiguous and in order)."""
         w = centred_params(self.seq[0])[0] if self._centre else self.seq[0].weight
-        if all(b == a + 1 for a, b in zip(ks, ks[1:])):
+        if all(b == a + 1 for a, b in itertools.pairwise(ks)):
             return w[:, self._offsets[ks[0]] : self._offsets[ks[-1] + 1]]
         return torch.cat([w[:, self._offsets[k] : self._offsets[k + 1]] for k in ks], dim=1)
 

@@ -24,8 +24,8 @@ from torch_geometric.data import Data
 
 from tracker.models.common import (
     EdgeClassifier,
-    begin_forward,
     SplitMLP,
+    begin_forward,
     gather_pair,
     in_degree,
     linear_fm,
@@ -107,8 +107,8 @@ class EGNN(EdgeClassifier):
         super().__init__()
         if length_scale <= 0:
             raise ValueError(f"egnn: length_scale={length_scale!r}; expected a positive length in metres")
-        self.hparams = dict(hidden=hidden, iterations=iterations, use_r=use_r, edge_attr=edge_attr,
-                            length_scale=length_scale)
+        self.hparams = {"hidden": hidden, "iterations": iterations, "use_r": use_r, "edge_attr": edge_attr,
+                            "length_scale": length_scale}
         self.use_r = use_r
         self.use_edge_attr = edge_attr
         self.length_scale = float(length_scale)

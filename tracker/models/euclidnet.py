@@ -31,8 +31,8 @@ from torch_geometric.data import Data
 
 from tracker.models.common import (
     EdgeClassifier,
-    begin_forward,
     SplitMLP,
+    begin_forward,
     gather_pair,
     mlp,
     num_nodes_of,
@@ -167,10 +167,10 @@ class EuclidNet(EdgeClassifier):
     ) -> None:
         super().__init__()
         D = mlp_depth if decoder_depth is None else decoder_depth
-        self.hparams = dict(
-            hidden=hidden, mlp_depth=mlp_depth, iterations=iterations, c=c,
-            shared_block=shared_block, use_r=use_r, edge_attr=edge_attr, decoder_depth=D,
-        )
+        self.hparams = {
+            "hidden": hidden, "mlp_depth": mlp_depth, "iterations": iterations, "c": c,
+            "shared_block": shared_block, "use_r": use_r, "edge_attr": edge_attr, "decoder_depth": D,
+        }
         h, L = hidden, mlp_depth
         self.iterations = iterations
         self.use_r = use_r

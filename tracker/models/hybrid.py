@@ -81,10 +81,10 @@ class Hybrid(EuclidNet):
             hidden=he, mlp_depth=mlp_depth, iterations=iterations, c=c,
             shared_block=shared_block, use_r=use_r, edge_attr=edge_attr, decoder_depth=mlp_depth,
         )
-        self.hparams = dict(
-            hidden=hidden, hidden_equivariant=he, hidden_free=hf, mlp_depth=mlp_depth, iterations=iterations,
-            c=c, shared_block=shared_block, use_r=use_r, edge_attr=edge_attr,
-        )
+        self.hparams = {
+            "hidden": hidden, "hidden_equivariant": he, "hidden_free": hf, "mlp_depth": mlp_depth, "iterations": iterations,
+            "c": c, "shared_block": shared_block, "use_r": use_r, "edge_attr": edge_attr,
+        }
         self.hidden_free = hf
         L = mlp_depth
         if hf > 0:

@@ -80,10 +80,10 @@ class InteractionNetwork(MessagePassing):
         super().__init__(aggr="add", flow="source_to_target", node_dim=-1)
         if node_features not in NODE_FEATURES:
             raise ValueError(f"interaction_network: node_features={node_features!r}; expected one of {NODE_FEATURES}")
-        self.hparams = dict(
-            hidden=hidden, iterations=iterations, shared_weights=shared_weights,
-            node_features=node_features, undirected=undirected,
-        )
+        self.hparams = {
+            "hidden": hidden, "iterations": iterations, "shared_weights": shared_weights,
+            "node_features": node_features, "undirected": undirected,
+        }
         self.iterations = iterations
         self.node_features = node_features
         self.undirected = undirected

@@ -16,7 +16,7 @@ from tracker.models.euclidnet import PAPER_COUNTS, param_count
 SEARCH_SPACE = {
     "hidden": range(2, 60),
     "mlp_depth": range(1, 6),
-    "decoder_depth": range(0, 6),
+    "decoder_depth": range(6),
     "shared_block": (True, False),
 }
 

@@ -54,9 +54,9 @@ from torch_geometric.data import Batch, Data
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tracker.train.config import TrialConfig
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
-from tracker.train.evaluate import final_metrics, predict
+from tracker.train.evaluate import SplitPrediction, final_metrics, predict
 from tracker.train.reporter import Reporter
-from tracker.train.step import rotate_batch, train_step
+from tracker.train.step import edge_loss, rotate_batch, train_step
 from tracker.train.trial import (
     EPOCH_METRICS,
     CheckpointMismatchError,
@@ -286,12 +286,14 @@ class _Member:
         return order, theta, rotate
 
     def end_epoch(self, *, loss_sum: float, n_edges: int, lr: float, seconds_train: float,
-                  val_set: GraphSet) -> dict[str, Any]:
-        """Scheduler step, validation, history, early stopping and checkpoint; returns what to report."""
+                  val_set: GraphSet, val: SplitPrediction | None = None) -> dict[str, Any]:
+        """Scheduler step, validation (``val``: already computed for the whole stack), history, early stopping
+        and checkpoint; returns what to report."""
         epoch = self.next_epoch
         t0 = time.perf_counter()
         self.scheduler.step()
-        val = predict(self.model, val_set, self.val_theta, pos_weight=self.pos_weight)
+        if val is None:
+            val = predict(self.model, val_set, self.val_theta, pos_weight=self.pos_weight)
         if not math.isfinite(val.loss):
             raise NonFiniteLossError(epoch, "validation loss", val.loss)
         seconds = seconds_train + time.perf_counter() - t0
@@ -690,6 +692,49 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool) -> dict[int, tuple]
     return {m.index: (loss_sum[k], n_edges[k], lrs[k], seconds) for k, m in enumerate(members) if m.failed is None}
 
 
+@torch.no_grad()
+def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequence[float | None], *,
+                    pos_weights: Sequence[float | None]) -> list[SplitPrediction]:
+    """:func:`tracker.train.evaluate.predict` for K models of one architecture in one vmapped forward per batch.
+
+    Every member sees the same graphs, each rotated by its own angle (``None``: unrotated), as ``predict`` does.
+    """
+    template = models[0]
+    K = len(models)
+    names = [n for n, _ in template.named_parameters()]
+    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n in names}
+    buffers = {n: torch.stack([m.get_buffer(n) for m in models]) for n, _ in template.named_buffers()}
+    was_training = template.training
+    template.eval()
+    logits: list[list[Tensor]] = [[] for _ in range(K)]
+    labels: list[Tensor] = []
+    rotate = any(t is not None for t in thetas)
+    try:
+        for batch, _ in split.batches():
+            shared = {f: getattr(batch, f) for f in ("edge_index", "edge_attr") if getattr(batch, f, None) is not None}
+            if rotate:
+                rotated = [rotate_batch(batch, t) for t in thetas]
+                nodes = {f: torch.stack([getattr(r, f) for r in rotated]) for f in ("x", "pos")
+                         if getattr(batch, f, None) is not None}
+            else:
+                nodes = {f: getattr(batch, f) for f in ("x", "pos") if getattr(batch, f, None) is not None}
+
+            def one(p, b, node_fields):
+                data = Data(**node_fields, **shared)
+                return torch.func.functional_call(template, (p, b), (data,))
+
+            out = torch.func.vmap(one, in_dims=(0, 0, 0 if rotate else None))(params, buffers, nodes)
+            out = out.detach().to("cpu", torch.float64)
+            for k in range(K):
+                logits[k].append(out[k].reshape(-1))
+            labels.append(batch.y.detach().to("cpu", torch.float64).reshape(-1))
+    finally:
+        template.train(was_training)
+    all_y = torch.cat(labels)
+    return [SplitPrediction(logits[k], labels, float(edge_loss(torch.cat(logits[k]), all_y, pos_weights[k])))
+            for k in range(K)]
+
+
 # -- the driver --------------------------------------------------------------------------------------------------
 def choose_strategy(strategy: Strategy, *, device: torch.device, diff: dict[str, list[Any]],
                     model: nn.Module, graph: Data) -> tuple[str, str]:
@@ -791,9 +836,10 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
 
     padded = _PaddedPool(pool.graphs, device=device) if chosen == "vmap" else None
 
-    def after_epoch(m: _Member, out: tuple[float, int, float, float]) -> None:
+    def after_epoch(m: _Member, out: tuple[float, int, float, float], val: SplitPrediction | None = None) -> None:
         try:
-            report = m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set)
+            report = m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set,
+                                 val=val)
         except Exception as exc:  # noqa: BLE001 — the member fails, the bundle goes on
             m.fail(exc)
             return
@@ -823,11 +869,23 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                 for m in live:
                     m.fail(exc)
                 break
+            ok = [m for m in live if m.failed is None]
+            vals: dict[int, SplitPrediction] = {}
+            if ok:
+                t0 = time.perf_counter()
+                try:
+                    preds = predict_stacked([m.model for m in ok], val_set, [m.val_theta for m in ok],
+                                            pos_weights=[m.pos_weight for m in ok])
+                    vals = {m.index: p for m, p in zip(ok, preds)}
+                except Exception:  # noqa: BLE001 — fall back to each member's own predict()
+                    vals = {}
+                share = (time.perf_counter() - t0) / len(ok) if vals else 0.0
+                outs = {i: (o[0], o[1], o[2], o[3] + share) for i, o in outs.items()}
             for m in live:
                 if m.failed is not None:
                     m.fail(m.failed)
                     continue
-                after_epoch(m, outs[m.index])
+                after_epoch(m, outs[m.index], vals.get(m.index))
                 if m.failed is None and not m.training:
                     _evaluate(m, val_set, test_set)
     return [m.result for m in members]
@@ -842,5 +900,5 @@ def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet) -> None:
         m.fail(exc)
 
 
-__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "StackedAdam", "bundle_differences", "choose_strategy",
+__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "StackedAdam", "predict_stacked", "bundle_differences", "choose_strategy",
            "run_bundle", "validate_bundle", "vmap_supported"]

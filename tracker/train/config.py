@@ -39,6 +39,8 @@ class DataConfig(_Section):
     z0_max: float | None = None  # None: the recommended cut for pt_min
     endcaps: bool = True
     remove_intersecting: bool = True
+    remove_duplicates: bool = True  # keep one hit per particle and layer (the innermost), as the reference
+    dedup_triangles: bool = True  # un-label duplicate barrel→endcap segments of one particle (reference)
     seed: int = 0
     # symmetry-breaking knobs of the simulation (default off)
     field_phi_modulation: float = 0.0
