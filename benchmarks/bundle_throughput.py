@@ -32,12 +32,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from torch_geometric.data import Batch  # noqa: E402
+from torch_geometric.data import Batch
 
-from tracker.data.hitgraphs import load_npz  # noqa: E402
-from tracker.models import REGISTRY, build_model, count_parameters  # noqa: E402
-from tracker.train.bundle import StackedAdam, _PaddedPool, vmap_supported  # noqa: E402
-from tracker.train.step import train_step  # noqa: E402
+from tracker.data.hitgraphs import load_npz
+from tracker.models import REGISTRY, build_model, count_parameters
+from tracker.train.bundle import StackedAdam, _PaddedPool, vmap_supported
+from tracker.train.step import train_step
 
 GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
 
@@ -92,7 +92,7 @@ def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device) -> float:
 
 def vmap_ready_patch() -> None:
     """Test-local stand-ins for the two model-zoo functions that block vmap (see docs/benchmarks/bundle.md)."""
-    import tracker.models.common as common
+    from tracker.models import common
 
     class NormActVmap(torch.autograd.Function):
         generate_vmap_rule = True
@@ -138,7 +138,7 @@ def vmap_ready_patch() -> None:
 
     common.norm_act_fm = norm_act_fm
     common.in_degree = in_degree
-    import tracker.models.egnn as egnn
+    from tracker.models import egnn
 
     if hasattr(egnn, "in_degree"):
         egnn.in_degree = in_degree

@@ -78,7 +78,7 @@ def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str,
     print(f"[{variant}] {' '.join(cmd)}", flush=True)
     sampler = _gpu_sampler(root / "gpu_util.csv") if args.device == "cuda" else None
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     gpu_util = _stop_sampler(sampler, root / "gpu_util.csv")
     (root / "stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)

@@ -220,7 +220,6 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
 
 def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any, *, uri: str,
          address: str | None, max_concurrent: int | None, meta: dict[str, str]) -> int:
-
     from sweeps.callback import CellState
     from sweeps.display import results_table
     from sweeps.trainable import FAULT_ENV, Plan, cell_key
@@ -323,6 +322,7 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # epoch and final reports carry different metrics
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is the record, not CSV/TensorBoard
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Ray prints no tables; rich shows progress
     for name in ("ray.tune", "ray.train", "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(name).setLevel(logging.ERROR)
     resources = {"cpu": grid.resources.cpus_per_trial, "gpu": gpus}

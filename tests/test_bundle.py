@@ -23,11 +23,12 @@ MODELS = {
     "euclidnet": {"name": "euclidnet", "hidden": 4, "mlp_depth": 2, "iterations": 2},
     "interaction_network": {"name": "interaction_network", "hidden": 8},
 }
-#: members differ in seed, training angle, lr, fraction, random rotation, grad clipping
+#: members differ in seed, training angle, lr, fraction, random rotation, grad clipping, pos weight, Adam betas
+#: and weight decay
 MEMBERS = [
-    {"seed": 0},
+    {"seed": 0, "pos_weight": "auto"},
     {"seed": 1, "train_rotation_deg": 45.0, "lr": 0.01, "grad_clip": 0.5},
-    {"seed": 2, "fraction": 0.5, "random_rotation": True},
+    {"seed": 2, "fraction": 0.5, "random_rotation": True, "betas": [0.8, 0.99], "weight_decay": 0.01},
 ]
 
 
@@ -146,8 +147,7 @@ def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path)
 def test_euclidnet_vmap_needs_the_model_change(splits, tmp_root, tmp_path, monkeypatch):
     """Today EuclidNet's custom autograd Function blocks vmap (clear error); with the change proposed in the report
     (setup_context + generate_vmap_rule, implemented here as a test-local stand-in) vmap members equal solo runs."""
-    import tracker.models.common as common
-    from tracker.models import build_model
+    from tracker.models import build_model, common
 
     model = build_model("euclidnet", **_config("euclidnet").model.hparams())
     if not vmap_supported(model, splits[0][0])[0]:

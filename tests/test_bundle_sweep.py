@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from sweeps.bundling import auto_bundle_size, bundle_axes, plan_bundles
 
-from sweeps.bundling import bundle_axes, plan_bundles
 from sweeps.schema import GridError, load_grid, parse_grid, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def _grid(name: str, **changes: Any):
 
 
 def test_auto_bundles_paper_rotation_by_model():
-    grid = _grid("paper_rotation.yaml")
+    grid = _grid("paper_rotation.yaml", max_bundle_size=25)
     cells = resolve(grid, check_model=False)
     assert len(cells) == 50
     assert bundle_axes(grid) == ["train.seed", "train.train_rotation_deg"]
@@ -37,6 +37,16 @@ def test_auto_bundles_paper_rotation_by_model():
         assert len({c.trial["model"]["name"] for c in b}) == 1
         assert len({(c.config_id, c.seed) for c in b}) == len(b)
     assert sum(len(b) for b in bundles) == 50
+
+
+def test_automatic_size_gives_every_slot_two_bundles():
+    """Without max_bundle_size: at most 25 cells, and about two bundles per concurrent trial (load balance)."""
+    grid = _grid("paper_rotation.yaml", resources={"cpus_per_trial": 1, "max_concurrent": 2})
+    assert auto_bundle_size(50, grid) == 13
+    bundles = plan_bundles(resolve(grid, check_model=False), grid)
+    assert sorted(len(b) for b in bundles) == [12, 12, 13, 13]
+    big = _grid("paper_rotation.yaml", resources={"cpus_per_trial": 1, "max_concurrent": 1})
+    assert auto_bundle_size(50, big) == 25
 
 
 def test_explicit_axes_size_limit_and_none():
@@ -66,7 +76,8 @@ def test_bad_bundle_keys_are_grid_errors():
 # -- end to end --------------------------------------------------------------------------------------------------
 TINY = ["--set", "data.events={train: 2, val: 1, test: 1}", "--set", "data.pileup=10", "--set", "train.epochs=2",
         "--set", "eval.rotations_deg=[0, 90]", "--set", "eval.timing=false", "--quiet",
-        "--set", "grid={model.name: [interaction_network], train.lr: [0.003, 10000000000.0]}", "--set", "seeds=2"]
+        "--set", "grid={model.name: [interaction_network], train.lr: [0.003, 10000000000.0]}", "--set", "seeds=2",
+        "--set", "max_bundle_size=4"]
 
 
 @pytest.mark.slow

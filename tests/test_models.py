@@ -95,6 +95,7 @@ def test_unknown_preset_lists_accepted():
         ("euclidnet", {"c": -1.0}, "expected a number >= 0"),
         ("interaction_network", {"node_features": "xy"}, "expected one of ['xyz', 'rphiz']"),
         ("hybrid", {"hidden_free": -1}, "hidden_free=-1"),
+        ("euclidnet", {"decoder_depth": -1}, "decoder_depth=-1: expected an integer >= 0"),
     ],
 )
 def test_bad_values_are_named(name, hp, fragment):

@@ -57,6 +57,7 @@ _CONSTRAINTS: dict[str, tuple[str, Any]] = {
     "hidden_equivariant": ("int", 1),
     "hidden_free": ("int", 0),
     "mlp_depth": ("int", 1),
+    "decoder_depth": ("int", 0),
     "iterations": ("int", 1),
     "c": ("float", 0.0),
     "length_scale": ("float", 1e-12),

@@ -34,12 +34,10 @@ abort the whole bundle, which a retry resumes member by member from the checkpoi
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -719,7 +717,7 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
             else:
                 nodes = {f: getattr(batch, f) for f in ("x", "pos") if getattr(batch, f, None) is not None}
 
-            def one(p, b, node_fields):
+            def one(p, b, node_fields, shared=shared):
                 data = Data(**node_fields, **shared)
                 return torch.func.functional_call(template, (p, b), (data,))
 
@@ -894,11 +892,22 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
 def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet) -> None:
     try:
         m.evaluate(val_set=val_set, test_set=test_set)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if m.result is not None and m.result.status == "FINISHED":
             raise  # the reporter's finish failed: infrastructure, abort
         m.fail(exc)
 
 
-__all__ = ["BUNDLEABLE", "MODEL_BUNDLEABLE", "BundleError", "MemberResult", "StackedAdam", "predict_stacked", "bundle_differences", "choose_strategy",
-           "run_bundle", "validate_bundle", "vmap_supported"]
+__all__ = [
+    "BUNDLEABLE",
+    "MODEL_BUNDLEABLE",
+    "BundleError",
+    "MemberResult",
+    "StackedAdam",
+    "bundle_differences",
+    "choose_strategy",
+    "predict_stacked",
+    "run_bundle",
+    "validate_bundle",
+    "vmap_supported",
+]
