@@ -220,10 +220,6 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
 
 def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any, *, uri: str,
          address: str | None, max_concurrent: int | None, meta: dict[str, str]) -> int:
-    from sweeps.callback import CellState
-    from sweeps.display import results_table
-    from sweeps.trainable import FAULT_ENV, Plan, cell_key
-
     grid_path = Path(args.grid)
     parent = tracker.open_parent(sweep_name=grid.name, sweep_id=args.sweep_id, fresh=args.fresh,
                                  tags={**meta, "grid_file": str(grid_path), "mlflow.source.git.commit":
@@ -235,6 +231,23 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
     tracker.parent_text(yaml.safe_dump([{"run_name": c.run_name, "config_id": c.config_id, "seed": c.seed,
                                          "trial": c.trial} for c in cells], sort_keys=False), "cells.yaml")
     existing = tracker.children()
+    saved_cache = os.environ.get("EQUITRACK_CACHE")
+    try:
+        return _run_cells(args, console, grid, cells, tracker, existing, address=address,
+                          max_concurrent=max_concurrent)
+    finally:  # the cache folder is set for this sweep only (callers such as tests keep their environment)
+        if saved_cache is None:
+            os.environ.pop("EQUITRACK_CACHE", None)
+        else:
+            os.environ["EQUITRACK_CACHE"] = saved_cache
+
+
+def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any,
+               existing: dict[tuple[str, int], Any], *, address: str | None, max_concurrent: int | None) -> int:
+    from sweeps.callback import CellState
+    from sweeps.display import results_table
+    from sweeps.trainable import FAULT_ENV, Plan, cell_key
+
     optuna = grid.search.type == "optuna"
     status = "killed"
     try:
@@ -242,7 +255,7 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
         cache = str(Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve())
         os.environ["EQUITRACK_CACHE"] = cache
         data_keys = _prepare_data(cells[:1] if optuna else cells, console)
-        tracker.set_tags(parent, {"dataset_key": ",".join(data_keys)})
+        tracker.set_tags(tracker.parent_id, {"dataset_key": ",".join(data_keys)})
 
         states: dict[str, CellState] = {}
         plan_rows: list[tuple[Cell, str]] = []

@@ -105,6 +105,7 @@ def _assert_same(solo, member, *, tol_auc=1e-4):
     assert len(solo.history) == len(member.history)
     for a, b in zip(solo.history, member.history):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)  # vmap: batched validation
         assert b["lr"] == a["lr"]
     for name in ARTIFACTS:
         assert (member.artifacts_dir / name).is_file(), name

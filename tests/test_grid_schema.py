@@ -174,8 +174,10 @@ TINY = {"train.epochs": 1, "eval.rotations_deg": [0, 90], "eval.timing": False, 
 
 
 @pytest.mark.slow
-def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path) -> None:
+def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The first cell of every shipped grid (data shrunk, one epoch) goes through the real trainer."""
+    monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
     from tracker.data.dataset import prepare
     from tracker.train import run_trial
     from tracker.train.config import trial_from_dict
