@@ -43,8 +43,8 @@ TIMING_METRICS = {"train_seconds", "seconds_per_epoch", "inference_ms_per_graph"
 def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     """paper_rotation.yaml, scaled: few events/epochs, paths absolute, per-variant MLflow/Ray folders."""
     raw = yaml.safe_load((REPO / "sweeps" / "grids" / "paper_rotation.yaml").read_text())
-    data_path = Path(raw["data"]["path"])
-    raw["data"]["path"] = str((REPO / data_path).resolve()) if not data_path.is_absolute() else str(data_path)
+    if raw["data"].get("path"):  # relative to the repository, as the grid file means it
+        raw["data"]["path"] = str((REPO / Path(raw["data"]["path"])).resolve())
     raw["data"]["events"] = {"train": args.train_events, "val": 1, "test": 1}
     raw["name"] = f"paper_rotation_e2e_{variant}"
     raw["experiment"] = f"equitrack-e2e-{variant}"
@@ -182,8 +182,7 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
     from tracker.train.config import trial_from_dict
 
     torch.set_num_threads(1)
-    raw = yaml.safe_load((REPO / "sweeps" / "grids" / "paper_rotation.yaml").read_text())
-    graphs = [load_npz(p) for p in sorted((REPO / raw["data"]["path"]).glob("*.npz"))]
+    graphs = [load_npz(p) for p in sorted((REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5").glob("*.npz"))]
     train, val = graphs[: args.train_events], graphs[8:9]
     configs = [trial_from_dict({"model": {"name": "euclidnet", "preset": "paper_16", "c": 0.005},
                                 "train": {"epochs": 1, "lr": 1e-3, "seed": s, "train_rotation_deg": a,

@@ -176,6 +176,11 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         grid = load_grid(args.grid, overrides=args.set)
         _check_grid(grid, source)
         cells = resolve(grid, source=source)
+        from sweeps.bundling import bundle_axes, plan_bundles
+
+        bundle_axes(grid, source=source)  # bad bundle keys exit 2 before anything starts
+        if grid.search.type == "grid":
+            plan_bundles(cells, grid, source=source)
         if args.rerun_failed and args.skip_failed:
             raise GridError("--rerun-failed and --skip-failed contradict each other")
         if args.max_concurrent is not None and args.max_concurrent < 1:
@@ -279,10 +284,13 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
                     tracker.reschedule(old.run_id)
                     run_id = old.run_id
                 states[cell_key(cell)] = CellState(cell, run_id, last_step=old.last_step if old else 0)
-            bundles = [[c] for c, a in plan_rows if not a.startswith("skip")]
+            from sweeps.bundling import plan_bundles
+
+            bundles = plan_bundles([c for c, a in plan_rows if not a.startswith("skip")], grid, source=args.grid.name)
             remaining = len(bundles)
             n_skip = sum(a.startswith("skip") for _, a in plan_rows)
-            console.print(f"{len(cells)} cells: {remaining} to run, {n_skip} skipped "
+            console.print(f"{len(cells)} cells: {sum(len(b) for b in bundles)} to run in {remaining} Ray trial(s), "
+                          f"{n_skip} skipped "
                           f"({sum(a == 'skip (finished)' for _, a in plan_rows)} already finished)")
         if remaining == 0:
             status = "finished"
@@ -327,7 +335,7 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.callback import SweepCallback
+    from sweeps.bundling import callback_class
     from sweeps.display import Display
     from sweeps.optuna_search import searcher
     from sweeps.trainable import sweep_trainable
@@ -359,7 +367,7 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
         param_space = {"bundle": tune.grid_search(list(range(len(plan.bundles))))}
     total = num_samples * len(grid.seeds) if optuna else sum(len(b) for b in plan.bundles)
     display = Display(total=total, console=console, epoch_every=10**9 if quiet else 1)
-    callback = SweepCallback(tracker=tracker, plan=plan, states=states, display=display, existing=existing)
+    callback = callback_class()(tracker=tracker, plan=plan, states=states, display=display, existing=existing)
     storage = Path(grid.ray.storage_path)
     storage_path = grid.ray.storage_path if "://" in grid.ray.storage_path else str(storage.resolve())
     run_config = tune.RunConfig(

@@ -141,6 +141,10 @@ class GridFile(_Strict):
     scheduler: Scheduler = Scheduler()
     resources: Resources = Resources()
     max_retries: int = Field(1, ge=0)
+    # bundled trials (sweeps/bundling.py): cells differing only along these axes share one Ray trial
+    bundle: list[str] | Literal["auto", "none"] = "auto"
+    max_bundle_size: int | None = Field(None, ge=1)  # None: automatic (sweeps.bundling.auto_bundle_size)
+    bundle_strategy: Literal["auto", "loop", "vmap"] = "auto"
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
 
@@ -167,6 +171,17 @@ class GridFile(_Strict):
                     raise ValueError("train.seed is set by 'seeds:', not by a grid axis")
                 if not vals:
                     raise ValueError(f"grid axis {key!r} has no values")
+        return v
+
+    @field_validator("bundle", mode="before")
+    @classmethod
+    def _bundle_shape(cls, v: Any) -> Any:
+        if v is None or v is False:
+            return "none"
+        if v is True:
+            return "auto"
+        if isinstance(v, str) and v not in ("auto", "none"):
+            return [v]
         return v
 
     @field_validator("seeds", mode="before")
@@ -367,6 +382,10 @@ def base_trial(grid: GridFile, overrides: dict[str, Any]) -> dict[str, Any]:
         raw["model"].update(copy.deepcopy(grid.models.get(str(name), {})))
     for key, value in overrides.items():
         _set_dotted(raw, key, copy.deepcopy(value))
+    path = raw["data"].get("path") if isinstance(raw["data"], dict) else None
+    if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+        # trials run in Ray workers whose working directory differs: anchor relative paths at the driver's
+        raw["data"]["path"] = str(Path(path).expanduser().resolve())
     return raw
 
 

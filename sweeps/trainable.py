@@ -196,7 +196,19 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     finals: list[dict[str, float]] = []
     scratch = Path(tempfile.mkdtemp(prefix="equitrack-trial-"))
     try:
-        for index, cell in enumerate(cells):
+        pending = [(i, c) for i, c in enumerate(cells) if cell_key(c) not in plan.done]
+        if len(pending) > 1 and _bundled(plan):
+            from sweeps.bundling import train_bundle
+
+            for index, cell in enumerate(cells):
+                if cell_key(cell) in plan.done:
+                    final = plan.done[cell_key(cell)]
+                    tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": "known",
+                                 "final": final})
+                    finals.append(final)
+            finals += train_bundle(pending, plan=plan, scratch=scratch)  # resumes each member from its workdir
+        sequential = [] if len(pending) > 1 and _bundled(plan) else cells
+        for index, cell in enumerate(sequential):
             if index < start:
                 continue
             if cell_key(cell) in plan.done:  # an Optuna suggestion that repeats a finished run
@@ -216,6 +228,13 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
             tune.report({**mean, "event": "summary", "cell": -1})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _bundled(plan: Plan) -> bool:
+    """Whether this grid trains the cells of a Ray trial together (``bundle:`` not ``none``)."""
+    from sweeps.bundling import bundle_axes
+
+    return bool(bundle_axes(plan.grid))
 
 
 def _limit_threads() -> None:

@@ -5,15 +5,14 @@ FINISHED with the metrics of the same cell trained alone)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from sweeps.bundling import auto_bundle_size, bundle_axes, plan_bundles
 
+from sweeps.bundling import auto_bundle_size, bundle_axes, plan_bundles
 from sweeps.schema import GridError, load_grid, parse_grid, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,4 +126,3 @@ def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         solo = run_trial(trial_from_dict(cell.trial), NullReporter(), workdir=tmp_path / f"solo-{cell.seed}")
         assert run.data.metrics["auc"] == pytest.approx(solo.metrics["auc"], abs=1e-4)
         assert run.data.metrics["test_loss"] == pytest.approx(solo.metrics["test_loss"], rel=1e-6)
-    assert os.environ.get("EQUITRACK_CACHE")

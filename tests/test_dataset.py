@@ -181,3 +181,13 @@ def test_parallel_simulation_is_identical(tmp_path: Path, monkeypatch: pytest.Mo
     assert _ids(one) == _ids(two)
     for a, b in zip(one.train + one.val + one.test, two.train + two.val + two.test):
         assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def test_hitgraphs_without_path_uses_the_packaged_real_graphs(cache: Path, shared_trackml: Path) -> None:
+    """``source: hitgraphs`` with no path reads the copies shipped in the package: the same graphs as ../shared."""
+    packaged = load_splits(DataConfig(source="hitgraphs", events={"train": 6, "val": 2, "test": 2}))
+    shared = load_splits(_hitgraphs(shared_trackml))
+    assert packaged.key == shared.key  # same input files (names and sizes), same config
+    for a, b in zip(packaged.train + packaged.val + packaged.test, shared.train + shared.val + shared.test):
+        assert a.event_id == b.event_id
+        assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.y, b.y)

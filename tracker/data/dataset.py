@@ -103,13 +103,24 @@ def _code_fingerprint(source: str) -> str:
     return h.hexdigest()[:16]
 
 
+#: the 10 real reference hit graphs (pT > 1.5 GeV) shipped with the package: ``source: hitgraphs`` without a path
+PACKAGED_HITGRAPHS = Path(__file__).resolve().parent / "resources" / "hitgraphs_plus_1GeV5"
+
+
+def source_path(cfg: DataConfig) -> Path:
+    """The input folder (or zip) of a file source; ``hitgraphs`` without a path means the packaged real graphs."""
+    if cfg.path:
+        return Path(cfg.path).expanduser().resolve()
+    if cfg.source == "hitgraphs":
+        return PACKAGED_HITGRAPHS
+    raise ValueError(f"data.path is required for source {cfg.source!r} (a folder or zip of TrackML events)")
+
+
 def _input_files(cfg: DataConfig) -> list[tuple[str, int]]:
     """(name, size) of the input files the dataset is made from (empty for simulated data)."""
     if cfg.source == "simulated":
         return []
-    if not cfg.path:
-        raise ValueError(f"data.path is required for source {cfg.source!r} (a folder{' or zip' if cfg.source == 'trackml' else ''})")
-    path = Path(cfg.path)
+    path = source_path(cfg)
     if cfg.source == "hitgraphs":
         if not path.is_dir():
             raise FileNotFoundError(f"data.path={cfg.path!r}: not a folder of npz hit graphs")
@@ -216,15 +227,16 @@ def _build(cfg: DataConfig, work: Path) -> dict[str, list[Data]]:
     if cfg.source == "hitgraphs":
         from tracker.data.hitgraphs import load_npz
 
-        files = sorted(Path(cfg.path).glob("*.npz"))
+        files = sorted(source_path(cfg).glob("*.npz"))
         idx = _pick(len(files), cfg, "npz graphs")
         return {s: [load_npz(files[i]) for i in idx[s]] for s in SPLITS}
     if cfg.source == "trackml":
         from tracker.data.trackml import list_events
 
-        ids = list_events(cfg.path, parts=("hits", "particles", "truth"))
+        path = source_path(cfg)
+        ids = list_events(path, parts=("hits", "particles", "truth"))
         idx = _pick(len(ids), cfg, "events")
-        return {s: _build_events(Path(cfg.path), [ids[i] for i in idx[s]], cfg) for s in SPLITS}
+        return {s: _build_events(path, [ids[i] for i in idx[s]], cfg) for s in SPLITS}
     # simulated: chunks of consecutive event ids, each simulated, built and deleted (optionally in parallel)
     jobs = []
     for s in SPLITS:

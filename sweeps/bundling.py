@@ -1,0 +1,215 @@
+"""Bundled trials in sweeps (issue 8): which grid cells share one Ray trial, and how that trial trains them.
+
+Cells that differ only along *bundle axes* (by default the seed plus every varied grid axis that
+:mod:`tracker.train.bundle` can bundle: training angle, lr, c, fraction, …) are grouped, up to ``max_bundle_size``
+per Ray trial, and trained together by :func:`tracker.train.bundle.run_bundle`. Each cell keeps its own MLflow
+child run (config_id, seed, metrics, artifacts, status): every member reports through its own
+:class:`~sweeps.trainable.TuneReporter`, and a member that fails sends a ``fail`` event that
+:class:`BundleCallback` turns into that run's FAILED status while the other members go on.
+
+Grid keys (top level, all optional)::
+
+    bundle: auto                         # default: seed + the varied bundleable axes; `none` = one cell per trial
+    bundle: [seed, train_rotation_deg]   # or an explicit list (short names or dotted keys)
+    max_bundle_size: 25                  # cells per Ray trial at most (bundles are split evenly)
+    bundle_strategy: auto                # auto | loop | vmap (see tracker.train.bundle)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sweeps.schema import Cell, GridError, GridFile, varied_keys
+
+MAX_AUTO_SIZE = 25
+#: short axis names accepted in ``bundle:``
+ALIASES = {
+    "seed": "train.seed", "seeds": "train.seed", "train_rotation_deg": "train.train_rotation_deg",
+    "rotation": "train.train_rotation_deg", "lr": "train.lr", "c": "model.c", "fraction": "train.fraction",
+    "random_rotation": "train.random_rotation",
+}
+
+
+def _bundleable() -> frozenset[str]:
+    from tracker.train.bundle import BUNDLEABLE, MODEL_BUNDLEABLE
+
+    return BUNDLEABLE | MODEL_BUNDLEABLE
+
+
+def bundle_axes(grid: GridFile, *, source: str = "<grid>") -> list[str]:
+    """The dotted keys cells may differ in within one bundle ([] = no bundling)."""
+    spec = grid.bundle
+    if spec in (None, "none", False) or spec == []:
+        return []
+    allowed = _bundleable()
+    if spec == "auto":
+        if grid.scheduler.type == "asha":  # ASHA prunes whole Ray trials: keep one cell per trial
+            return []
+        return ["train.seed"] + [k for k in varied_keys(grid) if k in allowed and k != "train.seed"]
+    axes = []
+    for name in spec:
+        key = ALIASES.get(str(name), str(name))
+        if "." not in key:
+            key = f"train.{key}"
+        if key not in allowed and not key.startswith("eval."):
+            raise GridError(f"{source}: bundle: axis {name!r} cannot be bundled (cells of one bundle must share "
+                            f"data and model shapes); allowed: seed, {', '.join(sorted(allowed))}, eval.*")
+        if key not in axes:
+            axes.append(key)
+    if grid.scheduler.type == "asha":
+        raise GridError(f"{source}: bundle: {spec!r} cannot be combined with scheduler: asha (ASHA stops whole Ray "
+                        "trials, a bundle holds several cells); use bundle: none")
+    return axes
+
+
+def _slots(grid: GridFile) -> int:
+    """How many Ray trials run at once: resources.max_concurrent, else the CPUs (or GPUs) over a trial's share."""
+    if grid.resources.max_concurrent:
+        return int(grid.resources.max_concurrent)
+    cpus = grid.ray.num_cpus or os.cpu_count() or 1
+    slots = int(cpus // grid.resources.cpus_per_trial) or 1
+    if grid.resources.gpus_per_trial > 0 and grid.ray.num_gpus:
+        slots = min(slots, int(grid.ray.num_gpus // grid.resources.gpus_per_trial) or 1)
+    return max(1, slots)
+
+
+def auto_bundle_size(n_cells: int, grid: GridFile) -> int:
+    """``max_bundle_size`` when the grid leaves it out: at most 25 (the paper's 5 angles x 5 seeds), and small
+    enough that every concurrent slot gets about two bundles (models of different cost then balance out)."""
+    return max(1, min(MAX_AUTO_SIZE, math.ceil(n_cells / (2 * _slots(grid)))))
+
+
+def _without(trial: dict[str, Any], keys: Sequence[str]) -> str:
+    t = json.loads(json.dumps(trial))
+    for key in keys:
+        sec, _, name = key.partition(".")
+        t.get(sec, {}).pop(name, None)
+    return json.dumps(t, sort_keys=True)
+
+
+def plan_bundles(cells: Sequence[Cell], grid: GridFile, *, source: str = "<grid>") -> list[list[Cell]]:
+    """Group ``cells`` (in order) into bundles: equal except along the bundle axes, at most ``max_bundle_size``.
+
+    A group larger than the limit is split into ``ceil(n / max)`` bundles of nearly equal size, so no Ray trial is
+    left with a small remainder. Every bundle is checked with :func:`tracker.train.bundle.validate_bundle`.
+    """
+    axes = bundle_axes(grid, source=source)
+    if not axes:
+        return [[c] for c in cells]
+    from tracker.train.bundle import BundleError, validate_bundle
+    from tracker.train.config import trial_from_dict
+
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault(_without(c.trial, axes), []).append(c)
+    out: list[list[Cell]] = []
+    limit = grid.max_bundle_size or auto_bundle_size(len(cells), grid)
+    for members in groups.values():
+        n_parts = math.ceil(len(members) / limit)
+        size = math.ceil(len(members) / n_parts)
+        for i in range(0, len(members), size):
+            part = members[i : i + size]
+            try:
+                validate_bundle([trial_from_dict(c.trial, source=c.run_name) for c in part],
+                                strategy=grid.bundle_strategy)
+            except BundleError as err:
+                raise GridError(f"{source}: bundle {[c.run_name for c in part]}: {err}") from None
+            out.append(part)
+    return out
+
+
+# -- worker side ---------------------------------------------------------------------------------------------------
+def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Path) -> list[dict[str, float]]:
+    """Train ``(index, cell)`` pairs of one Ray trial together; every member reports as its own cell.
+
+    Members' epoch reports carry no Ray checkpoint: each member's resumable state is its trainer checkpoint in its
+    own workdir (``plan.workdir(cell)``, on the driver's file system or shared storage), which a retried bundle
+    resumes from; only each member's final report carries a checkpoint (its artifacts, uploaded by the driver).
+    Returns the final metrics of the members that finished.
+    """
+    from sweeps.trainable import TuneReporter, cell_key
+    from tracker.train.bundle import run_bundle
+    from tracker.train.config import trial_from_dict
+
+    class MemberReporter(TuneReporter):
+        """A cell's TuneReporter inside a bundle: epoch reports without Ray checkpoints, and member failures."""
+
+        def epoch(self, *, epoch: int, metrics: Any, checkpoint_dir: Path | None) -> None:
+            super().epoch(epoch=epoch, metrics=metrics, checkpoint_dir=None)
+
+        def fail(self, *, error: BaseException) -> None:
+            from ray import tune
+
+            tune.report({"event": "fail", "cell": self.index, "cell_key": cell_key(self.cell),
+                         "error": f"{type(error).__name__}: {error}", "epoch": self.last_epoch})
+
+    configs, reporters, workdirs = [], [], []
+    for index, cell in members:
+        wd = plan.workdir(cell)
+        wd.mkdir(parents=True, exist_ok=True)
+        configs.append(trial_from_dict(cell.trial, source=cell.run_name))
+        reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
+        workdirs.append(wd)
+    results = run_bundle(configs, reporters, workdirs=workdirs, strategy=plan.grid.bundle_strategy, resume=True)
+    return [dict(r.metrics) for r in results if r.status == "FINISHED"]
+
+
+# -- driver side ---------------------------------------------------------------------------------------------------
+def callback_class() -> type:
+    """:class:`sweeps.callback.SweepCallback` plus member failures (``fail`` events) and per-trial timings.
+
+    A ``fail`` event ends that cell's run FAILED with its error while the Ray trial (the bundle) goes on. With
+    ``$EQUITRACK_TIMINGS`` set, one JSON line per Ray trial is appended there: driver times of the trial's start,
+    its first epoch report and its end, and its number of cells (benchmarks/sweep_e2e.py reads them).
+    """
+    import os
+    import time
+
+    from sweeps.callback import SweepCallback
+
+    class BundleCallback(SweepCallback):
+        def _times(self, trial: Any) -> dict[str, Any]:
+            store = self.__dict__.setdefault("_timings", {})
+            return store.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "start": None,
+                                                     "first_epoch": None, "first_cell_key": None, "end": None})
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            super().on_trial_start(iteration, trials, trial, **info)
+            t = self._times(trial)
+            t["start"] = time.time() if t["start"] is None else t["start"]
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            if result.get("event") == "fail":
+                st = self.states.get(result.get("cell_key"))
+                if st is not None:
+                    self._end(st, "failed", error=str(result.get("error", "member failed")))
+                return
+            if result.get("event") == "epoch":
+                t = self._times(trial)
+                if t["first_epoch"] is None:
+                    t["first_epoch"], t["first_cell_key"] = time.time(), result.get("cell_key")
+            super().on_trial_result(iteration, trials, trial, result, **info)
+
+        def _flush(self, trial: Any) -> None:
+            t = self._times(trial)
+            t["end"] = time.time()
+            t["cells"] = len(self.trial_cells.get(trial.trial_id, []))
+            path = os.environ.get("EQUITRACK_TIMINGS")
+            if path:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(t) + "\n")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            super().on_trial_complete(iteration, trials, trial, **info)
+            self._flush(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            super().on_trial_error(iteration, trials, trial, **info)
+            self._flush(trial)
+
+    return BundleCallback
