@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -24,11 +25,16 @@ def plan_table(rows: list[dict[str, Any]], *, title: str) -> Table:
     return table
 
 
+def make_console() -> Console:
+    """A console for the sweep's output; logs and pipes get 160 columns (rich's 80 would truncate the table)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 class Display:
     """Progress bar over cells plus one line per start/epoch/finish; quiet mode prints only the summary."""
 
     def __init__(self, *, total: int, console: Console | None = None, epoch_every: int = 1) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or make_console()
         self.total = total
         self.epoch_every = max(1, epoch_every)
         self.progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

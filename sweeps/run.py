@@ -169,7 +169,9 @@ def _prepare_data(cells: list[Cell], console: Console) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = console or Console(highlight=False)
+    from sweeps.display import make_console
+
+    console = console or make_console()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     source = str(args.grid)
     try:

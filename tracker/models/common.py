@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -127,23 +128,32 @@ def centred(w: Tensor) -> Tensor:
 
 # Centred weights are computed once per model forward and reused by every iteration (a shared block is applied
 # 5 times): a cache keyed by the Linear, emptied by :func:`begin_forward` at each model entry point. It lives
-# outside the modules (no autograd tensors on modules: deepcopy/pickling of models stay possible).
-_CENTRED_CACHE: dict[int, tuple[Tensor, Tensor | None]] = {}
+# outside the modules (no autograd tensors on modules: deepcopy/pickling of models stay possible), and per thread
+# (forwards in several threads of one process do not share it).
+_LOCAL = threading.local()
+
+
+def _cache() -> dict[int, tuple[Tensor, Tensor | None]]:
+    cache = getattr(_LOCAL, "centred", None)
+    if cache is None:
+        cache = _LOCAL.centred = {}
+    return cache
 
 
 def begin_forward() -> None:
     """Start a model evaluation: forget the centred weights of the previous one (they belong to its graph)."""
-    _CENTRED_CACHE.clear()
+    _cache().clear()
 
 
 def centred_params(layer: nn.Linear) -> tuple[Tensor, Tensor | None]:
     """(W_c, b_c) of ``layer`` for the current forward (computed on first use)."""
+    cache = _cache()
     key = id(layer)
-    hit = _CENTRED_CACHE.get(key)
+    hit = cache.get(key)
     if hit is None or hit[0].dtype != layer.weight.dtype or hit[0].device != layer.weight.device:
         b = layer.bias
         hit = (centred(layer.weight), centred(b) if b is not None else None)
-        _CENTRED_CACHE[key] = hit
+        cache[key] = hit
     return hit
 
 
