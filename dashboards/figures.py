@@ -6,6 +6,8 @@ colour per model, the same in every figure), and all end up in the MLflow UI und
 
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,8 +89,12 @@ def log_to_parent(rs, paths: Sequence[Path], *, artifact_path: str = "dashboards
 
 
 def footnote(fig, text: str) -> None:
-    """A small grey line under the axes (e.g. which sweep, how many failed runs were left out)."""
-    fig.text(0.01, -0.02, text, fontsize=8, color="0.4", ha="left", va="top")
+    """Small grey lines under the axes (e.g. which sweep, how many failed runs were left out).
+
+    Wrapped to the figure's width, so a long note does not widen the saved (tight) figure.
+    """
+    width_chars = max(40, int(fig.get_figwidth() * 72 / 8 * 1.6))  # ≈ characters of 8 pt text per figure width
+    fig.text(0.01, -0.02, textwrap.fill(text, width_chars), fontsize=8, color="0.4", ha="left", va="top")
 
 
 def legend(ax, **kwargs) -> None:
