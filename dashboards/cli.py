@@ -53,6 +53,15 @@ def out_dir(args: argparse.Namespace, prog: str) -> Path:
     return out
 
 
+def publish(args: argparse.Namespace, rs: RunSet, paths: Sequence[Path]) -> None:
+    """Say what was written and, unless ``--no-log``, log it to the sweep's parent run."""
+    from dashboards import figures
+
+    print("wrote " + ", ".join(str(x) for x in paths))
+    if not args.no_log:
+        figures.log_to_parent(rs, paths)
+
+
 def run_main(fn: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Call a dashboard's main, turning a DashboardError into a one-line message and exit status 2."""
     try:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dashboards import cli, figures
+from dashboards import cli
 from dashboards.data import DashboardError, RunSet, aggregate, column, columns, short
 
 DEFAULT_BY = "model,size"
@@ -254,9 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rs = cli.load(args)
     out = cli.out_dir(args, "compare")
     _, _, paths = build(rs, out, by=args.by, metrics=args.metrics, pair=args.pair)
-    print("wrote " + ", ".join(str(x) for x in paths))
-    if not args.no_log:
-        figures.log_to_parent(rs, paths)
+    cli.publish(args, rs, paths)
     return 0
 
 

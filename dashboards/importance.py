@@ -137,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = [x for x in args.params.split(",") if x] if args.params else None
     paths = build(rs, out, metric=args.metric, evaluator=args.evaluator, seed=args.seed, params=params)
     print(pd.read_csv(paths[-1]).to_string(index=False))
-    print("wrote " + ", ".join(str(x) for x in paths))
-    if not args.no_log:
-        figures.log_to_parent(rs, paths)
+    cli.publish(args, rs, paths)
     return 0
 
 

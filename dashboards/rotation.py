@@ -153,9 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = build(rs, out)
     if args.equivariance:
         paths += equivariance_figure(rs, out)
-    print("wrote " + ", ".join(str(x) for x in paths))
-    if not args.no_log:
-        figures.log_to_parent(rs, paths)
+    cli.publish(args, rs, paths)
     return 0
 
 

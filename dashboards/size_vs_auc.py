@@ -211,9 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = cli.out_dir(args, "size_vs_auc")
     paths = build(rs, out, paper=args.paper)
     print((out / "table1.md").read_text())
-    print("wrote " + ", ".join(str(x) for x in paths))
-    if not args.no_log:
-        figures.log_to_parent(rs, paths)
+    cli.publish(args, rs, paths)
     return 0
 
 
