@@ -11,7 +11,8 @@ Grid keys (top level, all optional)::
 
     bundle: auto                         # default: seed + the varied bundleable axes; `none` = one cell per trial
     bundle: [seed, train_rotation_deg]   # or an explicit list (short names or dotted keys)
-    max_bundle_size: 25                  # cells per Ray trial at most (bundles are split evenly)
+    max_bundle_size: 25                  # cells per Ray trial at most, split evenly; default min(25, ceil(cells /
+                                         # (2 x concurrent trials))): about two bundles per slot, for balance
     bundle_strategy: auto                # auto | loop | vmap (see tracker.train.bundle)
 """
 
@@ -48,6 +49,10 @@ def bundle_axes(grid: GridFile, *, source: str = "<grid>") -> list[str]:
         return []
     allowed = _bundleable()
     if spec == "auto":
+        if grid.bundle_strategy == "vmap":  # vmap batches parameters only: model.c etc. stay separate bundles
+            from tracker.train.bundle import BUNDLEABLE
+
+            allowed = BUNDLEABLE
         if grid.scheduler.type == "asha":  # ASHA prunes whole Ray trials: keep one cell per trial
             return []
         return ["train.seed"] + [k for k in varied_keys(grid) if k in allowed and k != "train.seed"]

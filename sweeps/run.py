@@ -112,6 +112,12 @@ def _dry_run(console: Console, grid: GridFile, cells: list[Cell], uri: str, addr
                   + (f", at most {epochs} epochs in all" if epochs else ""))
     console.print(f"scheduler {grid.scheduler.type}, max_retries {grid.max_retries}, MLflow {uri}, "
                   f"Ray {address or 'local'}")
+    if grid.search.type == "grid":
+        from sweeps.bundling import bundle_axes, plan_bundles
+
+        bundles = plan_bundles(cells, grid)
+        console.print(f"bundles: {len(bundles)} Ray trial(s) of up to {max(len(b) for b in bundles)} cell(s) "
+                      f"(axes: {', '.join(bundle_axes(grid)) or 'none'}; strategy {grid.bundle_strategy})")
 
 
 # ------------------------------------------------------------------------------------------------ ray

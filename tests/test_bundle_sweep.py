@@ -59,6 +59,11 @@ def test_explicit_axes_size_limit_and_none():
     assert all(len(b) == 1 for b in plan_bundles(resolve(none, check_model=False), none))
 
 
+def test_c_is_bundled_by_the_loop_strategy_only():
+    assert "model.c" in bundle_axes(_grid("c_scale.yaml"))
+    assert "model.c" not in bundle_axes(_grid("c_scale.yaml", bundle_strategy="vmap"))
+
+
 def test_bad_bundle_keys_are_grid_errors():
     with pytest.raises(GridError, match="model.hidden"):
         grid = _grid("paper_table1.yaml", bundle=["seed", "model.hidden"])

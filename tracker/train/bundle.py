@@ -20,7 +20,8 @@ Two strategies with identical semantics:
     batch (members shuffle differently) from the training graphs pre-padded once to a common node/edge count
     (padding edges join two padding nodes and are masked out of the loss), one batched forward/backward, then
     per-member gradient clipping and a functional Adam with per-member lr/betas/weight decay; the state is
-    written back to each member's own model/optimiser every epoch (checkpoints identical in format to run_trial).
+    written back to each member's own model/optimiser every epoch (checkpoints identical in format to run_trial);
+    the per-epoch validation of all members is one vmapped forward per graph (:func:`predict_stacked`).
     Pays off where launch overhead dominates (CUDA). Needs a model that ``vmap`` can batch: a custom
     ``torch.autograd.Function`` must define ``setup_context`` and ``generate_vmap_rule = True`` (or ``vmap``).
 ``auto``
