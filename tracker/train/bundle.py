@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 import torch
 import yaml
 from torch import Tensor, nn
@@ -53,20 +52,18 @@ from torch_geometric.data import Batch, Data
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tracker.train.config import TrialConfig
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
-from tracker.train.evaluate import SplitPrediction, final_metrics, predict
+from tracker.train.evaluate import SplitPrediction, predict
 from tracker.train.reporter import Reporter
 from tracker.train.step import edge_loss, rotate_batch, train_step
 from tracker.train.trial import (
-    EPOCH_METRICS,
     CheckpointMismatchError,
     EarlyStopping,
     NonFiniteLossError,
     TrialResult,
-    _load_splits,
-    _order_metrics,
-    _seed_everything,
-    _write_table,
     config_hash,
+    finalise_trial,
+    load_trial_splits,
+    seed_everything,
 )
 
 Strategy = Literal["auto", "loop", "vmap"]
@@ -232,7 +229,7 @@ class _Member:
 
         tc = self.tc
         self.view = _PoolView(pool, select_fraction(list(range(len(pool.graphs))), tc.fraction, seed=tc.seed))
-        _seed_everything(tc.seed)
+        seed_everything(tc.seed)
         self.model = build_model(self.config.model.name, **self.config.model.hparams()).to(device)
         self.n_params = int(count_parameters(self.model))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
@@ -333,30 +330,12 @@ class _Member:
 
     def evaluate(self, *, val_set: GraphSet, test_set: GraphSet) -> None:
         """The best epoch on the test split and the artifacts, exactly as :func:`run_trial` ends."""
-        model = self.model
-        if self.stopper.best_state is not None:
-            model.load_state_dict(self.stopper.best_state)
-        metrics, roc, rotation = final_metrics(
-            model, val=val_set, test=test_set, cfg=self.config.eval, val_theta=self.val_theta,
-            pos_weight=self.pos_weight, n_params=self.n_params,
+        res = finalise_trial(
+            self.model, stopper=self.stopper, history=self.history, train_seconds=self.train_seconds,
+            val_set=val_set, test_set=test_set, eval_cfg=self.config.eval, val_theta=self.val_theta,
+            pos_weight=self.pos_weight, n_params=self.n_params, workdir=self.workdir, reporter=self.reporter,
         )
-        epochs_run = len(self.history)
-        metrics["best_epoch"] = float(self.stopper.best_epoch)
-        metrics["train_seconds"] = self.train_seconds
-        metrics["seconds_per_epoch"] = self.train_seconds / max(epochs_run, 1)
-        ordered = _order_metrics(metrics)
-        wd, rep = self.workdir, self.reporter
-        _write_table(wd / "history.csv", pd.DataFrame(self.history, columns=["epoch", *EPOCH_METRICS]), rep)
-        _write_table(wd / "roc.csv", roc, rep)
-        _write_table(wd / "rotation.csv", rotation, rep)
-        weights = wd / "model.pt"
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-        rep.artifact(weights)
-        out = wd / "metrics.json"
-        out.write_text(json.dumps(ordered, indent=2))
-        rep.artifact(out)
-        self.result = MemberResult(metrics=ordered, artifacts_dir=wd, history=list(self.history))
-        rep.finish(metrics=ordered)
+        self.result = MemberResult(metrics=res.metrics, artifacts_dir=res.artifacts_dir, history=res.history)
 
 
 # -- the loop strategy -------------------------------------------------------------------------------------------
@@ -800,7 +779,7 @@ def run_bundle(
 def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log) -> list[MemberResult]:
     first = configs[0]
     if splits is None:
-        train_graphs, val_graphs, test_graphs, _ = _load_splits(first)
+        train_graphs, val_graphs, test_graphs, _ = load_trial_splits(first)
     else:
         train_graphs, val_graphs, test_graphs = (list(s) for s in splits)
     if len(train_graphs) == 0:

@@ -26,7 +26,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tracker.train.config import TrialConfig
+from tracker.train.config import EvalConfig, TrialConfig
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import final_metrics, predict
 from tracker.train.reporter import Reporter
@@ -113,7 +113,7 @@ class EarlyStopping:
         self.best_state = state["best_state"]
 
 
-def _load_splits(config: TrialConfig) -> tuple[list[Data], list[Data], list[Data], str | None]:
+def load_trial_splits(config: TrialConfig) -> tuple[list[Data], list[Data], list[Data], str | None]:
     """(train, val, test, dataset key) through ``tracker.data.dataset`` (built and cached on first use)."""
     from tracker.data.dataset import load_splits, prepare
 
@@ -122,13 +122,13 @@ def _load_splits(config: TrialConfig) -> tuple[list[Data], list[Data], list[Data
     return list(splits.train), list(splits.val), list(splits.test), getattr(splits, "key", None)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def _write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
+def write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     rows.to_csv(tmp, index=False)
     tmp.replace(path)
@@ -167,7 +167,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
 
     tc, ec = config.train, config.eval
     if splits is None:
-        train_graphs, val_graphs, test_graphs, _ = _load_splits(config)
+        train_graphs, val_graphs, test_graphs, _ = load_trial_splits(config)
     else:
         train_graphs, val_graphs, test_graphs = (list(s) for s in splits)
     train_graphs = select_fraction(train_graphs, tc.fraction, seed=tc.seed)
@@ -177,7 +177,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
 
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-    _seed_everything(tc.seed)
+    seed_everything(tc.seed)
     model = build_model(config.model.name, **config.model.hparams()).to(device)
     n_params = int(count_parameters(model))
     optimizer = torch.optim.Adam(
@@ -286,27 +286,43 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
         if stop:
             break
 
-    # evaluate the best epoch
+    return finalise_trial(
+        model, stopper=stopper, history=history, train_seconds=train_seconds, val_set=val_set, test_set=test_set,
+        eval_cfg=ec, val_theta=val_theta, pos_weight=pos_weight, n_params=n_params, workdir=workdir, reporter=reporter,
+    )
+
+
+def finalise_trial(
+    model: nn.Module,
+    *,
+    stopper: EarlyStopping,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    val_set: GraphSet,
+    test_set: GraphSet,
+    eval_cfg: EvalConfig,
+    val_theta: float | None,
+    pos_weight: float | None,
+    n_params: int,
+    workdir: Path,
+    reporter: Reporter,
+) -> TrialResult:
+    """The end of every trial (alone or in a bundle): the best epoch evaluated on the test split, the artifacts
+    written and reported, and the final metrics handed to ``reporter.finish``."""
     if stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
     metrics, roc, rotation = final_metrics(
-        model,
-        val=val_set,
-        test=test_set,
-        cfg=ec,
-        val_theta=val_theta,
-        pos_weight=pos_weight,
+        model, val=val_set, test=test_set, cfg=eval_cfg, val_theta=val_theta, pos_weight=pos_weight,
         n_params=n_params,
     )
-    epochs_run = len(history)
     metrics["best_epoch"] = float(stopper.best_epoch)
     metrics["train_seconds"] = train_seconds
-    metrics["seconds_per_epoch"] = train_seconds / max(epochs_run, 1)
+    metrics["seconds_per_epoch"] = train_seconds / max(len(history), 1)
     ordered = _order_metrics(metrics)
 
-    _write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
-    _write_table(workdir / "roc.csv", roc, reporter)
-    _write_table(workdir / "rotation.csv", rotation, reporter)
+    write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
+    write_table(workdir / "roc.csv", roc, reporter)
+    write_table(workdir / "rotation.csv", rotation, reporter)
     weights = workdir / "model.pt"
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
     reporter.artifact(weights)
@@ -314,7 +330,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     out.write_text(json.dumps(ordered, indent=2))
     reporter.artifact(out)
     reporter.finish(metrics=ordered)
-    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=history)
+    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
 
 
 _ORDER = (
@@ -347,6 +363,11 @@ __all__ = [
     "CheckpointMismatchError",
     "NonFiniteLossError",
     "TrialResult",
+    "EarlyStopping",
     "config_hash",
+    "finalise_trial",
+    "load_trial_splits",
     "run_trial",
+    "seed_everything",
+    "write_table",
 ]
