@@ -28,6 +28,10 @@ class Reporter(Protocol):
         """Called once with the final test metrics."""
 
 
+# Optional hook, looked up with getattr: ``fail(*, error: BaseException) -> None`` is called when a member of a
+# bundle fails (non-finite loss) while the others go on (tracker.train.bundle); a solo trial raises instead.
+
+
 class NullReporter:
     """Swallows everything (tests, library use)."""
 
