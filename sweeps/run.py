@@ -91,15 +91,27 @@ def _rows(grid: GridFile, plan: list[tuple[Cell, str]], gpus: float) -> list[dic
 
 
 def _dry_run(console: Console, grid: GridFile, cells: list[Cell], uri: str, address: str | None,
-             max_concurrent: int | None) -> None:
+             max_concurrent: int | None, args: argparse.Namespace) -> None:
     from sweeps.display import plan_table
+    from sweeps.tracking import SweepTracker, TrackingUnreachable, probe
+
+    existing: dict[tuple[str, int], Any] = {}
+    sqlite_file = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if not args.fresh and grid.search.type == "grid" and (sqlite_file is None or sqlite_file.is_file()):
+        try:  # read-only: what a real run would skip; an unreachable or empty store means "run everything"
+            probe(uri, timeout=8.0)
+            existing = SweepTracker.existing_children(tracking_uri=uri, experiment=grid.experiment,
+                                                      sweep_name=grid.name, sweep_id=args.sweep_id)
+        except TrackingUnreachable as err:
+            console.print(f"(tracking store not reachable: {err}; showing every cell as 'run')")
 
     if grid.search.type == "optuna":
         console.print(f"Optuna search: {grid.search.n_trials} trials x {len(grid.seeds)} seed(s) over "
                       f"{', '.join(grid.search.space)}; objectives "
                       f"{', '.join(f'{o.mode} {o.metric}' for o in grid.search.objectives)}. "
                       "Cells below are the corners of the space (validated).")
-    console.print(plan_table(_rows(grid, [(c, "run") for c in cells], grid.resources.gpus_per_trial),
+    plan = select(cells, existing, rerun_failed=args.rerun_failed, skip_failed=args.skip_failed)
+    console.print(plan_table(_rows(grid, plan, grid.resources.gpus_per_trial),
                   title=f"{grid.name}: {grid.experiment}"))
     n_trials = grid.search.n_trials * len(grid.seeds) if grid.search.type == "optuna" else len(cells)
     configs = len({c.config_id for c in cells})
@@ -213,7 +225,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     address = args.address or os.environ.get("RAY_ADDRESS") or grid.ray.address
     max_concurrent = args.max_concurrent or grid.resources.max_concurrent
     if args.dry_run:
-        _dry_run(console, grid, cells, uri, address, max_concurrent)
+        _dry_run(console, grid, cells, uri, address, max_concurrent, args)
         return EXIT_OK
 
     t_probe = time.time()

@@ -202,6 +202,25 @@ class SweepTracker:
         self.parent_id: str | None = None
         self.sweep_id: str | None = None
 
+    @classmethod
+    def existing_children(cls, *, tracking_uri: str, experiment: str, sweep_name: str,
+                          sweep_id: str | None) -> dict[tuple[str, int], ChildRun]:
+        """Read-only: the child runs a re-run of this sweep would find (empty when there is none yet).
+
+        Creates nothing (no experiment, no parent): ``--dry-run`` uses it to show what would be skipped.
+        """
+        client = MlflowClient(tracking_uri=tracking_uri)
+        exp = retry(lambda: client.get_experiment_by_name(experiment), what="get experiment")
+        if exp is None or exp.lifecycle_stage == "deleted":
+            return {}
+        self = cls.__new__(cls)
+        self.tracking_uri, self.client, self.experiment_id = tracking_uri, client, exp.experiment_id
+        parent = self.find_parent(sweep_name=sweep_name, sweep_id=sweep_id)
+        if parent is None:
+            return {}
+        self.sweep_id = parent.data.tags.get("sweep_id", sweep_id or parent.info.run_id)
+        return self.children()
+
     # experiment and parent -------------------------------------------------------------------------------
 
     def _ensure_experiment(self, name: str, artifact_location: str | None) -> str:

@@ -91,9 +91,14 @@ def test_quick_sweep_layout(quick_sweep: tuple[Path, int]) -> None:
     assert len({cid for _, cid, _ in got}) == 2
 
 
-def test_rerun_creates_nothing_new(quick_sweep: tuple[Path, int]) -> None:
+def test_rerun_creates_nothing_new(quick_sweep: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
     folder, _ = quick_sweep
     _, parents, before = _runs(folder)
+    capsys.readouterr()
+    assert _sweep(folder, "--dry-run") == EXIT_OK  # the dry run shows what the re-run will do, and writes nothing
+    shown = capsys.readouterr().out
+    assert shown.count("skip (finished)") == len(before) and "new" not in shown.split("totals")[0]
+    assert [p.info.run_id for p in _runs(folder)[1]] == [p.info.run_id for p in parents]
     assert _sweep(folder) == EXIT_OK
     _, parents_after, after = _runs(folder)
     assert [p.info.run_id for p in parents_after] == [p.info.run_id for p in parents]
