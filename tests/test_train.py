@@ -322,8 +322,13 @@ def test_short_training_separates_true_edges(
 
 
 @pytest.mark.slow
-def test_trial_on_simulated_events_reports_pt_metrics(dataset_cache, tmp_path):
-    """Simulated events carry the particles' pT: the pT-binned edge and track efficiencies appear."""
+@pytest.mark.parametrize(
+    ("name", "hparams"),
+    [("interaction_network", {"hidden": 8}), ("euclidnet", {"hidden": 8, "edge_attr": True})],
+)
+def test_trial_on_simulated_events_reports_pt_metrics(name, hparams, dataset_cache, tmp_path):
+    """A short training on a few simulated events separates true edges (AUC > 0.9) for both models, and
+    simulated events carry the particles' pT: the pT-binned edge and track efficiencies appear."""
     cfg = trial_from_dict(
         {
             "data": {
@@ -332,13 +337,13 @@ def test_trial_on_simulated_events_reports_pt_metrics(dataset_cache, tmp_path):
                 "pt_min": 1.5,
                 "events": {"train": 3, "val": 1, "test": 1},
             },
-            "model": {"name": "interaction_network", "hidden": 8},
+            "model": {"name": name, **hparams},
             "train": {"epochs": 20, "lr": 0.01, "pos_weight": "auto", "device": "cpu"},
             "eval": {"rotations_deg": [0, 90], "timing": False},
         }
     )
     m = run_trial(cfg, NullReporter(), workdir=tmp_path).metrics
-    print(f"simulated, interaction_network: auc={m['auc']:.4f} auc_rot_spread={m['auc_rot_spread']:.3g}")
+    print(f"simulated, {name}: auc={m['auc']:.4f} auc_rot_spread={m['auc_rot_spread']:.3g}")
     assert m["auc"] > 0.9
     for key in (
         "edge_efficiency_pt0p9",
@@ -436,3 +441,35 @@ def test_loss_fn_is_functional_in_params_and_rotation(graphs):
     rotated_logits = loss_fn(model, params, batch, theta)[1]
     assert torch.equal(rotated_logits, model(rotate_batch(batch, theta)))
     assert not torch.equal(rotated_logits, loss_fn(model, params, batch, None)[1])
+
+
+@pytest.mark.parametrize("name", ["interaction_network", "euclidnet"])
+def test_final_equivariance_equals_equivariance_deviation(graphs, name):
+    """final_metrics derives equivariance_dev_* from its rotated test predictions (no second rotated pass): the
+    values equal tracker.metrics.equivariance.equivariance_deviation on the same real graph."""
+    from tracker.metrics.equivariance import equivariance_deviation, relative_deviation
+    from tracker.models import build_model
+    from tracker.train.config import EvalConfig
+    from tracker.train.data import GraphSet
+    from tracker.train.evaluate import final_metrics
+
+    torch.manual_seed(0)
+    model = build_model(name, hidden=4, iterations=2)
+    test = GraphSet(graphs[9:10], device=torch.device("cpu"))
+    degrees = [0.0, 45.0, 90.0]
+    cfg = EvalConfig(rotations_deg=degrees, track_metrics=False, timing=False)
+    m, _, rotation = final_metrics(model, val=test, test=test, cfg=cfg, val_theta=None, pos_weight=None, n_params=1)
+    want = equivariance_deviation(model, graphs[9:10], [math.radians(d) for d in degrees])
+    assert m["equivariance_dev_000"] == 0.0
+    # the same up to float round-off (the two rotate the inputs with different float64 code)
+    tol = {"rel": 1e-4, "abs": 0.0} if name == "interaction_network" else {"rel": 0.0, "abs": 1e-6}
+    for d in degrees:
+        got = m[f"equivariance_dev_{round(d):03d}"]
+        assert got == pytest.approx(want[math.radians(d)], **tol), d
+    assert list(rotation["equivariance_dev"]) == [m[f"equivariance_dev_{round(d):03d}"] for d in degrees]
+    if name == "interaction_network":  # not invariant: a deviation far above round-off (~1e-8)
+        assert m["equivariance_dev_090"] > 1e-6
+    else:
+        assert m["equivariance_dev_090"] < 1e-5
+    ref, rot = torch.tensor([0.5, -1.0]), torch.tensor([0.25, -1.0])
+    assert relative_deviation([ref, ref], [rot, ref]) == pytest.approx(0.25 / 3.0)
