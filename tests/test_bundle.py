@@ -145,20 +145,27 @@ def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path)
         assert reps[i - 1].epochs == [1, 2]
 
 
-def test_euclidnet_vmap_needs_the_model_change(splits, tmp_root, tmp_path, monkeypatch):
-    """Today EuclidNet's custom autograd Function blocks vmap (clear error); with the change proposed in the report
-    (setup_context + generate_vmap_rule, implemented here as a test-local stand-in) vmap members equal solo runs."""
-    from tracker.models import build_model, common
+@pytest.mark.parametrize("name", ["euclidnet", "euclidnet_noneq", "hybrid", "egnn", "interaction_network"])
+def test_zoo_is_vmap_supported(splits, name):
+    """Every model of the zoo can be batched by torch.func.vmap (forward and backward)."""
+    from tracker.models import build_model
+
+    torch.manual_seed(0)
+    ok, why = vmap_supported(build_model(name, hidden=4, iterations=1), splits[0][0])
+    assert ok, why
+
+
+def test_vmap_members_equal_solo_euclidnet(splits, tmp_root, tmp_path):
+    """EuclidNet's fused LayerNorm+activation (tracker.models.common._NormActFM) is vmap-ready: vmap members
+    equal the same cells trained alone."""
+    from tracker.models import build_model
 
     model = build_model("euclidnet", **_config("euclidnet").model.hparams())
-    if not vmap_supported(model, splits[0][0])[0]:
-        with pytest.raises(BundleError, match="setup_context"):
-            _run("euclidnet", "vmap", splits, tmp_path / "refused", members=MEMBERS[1:])
-        monkeypatch.setattr(common, "norm_act_fm", _vmap_ready_norm_act_fm)
-        assert vmap_supported(model, splits[0][0])[0]
-    results, _ = _run("euclidnet", "vmap", splits, tmp_path / "vmap", members=MEMBERS[1:])
+    assert vmap_supported(model, splits[0][0])[0]
+    results, reps = _run("euclidnet", "vmap", splits, tmp_path, members=MEMBERS[1:])
     for i, res in enumerate(results, start=1):
         _assert_same(_solo("euclidnet", i, splits, tmp_root), res)
+        assert reps[i - 1].epochs == [1, 2]
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
@@ -222,55 +229,3 @@ def test_bad_bundles_are_refused(splits, tmp_path):
                    splits=splits)
     with pytest.raises(BundleError, match="strategy must be"):
         run_bundle([base], [NullReporter()], workdirs=[tmp_path / "c"], strategy="fast", splits=splits)
-
-
-# -- the change EuclidNet needs for vmap, as a stand-in used by one test above ------------------------------------
-class _NormActVmap(torch.autograd.Function):
-    """tracker.models.common._NormActFM rewritten for torch.func: forward without ctx, saved intermediates
-    returned as non-differentiable extra outputs, ``setup_context``, ``generate_vmap_rule = True``; same maths."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(xc, eps, act):  # type: ignore[override]
-        r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
-        y = xc * r
-        if act is None:
-            return y, r
-        s = torch.sigmoid(y)
-        if act == "silu":
-            return y * s, y, r, s
-        if act == "sigmoid":
-            return s, y, r, s.clone()
-        raise ValueError(f"unsupported fused activation {act!r}")
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.act = inputs[2]
-        if ctx.act is None:
-            ctx.mark_non_differentiable(output[1])
-            ctx.save_for_backward(*output)
-        else:
-            ctx.mark_non_differentiable(*output[1:])
-            ctx.save_for_backward(*output[1:])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g, *_):  # type: ignore[override]
-        if ctx.act is None:
-            y, r = ctx.saved_tensors
-            gy = g.clone()
-        else:
-            y, r, s = ctx.saved_tensors
-            gy = torch.sub(1.0, s)
-            if ctx.act == "silu":
-                gy.mul_(y).add_(1.0).mul_(s).mul_(g)
-            else:
-                gy.mul_(s).mul_(g)
-        proj = (gy * y).mean(0, keepdim=True)
-        return gy.sub_(y * proj).mul_(r), None, None
-
-
-def _vmap_ready_norm_act_fm(xc, act=None, eps=1e-5):
-    return _NormActVmap.apply(xc, eps, act)[0]
-

@@ -66,6 +66,32 @@ def _check_thetas(thetas: Sequence[float]) -> list[float]:
     return thetas
 
 
+def _tensors(x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [x] if isinstance(x, torch.Tensor) else list(x)
+
+
+@torch.no_grad()
+def relative_deviation(
+    reference: torch.Tensor | Sequence[torch.Tensor], rotated: torch.Tensor | Sequence[torch.Tensor]
+) -> float:
+    """ε = Σ|rotated − reference| / Σ|reference| (the module's definition) from outputs already computed.
+
+    ``reference`` holds R_θ φ(x) (for invariant edge scores simply φ(x)) and ``rotated`` φ(R_θ x), one tensor per
+    graph (or one tensor); each graph's sums are taken in the tensors' dtype and accumulated as Python floats.
+    NaN when the reference is all zeros.
+    """
+    refs, rots = _tensors(reference), _tensors(rotated)
+    if len(refs) != len(rots):
+        raise ValueError(f"relative_deviation: {len(refs)} reference tensors but {len(rots)} rotated ones")
+    num = den = 0.0
+    for ref, rot in zip(refs, rots):
+        if ref.shape != rot.shape:
+            raise ValueError(f"relative_deviation: reference shape {tuple(ref.shape)} != rotated {tuple(rot.shape)}")
+        num += (rot - ref).abs().sum().item()
+        den += ref.abs().sum().item()
+    return num / den if den > 0 else float("nan")
+
+
 @torch.no_grad()
 def equivariance_deviation(
     model: nn.Module,
@@ -87,23 +113,18 @@ def equivariance_deviation(
     was_training = model.training
     model.eval()
     try:
-        num = {t: 0.0 for t in thetas}
-        den = {t: 0.0 for t in thetas}
+        refs: list[torch.Tensor] = []
+        rots: dict[float, list[torch.Tensor]] = {t: [] for t in thetas}
         for g in graphs:
             g = _prepare(g, device, dtype)  # cast before rotating: a float64 check needs float64 rotated inputs
             ref = model(g)
-            if scores == "probability":
-                ref = torch.sigmoid(ref)
-            ref_abs = ref.abs().sum().item()
-            for t in thetas:
+            refs.append(torch.sigmoid(ref) if scores == "probability" else ref)
+            for t, outs in rots.items():  # distinct angles
                 out = model(rotate(g, t))
-                if scores == "probability":
-                    out = torch.sigmoid(out)
-                num[t] += (out - ref).abs().sum().item()
-                den[t] += ref_abs
+                outs.append(torch.sigmoid(out) if scores == "probability" else out)
     finally:
         model.train(was_training)
-    return {t: (num[t] / den[t] if den[t] > 0 else float("nan")) for t in thetas}
+    return {t: relative_deviation(refs, rots[t]) for t in thetas}
 
 
 @torch.no_grad()
@@ -125,22 +146,20 @@ def vector_equivariance_deviation(
     was_training = model.training
     model.eval()
     try:
-        num = {t: 0.0 for t in thetas}
-        den = {t: 0.0 for t in thetas}
+        expects: dict[float, list[torch.Tensor]] = {t: [] for t in thetas}
+        gots: dict[float, list[torch.Tensor]] = {t: [] for t in thetas}
         for g in graphs:
             g = _prepare(g, device, dtype)
             emb = model.embed(g)
             if "vectors" not in emb:
                 raise TypeError(f"{type(model).__name__}.embed returned no 'vectors' (keys: {sorted(emb)})")
             v = emb["vectors"]
-            for t in thetas:
-                expect = rotate_vectors(v, t)
-                got = model.embed(rotate(g, t))["vectors"]
-                num[t] += (got - expect).abs().sum().item()
-                den[t] += expect.abs().sum().item()
+            for t, expect in expects.items():  # distinct angles
+                expect.append(rotate_vectors(v, t))
+                gots[t].append(model.embed(rotate(g, t))["vectors"])
     finally:
         model.train(was_training)
-    return {t: (num[t] / den[t] if den[t] > 0 else float("nan")) for t in thetas}
+    return {t: relative_deviation(expects[t], gots[t]) for t in thetas}
 
 
-__all__ = ["equivariance_deviation", "rotate_vectors", "vector_equivariance_deviation"]
+__all__ = ["equivariance_deviation", "relative_deviation", "rotate_vectors", "vector_equivariance_deviation"]

@@ -38,7 +38,8 @@ def scatter_sum(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
 
 def in_degree(index: Tensor, num_nodes: int, dtype: torch.dtype) -> Tensor:
     """Number of entries of ``index`` per node, as ``dtype`` [num_nodes]."""
-    return torch.zeros(num_nodes, dtype=dtype, device=index.device).index_add_(
+    # out-of-place: under torch.func.vmap ``index`` is batched but the fresh zeros are not (index_add_ refuses)
+    return torch.zeros(num_nodes, dtype=dtype, device=index.device).index_add(
         0, index, torch.ones(index.shape[0], dtype=dtype, device=index.device)
     )
 
@@ -51,28 +52,45 @@ class _NormActFM(torch.autograd.Function):
     (centring is linear), so the centring costs nothing at edge scale; the normalisation and the activation share
     one autograd node and a hand-written backward with in-place temporaries (few fresh [C, M] buffers: on CPU
     with small widths, allocating and first-touching buffers costs more than the arithmetic).
+
+    Written in the torch.func style (``forward`` without ctx, :meth:`setup_context`, ``generate_vmap_rule``) so
+    ``torch.func.vmap`` can batch it (the vmap strategy of tracker.train.bundle): ``forward`` returns the result
+    followed by the intermediates the backward needs, marked non-differentiable; :func:`norm_act_fm` keeps the
+    first output only.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, xc: Tensor, eps: float, act: str | None) -> Tensor:  # type: ignore[override]
+    def forward(xc: Tensor, eps: float, act: str | None) -> tuple[Tensor, ...]:  # type: ignore[override]
         r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
         y = xc * r
-        ctx.act = act
         if act is None:
-            ctx.save_for_backward(y, r)
-            return y
+            return y, r
         s = torch.sigmoid(y)
-        ctx.save_for_backward(y, r, s)
-        if act == "silu":  # the output goes into the (temporary) input's buffer: one allocation less
-            ctx.mark_dirty(xc)
-            return torch.mul(y, s, out=xc)
+        if act == "silu":
+            return y * s, y, r, s
         if act == "sigmoid":
-            return s
+            return s, y, r
         raise ValueError(f"unsupported fused activation {act!r}")
 
     @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        act = ctx.act = inputs[2]
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero-filled [C, M] gradients for the non-differentiable outputs
+        if act is None:  # (y, r): y is the result itself
+            ctx.save_for_backward(output[0], output[1])
+        elif act == "silu":  # (y·s, y, r, s)
+            ctx.save_for_backward(*output[1:])
+        else:  # sigmoid: (s, y, r)
+            ctx.save_for_backward(output[1], output[2], output[0])
+
+    @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, g: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        if g is None:  # only the result is differentiable
+            return None, None, None
         if ctx.act is None:
             y, r = ctx.saved_tensors
             gy = g.clone()
@@ -85,15 +103,12 @@ class _NormActFM(torch.autograd.Function):
                 gy.mul_(s).mul_(g)
         t = gy * y
         proj = t.mean(0, keepdim=True)
-        return gy.sub_(torch.mul(y, proj, out=t)).mul_(r), None, None
+        return gy.sub_(t.copy_(y).mul_(proj)).mul_(r), None, None
 
 
 def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
-    """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None).
-
-    ``xc`` must be a temporary: with ``act="silu"`` the result is written into its buffer.
-    """
-    return _NormActFM.apply(xc, eps, act)
+    """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None)."""
+    return _NormActFM.apply(xc, eps, act)[0]
 
 
 def layer_norm_fm(x: Tensor, eps: float = 1e-5) -> Tensor:

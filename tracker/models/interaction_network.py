@@ -97,7 +97,8 @@ class InteractionNetwork(MessagePassing):
     def edge_update(self, x_i: Tensor, x_j: Tensor, a: Tensor, k: int) -> Tensor:  # type: ignore[override]
         """m_ij = R1(x_i, x_j, a_ij); ``a`` holds the constant W_a a_ij + b of R1's first layer."""
         r1 = self.R1[k]
-        return r1.finish(torch.addmm(a, r1.weight_of(0), x_i).addmm_(r1.weight_of(1), x_j))
+        # out-of-place addmm: vmap has no batching rule for addmm_ (the bundle's vmap strategy)
+        return r1.finish(torch.addmm(torch.addmm(a, r1.weight_of(0), x_i), r1.weight_of(1), x_j))
 
     def message(self, msg: Tensor) -> Tensor:  # type: ignore[override]
         return msg
@@ -139,7 +140,8 @@ class InteractionNetwork(MessagePassing):
             x = self.propagate(edge_index, msg=m, x=x, k=k, size=(n, n))
         src, dst = edge_index[0, :n_edges], edge_index[1, :n_edges]
         pre = torch.addmm(self.R2.bias_col(), self.R2.weight_of(2), m[:, :n_edges])
-        pre.addmm_(self.R2.weight_of(0), x.index_select(1, dst)).addmm_(self.R2.weight_of(1), x.index_select(1, src))
+        pre = torch.addmm(pre, self.R2.weight_of(0), x.index_select(1, dst))
+        pre = torch.addmm(pre, self.R2.weight_of(1), x.index_select(1, src))
         return self.R2.finish(pre).squeeze(0)
 
     def extra_repr(self) -> str:

@@ -99,20 +99,28 @@ def _angle_name(deg: float) -> str:
     return f"{round(deg):03d}"
 
 
-def equivariance_metrics(model: nn.Module, split: GraphSet, degrees: list[float]) -> dict[str, float]:
-    """``equivariance_dev_{deg:03d}`` from :func:`tracker.metrics.equivariance.equivariance_deviation`."""
-    from tracker.metrics.equivariance import equivariance_deviation
+def equivariance_metrics(
+    reference: SplitPrediction, rotated: dict[float, SplitPrediction], *, dtype: torch.dtype = torch.float32
+) -> dict[str, float]:
+    """``equivariance_dev_{deg:03d}`` from predictions already made (unrotated ``reference``, ``rotated`` by degrees).
 
-    thetas = [math.radians(d) for d in degrees]
-    model.eval()
-    devs = equivariance_deviation(model, split.graphs, thetas)
-    if isinstance(devs, dict):
-        values = [devs[t] for t in thetas]
-    else:
-        values = list(np.asarray(devs, dtype=np.float64).reshape(-1))
-    if len(values) != len(degrees):
-        raise ValueError(f"equivariance_deviation returned {len(values)} values for {len(degrees)} angles")
-    return {f"equivariance_dev_{_angle_name(d)}": float(v) for d, v in zip(degrees, values)}
+    Same value as :func:`tracker.metrics.equivariance.equivariance_deviation` on the split (probabilities, shared
+    definition :func:`~tracker.metrics.equivariance.relative_deviation`) without running the rotated forwards a
+    second time; the float64 logits are cast back to the model's ``dtype`` (exact: they came from it) so the
+    sigmoid and the sums are the ones that function computes.
+    """
+    from tracker.metrics.equivariance import relative_deviation
+
+    def probs(pred: SplitPrediction) -> list[torch.Tensor]:
+        return [torch.sigmoid(lg.to(dtype)) for lg in pred.logits]
+
+    ref = probs(reference)
+    return {f"equivariance_dev_{_angle_name(d)}": float(relative_deviation(ref, probs(p))) for d, p in rotated.items()}
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    p = next(model.parameters(), None)
+    return torch.float32 if p is None else p.dtype
 
 
 def final_metrics(
@@ -146,8 +154,10 @@ def final_metrics(
         m[f"edge_efficiency_{suffix}"] = efficiency_above_pt(y, s, threshold, edge_pt, cut)
 
     rows = []
+    rotated: dict[float, SplitPrediction] = {}
     for deg in cfg.rotations_deg:
         pred = test_pred if deg == 0 else predict(model, test, math.radians(deg), pos_weight=pos_weight)
+        rotated[deg] = pred
         bm = binary_metrics(pred.y, pred.scores, threshold)
         rows.append(
             {
@@ -168,7 +178,8 @@ def final_metrics(
         m["auc_rot_spread"] = float(rotation.auc.max() - rotation.auc.min())
 
     if cfg.equivariance and cfg.rotations_deg:
-        eq = equivariance_metrics(model, test, list(cfg.rotations_deg))
+        # from the rotated predictions above: no second pass of rotated forwards
+        eq = equivariance_metrics(test_pred, rotated, dtype=_model_dtype(model))
         m.update(eq)
         rotation["equivariance_dev"] = [eq[f"equivariance_dev_{_angle_name(d)}"] for d in cfg.rotations_deg]
 
