@@ -22,7 +22,7 @@ def build_edges_naive(hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.Dat
                     remove_duplicates=opt.remove_duplicates)
     h = h.assign(node=np.arange(len(h)))
     keys = ["node", "r", "phi", "z", "particle_id"]
-    by_layer = {l: g[keys] for l, g in h.groupby("layer")}
+    by_layer = {layer: g[keys] for layer, g in h.groupby("layer")}
     segs = []
     for l1, l2 in layer_pairs(endcaps=opt.endcaps):
         if l1 not in by_layer or l2 not in by_layer:

@@ -7,7 +7,6 @@ colour per model, the same in every figure), and all end up in the MLflow UI und
 from __future__ import annotations
 
 import textwrap
-
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -141,7 +141,7 @@ def _line_event(slope: float = 3.5, phi: float = 0.3) -> tuple[pd.DataFrame, pd.
     """One straight, high-pT particle crossing barrel layers 0..2 and the first right disk (z = r·slope)."""
     pts = [(32.0, 8, 2), (72.0, 8, 4), (116.0, 8, 6), (600.0 / slope, 9, 2), (700.0 / slope, 9, 4)]
     rows = [{"hit_id": i + 1, "x": r * math.cos(phi), "y": r * math.sin(phi), "z": r * slope,
-             "volume_id": v, "layer_id": l, "module_id": 1} for i, (r, v, l) in enumerate(pts)]
+             "volume_id": v, "layer_id": lay, "module_id": 1} for i, (r, v, lay) in enumerate(pts)]
     hits = pd.DataFrame(rows)
     particles = pd.DataFrame({"particle_id": [42], "px": [50.0 * math.cos(phi)], "py": [50.0 * math.sin(phi)]})
     truth = pd.DataFrame({"hit_id": hits.hit_id, "particle_id": 42})

@@ -47,8 +47,8 @@ def layer_index(volume_id: np.ndarray, layer_id: np.ndarray) -> np.ndarray:
     volume_id = np.asarray(volume_id, dtype=np.int64)
     layer_id = np.asarray(layer_id, dtype=np.int64)
     table = np.full((10, 16), -1, dtype=np.int64)
-    for (v, l), i in LAYER_INDEX.items():
-        table[v, l] = i
+    for (v, lay), i in LAYER_INDEX.items():
+        table[v, lay] = i
     ok = (volume_id >= 0) & (volume_id < 10) & (layer_id >= 0) & (layer_id < 16)
     out = np.full(volume_id.shape, -1, dtype=np.int64)
     out[ok] = table[volume_id[ok], layer_id[ok]]
