@@ -9,9 +9,7 @@ For every model and size preset (a model without presets runs its defaults) it t
   each member on a different graph of the pre-padded pool.
 
 Reported: aggregate edges/s (all members), edges/s per model (aggregate / K), ms per member-step and the ratio to
-``solo``. Models that ``torch.func.vmap`` cannot batch are marked; ``--vmap-ready`` swaps in test-local stand-ins
-for the two model-zoo functions that block vmap (the change proposed in docs/benchmarks/bundle.md), to measure
-what vmap would give once the models adopt it. Brief by design (shared machine): one thread, 1 warm-up step and a
+``solo``. Models that ``torch.func.vmap`` cannot batch are marked. Brief by design (shared machine): one thread, 1 warm-up step and a
 few timed steps per cell.
 
     .venv/bin/python benchmarks/bundle_throughput.py --ks 1 5 25 --steps 3 --out docs/benchmarks/bundle_throughput.csv
@@ -90,60 +88,6 @@ def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device) -> float:
     return _best(lambda: opt.step(inputs), rounds, device)
 
 
-def vmap_ready_patch() -> None:
-    """Test-local stand-ins for the two model-zoo functions that block vmap (see docs/benchmarks/bundle.md)."""
-    from tracker.models import common
-
-    class NormActVmap(torch.autograd.Function):
-        generate_vmap_rule = True
-
-        @staticmethod
-        def forward(xc, eps, act):  # type: ignore[override]
-            r = torch.rsqrt((xc * xc).mean(0, keepdim=True) + eps)
-            y = xc * r
-            if act is None:
-                return y, r
-            s = torch.sigmoid(y)
-            return (y * s, y, r, s) if act == "silu" else (s, y, r, s.clone())
-
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            ctx.act = inputs[2]
-            saved = output if ctx.act is None else output[1:]
-            ctx.mark_non_differentiable(*(saved[1:] if ctx.act is None else saved))
-            ctx.save_for_backward(*saved)
-
-        @staticmethod
-        @torch.autograd.function.once_differentiable
-        def backward(ctx, g, *_):  # type: ignore[override]
-            if ctx.act is None:
-                y, r = ctx.saved_tensors
-                gy = g.clone()
-            else:
-                y, r, s = ctx.saved_tensors
-                gy = torch.sub(1.0, s)
-                if ctx.act == "silu":
-                    gy.mul_(y).add_(1.0).mul_(s).mul_(g)
-                else:
-                    gy.mul_(s).mul_(g)
-            proj = (gy * y).mean(0, keepdim=True)
-            return gy.sub_(y * proj).mul_(r), None, None
-
-    def norm_act_fm(xc, act=None, eps=1e-5):
-        return NormActVmap.apply(xc, eps, act)[0]
-
-    def in_degree(index, num_nodes, dtype):  # out-of-place index_add: the index may be batched
-        return torch.zeros(num_nodes, dtype=dtype, device=index.device).index_add(
-            0, index, torch.ones(index.shape[0], dtype=dtype, device=index.device))
-
-    common.norm_act_fm = norm_act_fm
-    common.in_degree = in_degree
-    from tracker.models import egnn
-
-    if hasattr(egnn, "in_degree"):
-        egnn.in_degree = in_degree
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=list(REGISTRY))
@@ -154,14 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--graphs", type=int, default=10)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--vmap-ready", action="store_true", help="patch in the vmap-ready stand-ins (see docstring)")
     ap.add_argument("--out", type=Path, default=None, help="CSV of the results")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="There is a performance drop")
     device = torch.device(args.device)
-    if args.vmap_ready:
-        vmap_ready_patch()
     graphs = [load_npz(p).to(device) for p in sorted(GRAPHS.glob("*.npz"))[: args.graphs]]
     batches = [Batch.from_data_list([g]) for g in graphs]
     edges = [int(g.edge_index.shape[1]) for g in graphs]

@@ -524,15 +524,3 @@ def _dedupe(cells: list[Cell]) -> list[Cell]:
             seen.add(c.key)
             out.append(c)
     return out
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"hidden": 8}} -> {"model.hidden": 8}`` (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

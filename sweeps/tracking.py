@@ -28,7 +28,8 @@ from urllib.parse import urlparse
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweeps.schema import Cell, flatten
+from sweeps.schema import Cell
+from tracker.train.config import flatten
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

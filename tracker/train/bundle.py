@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tracker.train.config import TrialConfig
+from tracker.train.config import TrialConfig, flatten
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import SplitPrediction, predict
 from tracker.train.reporter import Reporter
@@ -104,20 +104,9 @@ class MemberResult(TrialResult):
 
 
 # -- validation --------------------------------------------------------------------------------------------------
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def bundle_differences(configs: Sequence[TrialConfig]) -> dict[str, list[Any]]:
     """Dotted keys whose values differ between ``configs``, with each member's value."""
-    flat = [_flatten(c.model_dump(mode="json")) for c in configs]
+    flat = [flatten(c.model_dump(mode="json")) for c in configs]
     keys = sorted(set().union(*flat)) if flat else []
     diff = {}
     for k in keys:

@@ -117,6 +117,18 @@ class TrialConfig(_Section):
         return v
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"hidden": 8}} -> {"model.hidden": 8}``: the dotted keys of grids, bundles and MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 class ConfigError(ValueError):
     """A trial or grid file that does not validate; the message names the file, key and value."""
 
