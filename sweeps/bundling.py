@@ -1,4 +1,4 @@
-"""Bundled trials in sweeps (issue 8): which grid cells share one Ray trial, and how that trial trains them.
+"""Bundled trials in sweeps: which grid cells share one Ray trial, and how that trial trains them.
 
 Cells that differ only along *bundle axes* (by default the seed plus every varied grid axis that
 :mod:`tracker.train.bundle` can bundle: training angle, lr, c, fraction, …) are grouped, up to ``max_bundle_size``

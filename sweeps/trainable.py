@@ -7,8 +7,9 @@ A retried trial (``FailureConfig``) reads ``tune.get_checkpoint()``, skips the c
 restores the interrupted cell's trainer checkpoint, so training continues from the last reported epoch.
 
 A trial's ``config`` is ``{"bundle": i}`` for a grid (cells = ``plan.bundles[i]``) or the values Optuna
-suggested (cells = one per seed). Several cells per Ray trial are trained in order today; bundled training
-(issue 8) can replace :func:`_train_cells` and keep the same report protocol.
+suggested (cells = one per seed). Several pending cells of one Ray trial are trained together by
+:func:`sweeps.bundling.train_bundle` (``bundle:`` in the grid), else one after another; the report protocol is the
+same either way.
 """
 
 from __future__ import annotations
