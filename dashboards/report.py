@@ -383,63 +383,28 @@ def build(
             ),
             "",
         ]
-    fig = ant_figure(rs, out)
-    files += fig
-    md += [
-        "## Ant factor vs size",
-        "",
-        _img(fig, out, "ant factor"),
-        "",
-        "Ant factor v2 = 1/((1 − AUC)·N_params): AUC per parameter; higher is better.",
-        "",
-    ]
+    def section(title: str, fig: list[Path], alt: str, caption: str) -> None:
+        files.extend(fig)
+        md.extend([f"## {title}", "", _img(fig, out, alt), "", caption, ""])
+
+    section("Ant factor vs size", ant_figure(rs, out), "ant factor",
+            "Ant factor v2 = 1/((1 − AUC)·N_params): AUC per parameter; higher is better.")
 
     # rotation and equivariance
-    fig = rotation.figure(rs, out)
     rt = rotation.rotation_table(rs)
     rt.to_csv(out / "rotation.csv", index=False, float_format="%.10g")
-    files += fig + [out / "rotation.csv"]
-    md += [
-        "## Rotation robustness (paper fig. 2)",
-        "",
-        _img(fig, out, "AUC vs rotation"),
-        "",
-        "AUC on the test set rotated by θ_test, one curve per training rotation, bands ± std over seeds."
-        + ("" if len(rt) else " (No auc_rot_XXX metrics in these runs.)"),
-        "",
-    ]
-    fig = rotation.equivariance_figure(rs, out)
-    files += fig
-    md += [
-        "## Equivariance deviation (paper fig. B1)",
-        "",
-        _img(fig, out, "equivariance deviation"),
-        "",
-        "Relative deviation of the edge scores when the inputs are rotated by θ (equivariance_dev_XXX).",
-        "",
-    ]
+    files.append(out / "rotation.csv")
+    section("Rotation robustness (paper fig. 2)", rotation.figure(rs, out), "AUC vs rotation",
+            "AUC on the test set rotated by θ_test, one curve per training rotation, bands ± std over seeds."
+            + ("" if len(rt) else " (No auc_rot_XXX metrics in these runs.)"))
+    section("Equivariance deviation (paper fig. B1)", rotation.equivariance_figure(rs, out), "equivariance deviation",
+            "Relative deviation of the edge scores when the inputs are rotated by θ (equivariance_dev_XXX).")
 
     # training curves and ROC
-    fig = curves_figure(rs, out, cache_dir=cache_dir)
-    files += fig
-    md += [
-        "## Training curves",
-        "",
-        _img(fig, out, "training curves"),
-        "",
-        "Per-epoch metrics (MLflow metric history), mean ± std over seeds per configuration.",
-        "",
-    ]
-    fig = roc_figure(rs, out, cache_dir=cache_dir)
-    files += fig
-    md += [
-        "## ROC curves",
-        "",
-        _img(fig, out, "ROC curves"),
-        "",
-        "From each configuration's roc.csv artifact, the seed with the median AUC.",
-        "",
-    ]
+    section("Training curves", curves_figure(rs, out, cache_dir=cache_dir), "training curves",
+            "Per-epoch metrics (MLflow metric history), mean ± std over seeds per configuration.")
+    section("ROC curves", roc_figure(rs, out, cache_dir=cache_dir), "ROC curves",
+            "From each configuration's roc.csv artifact, the seed with the median AUC.")
 
     # comparison and importance
     by = "model,size" if MODEL in rs.runs else "size"

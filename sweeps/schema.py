@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tracker.train.config import TrialConfig
+from tracker.train.config import TrialConfig, read_yaml
 
 SECTIONS = ("data", "model", "train", "eval")
 
@@ -260,13 +260,7 @@ def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
 def load_grid(path: str | Path, *, overrides: list[str] | None = None) -> GridFile:
     """Read, optionally override (``key=value`` with YAML values, dotted into the grid file) and validate."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise GridError(f"{path}: no such grid file") from None
-    except yaml.YAMLError as err:
-        raise GridError(f"{path}: not valid YAML: {err}") from None
-    raw = raw or {}
+    raw = read_yaml(path, what="grid file", error=GridError) or {}
     for item in overrides or []:
         if "=" not in item:
             raise GridError(f"{path}: override {item!r} must look like key=value (e.g. train.epochs=1)")

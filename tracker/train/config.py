@@ -143,6 +143,16 @@ def format_validation_error(err: ValidationError, *, source: str) -> str:
     return "\n".join(lines)
 
 
+def read_yaml(path: Path, *, what: str, error: type[Exception]) -> Any:
+    """The YAML document in ``path``; a missing file or bad YAML raises ``error`` naming the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from None
+
+
 def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConfig:
     """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
     if not isinstance(raw, dict):
@@ -156,10 +166,4 @@ def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConf
 def load_trial(path: str | Path) -> TrialConfig:
     """Read and validate a trial YAML file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such trial file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return trial_from_dict(raw or {}, source=str(path))
+    return trial_from_dict(read_yaml(path, what="trial file", error=ConfigError) or {}, source=str(path))
