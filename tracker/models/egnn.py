@@ -80,9 +80,9 @@ class EGCL(nn.Module):
         diff = x.index_select(1, dst) - x.index_select(1, src)
         d2 = (diff * diff).sum(dim=0, keepdim=True)
         pre = gather_pair(self.phi_e.stacked(h, 0, 1), dst, src)
-        pre.addmm_(self.phi_e.weight_of(2), d2).add_(self.phi_e.bias_col())
+        pre = torch.addmm(pre, self.phi_e.weight_of(2), d2).add_(self.phi_e.bias_col())
         if attr is not None:
-            pre.addmm_(self.phi_e.weight_of(3), attr)
+            pre = torch.addmm(pre, self.phi_e.weight_of(3), attr)
         m = self.phi_e.finish(pre)
         upd = clamp_norm(diff * run_fm(self.phi_x, m), MAX_STEP)
         x = x + scatter_sum(upd, dst, n) * inv_deg
@@ -144,5 +144,6 @@ class EGNN(EdgeClassifier):
         x = st["x"]
         diff = x.index_select(1, dst) - x.index_select(1, src)
         pre = gather_pair(self.decoder.stacked(st["h"], 0, 1), dst, src)
-        pre.addmm_(self.decoder.weight_of(2), (diff * diff).sum(dim=0, keepdim=True)).add_(self.decoder.bias_col())
+        pre = torch.addmm(pre, self.decoder.weight_of(2), (diff * diff).sum(dim=0, keepdim=True))
+        pre.add_(self.decoder.bias_col())
         return self.decoder.finish(pre).squeeze(0)

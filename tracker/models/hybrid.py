@@ -51,7 +51,8 @@ class FreeBlock(nn.Module):
 
     def forward(self, hf: Tensor, ef: Tensor, m: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
         pre = gather_pair(self.phi_e.stacked(hf, 0, 1), dst, src)
-        pre.addmm_(self.phi_e.weight_of(2), ef).addmm_(self.phi_e.weight_of(3), m).add_(self.phi_e.bias_col())
+        pre = torch.addmm(torch.addmm(pre, self.phi_e.weight_of(2), ef), self.phi_e.weight_of(3), m)
+        pre.add_(self.phi_e.bias_col())
         ef = self.phi_e.finish(pre)
         hf = hf + run_fm(self.phi_h, torch.cat([hf, scatter_sum(ef, dst, hf.shape[1])], dim=0))
         return hf, ef
@@ -126,8 +127,8 @@ class Hybrid(EuclidNet):
         _, inv = geometric_invariants(st["v"], src, dst)
         dec = self.decoder
         pre = gather_pair(dec.stacked(st["h"], 0, 1), dst, src)
-        pre.addmm_(dec.weight_of(2), st["e"][:, :ne]).addmm_(dec.weight_of(3), inv)
+        pre = torch.addmm(torch.addmm(pre, dec.weight_of(2), st["e"][:, :ne]), dec.weight_of(3), inv)
         hf = st["hf"]
         pre.add_(gather_pair(dec.stacked(hf, 4, 5), dst, src))
-        pre.addmm_(dec.weight_of(6), st["ef"][:, :ne]).add_(dec.bias_col())
+        pre = torch.addmm(pre, dec.weight_of(6), st["ef"][:, :ne]).add_(dec.bias_col())
         return dec.finish(pre).squeeze(0)
