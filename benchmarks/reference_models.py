@@ -27,7 +27,7 @@ def make_mlp_ref(
     """Reference-style MLP: hidden Linear → [LayerNorm(no affine)] → SiLU; output Linear → [LN → activation]."""
     dims = [input_size] + list(sizes)
     layers: list[nn.Module] = []
-    for a, b in itertools.pairwise(dims):
+    for a, b in itertools.pairwise(dims[:-1]):  # hidden layers; the output layer follows
         layers.append(nn.Linear(a, b))
         if layer_norm:
             layers.append(nn.LayerNorm(b, elementwise_affine=False))

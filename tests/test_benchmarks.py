@@ -1,0 +1,27 @@
+"""The benchmarks' re-implementations of the public reference models must stay faithful (issue 4's speed ratios
+are measured against them): parameter counts as quoted for the reference, and a forward on a real graph."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.reference_models import RefEuclidNet, RefInteractionNetwork
+from tracker.data.hitgraphs import load_npz
+from tracker.models import count_parameters
+
+
+def test_reference_parameter_counts() -> None:
+    assert count_parameters(RefEuclidNet(8, 3, 5, 0.005)) == 1874  # the reference EuclidNet at hidden 8
+    assert count_parameters(RefInteractionNetwork(16, 3)) == 1432  # DeZoort's IN at hidden 16
+
+
+def test_reference_models_score_every_edge_of_a_real_graph(real_npz_graphs) -> None:
+    g = load_npz(real_npz_graphs[0])
+    n_edges = g.edge_index.shape[1]
+    und = torch.cat([g.edge_index, g.edge_index.flip(0)], dim=1)
+    with torch.no_grad():
+        eucl = RefEuclidNet(8, 3, 5, 0.005)(g.pos, und).squeeze(-1)
+        inet = RefInteractionNetwork(16, 3)(g.pos, g.edge_index, g.edge_attr).squeeze(-1)
+    assert eucl.shape == (2 * n_edges,) and inet.shape == (n_edges,)
+    for scores in (eucl, inet):  # sigmoid outputs, as the reference trains them
+        assert torch.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
