@@ -12,13 +12,24 @@ Reported: aggregate edges/s (all members), edges/s per model (aggregate / K), ms
 ``solo``. Models that ``torch.func.vmap`` cannot batch are marked. Brief by design (shared machine): one thread, 1 warm-up step and a
 few timed steps per cell.
 
+``--final-eval`` times the final evaluation of K members instead (what ``run_bundle`` does after training):
+``per_member`` = ``final_metrics`` of each model alone (its own forwards: validation, test unrotated and at every
+``eval.rotations_deg``), ``batched`` = ``final_predictions_stacked`` (stacked forwards of all K) then
+``final_metrics(..., predictions=...)`` per member. Default evaluation config (10 test angles, track and
+equivariance metrics) without the timing metric (per model in both); member j validates at 20·j degrees (members of
+a bundle often differ in training angle). Columns: seconds of the forwards alone and of the whole evaluation,
+the fastest of ``--steps`` rounds that run the four variants in turn.
+
     .venv/bin/python benchmarks/bundle_throughput.py --ks 1 5 25 --steps 3 --out docs/benchmarks/bundle_throughput.csv
     .venv/bin/python benchmarks/bundle_throughput.py --device cuda   # on a GPU machine
+    .venv/bin/python benchmarks/bundle_throughput.py --final-eval --ks 5 --test-graphs 2 \
+        --models euclidnet interaction_network --presets paper_16
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -34,7 +45,10 @@ from torch_geometric.data import Batch
 
 from tracker.data.hitgraphs import load_npz
 from tracker.models import REGISTRY, build_model, count_parameters
-from tracker.train.bundle import StackedAdam, _PaddedPool, vmap_supported
+from tracker.train.bundle import StackedAdam, _PaddedPool, final_predictions_stacked, vmap_supported
+from tracker.train.config import EvalConfig
+from tracker.train.data import GraphSet
+from tracker.train.evaluate import final_metrics, final_predictions
 from tracker.train.step import train_step
 
 GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
@@ -88,6 +102,69 @@ def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device) -> float:
     return _best(lambda: opt.step(inputs), rounds, device)
 
 
+def time_final_eval(name, preset, k, val: GraphSet, test: GraphSet, rounds, device) -> dict[str, float]:
+    """Seconds of the final evaluation of ``k`` members: forwards only and in all, per member vs batched."""
+    models = [m for m, _ in _models(name, preset, k, device)]
+    n_params = int(count_parameters(models[0]))
+    cfg = EvalConfig(timing=False)
+    thetas = [math.radians(20.0 * j) or None for j in range(k)]
+
+    def stacked():
+        return final_predictions_stacked(models, val=val, test=test, val_thetas=thetas,
+                                         rotations_deg=[cfg.rotations_deg] * k, pos_weights=[None] * k)
+
+    def own(j: int):
+        return final_predictions(models[j], val=val, test=test, cfg=cfg, val_theta=thetas[j], pos_weight=None)
+
+    def metrics(j: int, predictions=None):
+        return final_metrics(models[j], val=val, test=test, cfg=cfg, val_theta=thetas[j], pos_weight=None,
+                             n_params=n_params, predictions=predictions)
+
+    def batched_all():
+        for j, p in enumerate(stacked()):
+            metrics(j, p)
+
+    fns = {
+        "per_member_forwards_s": lambda: [own(j) for j in range(k)],
+        "batched_forwards_s": stacked,
+        "per_member_total_s": lambda: [metrics(j) for j in range(k)],
+        "batched_total_s": batched_all,
+    }
+    best = dict.fromkeys(fns, float("inf"))
+    for r in range(rounds + 1):  # interleaved, so that the box's load drifts over all four alike; round 0 warms up
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            if r:
+                best[key] = min(best[key], time.perf_counter() - t0)
+    return best
+
+
+def main_final_eval(args, graphs, device) -> list[dict]:
+    """The ``--final-eval`` table: test split = the first ``--test-graphs`` graphs, validation = the next one."""
+    test = GraphSet(graphs[: args.test_graphs], device=device)
+    val = GraphSet(graphs[args.test_graphs : args.test_graphs + 1], device=device)
+    print(f"final evaluation: {len(test)} test graphs ({test.n_edges} edges), 1 validation graph, "
+          f"{len(EvalConfig().rotations_deg)} test angles", flush=True)
+    rows = []
+    for name in args.models:
+        known = list(REGISTRY[name].presets)
+        presets = ([p for p in args.presets if p in known] if args.presets and known else known) or [None]
+        for preset in presets:
+            for k in args.ks:
+                row = {"model": name, "preset": preset or "default", "K": k,
+                       **time_final_eval(name, preset, k, val, test, args.steps, device)}
+                row["forwards_speedup"] = row["per_member_forwards_s"] / row["batched_forwards_s"]
+                row["total_speedup"] = row["per_member_total_s"] / row["batched_total_s"]
+                rows.append(row)
+                print(f"{name:20s} {row['preset']:9s} K={k:3d} forwards {row['per_member_forwards_s']:7.3f} s per "
+                      f"member / {row['batched_forwards_s']:7.3f} s batched (x{row['forwards_speedup']:.2f}); "
+                      f"whole evaluation {row['per_member_total_s']:7.3f} / {row['batched_total_s']:7.3f} s "
+                      f"(x{row['total_speedup']:.2f})", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=list(REGISTRY))
@@ -99,11 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="CSV of the results")
+    ap.add_argument("--final-eval", action="store_true",
+                    help="time the members' final evaluation (per member vs batched) instead of training steps")
+    ap.add_argument("--test-graphs", type=int, default=2, help="--final-eval: graphs of the test split")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("default")  # a vmap fallback ("performance drop") is shown once per place: it matters here
     device = torch.device(args.device)
     graphs = [load_npz(p).to(device) for p in sorted(GRAPHS.glob("*.npz"))[: args.graphs]]
+    if args.final_eval:
+        return _write(pd.DataFrame(main_final_eval(args, graphs, device)), args.out)
     batches = [Batch.from_data_list([g]) for g in graphs]
     edges = [int(g.edge_index.shape[1]) for g in graphs]
     mean_e = sum(edges) / len(edges)
@@ -140,10 +222,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:20s} {base['preset']:9s} {strategy:5s} K={k:3d} {row['edges_per_s']:10.0f} edges/s "
                       f"{row['edges_per_s_per_model']:10.0f} /model {row['ms_per_member_step']:8.1f} ms/member-step "
                       f"x{row['vs_solo']:.2f} {row.get('note', '')}", flush=True)
-    df = pd.DataFrame(rows)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False, float_format="%.6g")
+    return _write(pd.DataFrame(rows), args.out)
+
+
+def _write(df: pd.DataFrame, out: Path | None) -> int:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False, float_format="%.6g")
     return 0
 
 

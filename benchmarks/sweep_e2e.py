@@ -51,7 +51,7 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     raw["experiment"] = f"equitrack-e2e-{variant}"
     raw["train"].update({"epochs": args.epochs, "patience": None, "device": args.device})
     raw["eval"].update({"timing": False})
-    raw["seeds"] = args.seeds
+    raw["seeds"] = args.seeds_unbundled if variant == "unbundled" and args.seeds_unbundled else args.seeds
     gpus = args.gpus_bundled if variant == "bundled" else args.gpus_unbundled
     raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": gpus, "max_concurrent": args.concurrent}
     raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
@@ -132,8 +132,9 @@ def read_runs(uri: str, experiment: str) -> dict[str, dict[str, Any]]:
 
 
 def compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    keys = sorted(set(a) | set(b))
-    missing = [k for k in keys if k not in a or k not in b]
+    """Per-run equality on the cells both variants ran (``--seeds-unbundled`` may run fewer seeds unbundled)."""
+    keys = sorted(set(a) & set(b))
+    missing = []
     worst_auc, worst_rel, worst_key = 0.0, 0.0, None
     for k in keys:
         if k in missing:
@@ -148,7 +149,7 @@ def compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[
             if d > worst_rel:
                 worst_rel, worst_key = d, f"{k}:{name}"
     statuses = {k: (a.get(k, {}).get("status"), b.get(k, {}).get("status")) for k in keys}
-    return {"cells": len(keys), "missing": missing, "max_abs_auc_diff": worst_auc,
+    return {"cells": len(keys), "cells_only_in_one_variant": len(set(a) ^ set(b)), "max_abs_auc_diff": worst_auc,
             "max_rel_metric_diff": worst_rel, "worst": worst_key,
             "all_finished": all(s == ("FINISHED", "FINISHED") for s in statuses.values())}
 
@@ -164,8 +165,14 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
         e1 = run["epoch_seconds"].get(1, 0.0) if run else 0.0
         firsts.append(t["first_epoch"] - t["start"] - e1)
     epochs = sum(len(r["epoch_seconds"]) for r in runs.values())
-    return {"wall_s": wall, "ray_trials": len(result["timings"]), "sum_train_s": train,
+    starts = [t["start"] for t in result["timings"] if t.get("start") is not None]
+    ends = [t["end"] for t in result["timings"] if t.get("end") is not None]
+    # the Ray phase (first trial start -> last trial end) is the sweep's steady state, without the fixed start-up
+    ray_phase = max(ends) - min(starts) if starts and ends else None
+    return {"wall_s": wall, "cells": len(runs), "ray_trials": len(result["timings"]), "sum_train_s": train,
             "trial_epochs": epochs, "trial_epochs_per_hour": epochs / wall * 3600,
+            "ray_phase_s": ray_phase,
+            "trial_epochs_per_hour_ray_phase": epochs / ray_phase * 3600 if ray_phase else None,
             "gpu_util_mean_percent": result.get("gpu_util_mean"),
             "training_share": train / (wall * concurrent),
             "outside_training_share": 1 - train / (wall * concurrent),
@@ -174,7 +181,9 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
 
 
 def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
-    """torch.profiler table (self CPU time) of one bundle epoch: K members of euclidnet paper_16, loop strategy."""
+    """torch.profiler table of one bundle epoch of ``--profile-members`` members of euclidnet paper_16 (seeds x
+    angles 0/90), ``--profile-strategy`` loop or vmap, after one untimed epoch; sorted by self CPU time, or by self
+    CUDA time on a GPU."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -186,9 +195,9 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
     graphs = [load_npz(p) for p in sorted((REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5").glob("*.npz"))]
     train, val = graphs[: args.train_events], graphs[8:9]
     configs = [trial_from_dict({"model": {"name": "euclidnet", "preset": "paper_16", "c": 0.005},
-                                "train": {"epochs": 1, "lr": 1e-3, "seed": s, "train_rotation_deg": a,
+                                "train": {"epochs": 2, "lr": 1e-3, "seed": k // 2, "train_rotation_deg": 90 * (k % 2),
                                           "device": args.device}})
-               for s in range(2) for a in (0, 90)]
+               for k in range(args.profile_members)]
     pool = B._Pool(train, device=torch.device(args.device), batch_size=1)
     from tracker.train.data import GraphSet
 
@@ -200,16 +209,37 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
             m.workdir.mkdir()
             m.build(device=torch.device(args.device), pool=pool, resume=False)
             members.append(m)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        cuda = args.device == "cuda"
+        padded = B._PaddedPool(pool.graphs, device=torch.device(args.device)) if args.profile_strategy == "vmap" \
+            else None
+
+        def epoch() -> None:
+            if padded is not None:
+                B._vmap_epoch(members, padded)
+                return
             for m in members:
                 out = B._loop_epoch(m)
                 m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+        epoch()  # warm-up (CUDA context, kernels, allocator)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            epoch()
+            if cuda:
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - t0
+    head = (f"one epoch, {len(members)} members, strategy {args.profile_strategy}, {args.device}: "
+            f"{wall * 1e3:.1f} ms wall\n")
+    return head + prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                            row_limit=rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds-unbundled", type=int, default=None,
+                    help="fewer seeds for the one-cell-per-trial variant (compare rates: trial-epochs per hour)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-events", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=2)
@@ -223,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="JSON summary")
     ap.add_argument("--profile", action="store_true", help="also print a torch.profiler summary of one epoch")
     ap.add_argument("--profile-only", action="store_true")
+    ap.add_argument("--profile-strategy", default="loop", choices=["loop", "vmap"])
+    ap.add_argument("--profile-members", type=int, default=4)
     args = ap.parse_args(argv)
     if args.profile or args.profile_only:
         print(profile_epoch(args), flush=True)
@@ -238,12 +270,19 @@ def main(argv: list[str] | None = None) -> int:
             walls[v].append(r["wall_s"])
             if v not in results or r["wall_s"] < results[v]["wall_s"]:
                 results[v] = r
-    summary: dict[str, Any] = {"scale": {k: getattr(args, k) for k in ("seeds", "epochs", "train_events",
-                                                                      "concurrent", "max_bundle_size", "device")}}
+    summary: dict[str, Any] = {"scale": {k: getattr(args, k) for k in (
+        "seeds", "seeds_unbundled", "epochs", "train_events", "concurrent", "max_bundle_size", "device",
+        "gpus_bundled", "gpus_unbundled")}}
     for v, r in results.items():
         summary[v] = {**overheads(r, args.concurrent), "wall_s_all_repeats": walls[v]}
     if {"bundled", "unbundled"} <= set(results):
         summary["speedup_end_to_end"] = results["unbundled"]["wall_s"] / results["bundled"]["wall_s"]
+        bu, un = summary["bundled"], summary["unbundled"]
+        # rates, so that the variants may run different numbers of cells (--seeds-unbundled)
+        summary["speedup_trial_epochs_per_hour"] = bu["trial_epochs_per_hour"] / un["trial_epochs_per_hour"]
+        if bu["trial_epochs_per_hour_ray_phase"] and un["trial_epochs_per_hour_ray_phase"]:
+            summary["speedup_trial_epochs_per_hour_ray_phase"] = (
+                bu["trial_epochs_per_hour_ray_phase"] / un["trial_epochs_per_hour_ray_phase"])
         summary["equality"] = compare(results["unbundled"]["runs"], results["bundled"]["runs"])
     print(json.dumps(summary, indent=2))
     if args.out:

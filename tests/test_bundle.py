@@ -1,5 +1,6 @@
 """Bundled trials (tracker.train.bundle): a member of a bundle equals the same cell trained alone, with both
-strategies; failures and resumes are per member; bad bundles are refused with errors naming the key.
+strategies and with the batched final evaluation; failures and resumes are per member; bad bundles are refused
+with errors naming the key.
 
 Runs on the real npz hit graphs (2 train / 1 val / 1 test), small models, 2 epochs, on CPU.
 """
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import tracker.train.bundle as bundle
+import tracker.train.evaluate as evaluate
 from tracker.data.hitgraphs import load_npz
 from tracker.train import run_trial
 from tracker.train.bundle import BundleError, run_bundle, validate_bundle, vmap_supported
@@ -38,11 +41,11 @@ def splits(real_npz_graphs: list[Path]):
     return graphs[:2], graphs[2:3], graphs[3:4]
 
 
-def _config(model: str, **train):
+def _config(model: str, rotations: tuple[float, ...] = (0, 90), **train):
     return trial_from_dict({
         "model": dict(MODELS[model]),
         "train": {"epochs": 2, "lr": 0.005, "device": "cpu", **train},
-        "eval": {"rotations_deg": [0, 90], "timing": False},
+        "eval": {"rotations_deg": list(rotations), "timing": False},
     })
 
 
@@ -77,15 +80,15 @@ class Recorder(NullReporter):
         self.error = error
 
 
-_SOLO: dict[tuple[str, int], object] = {}
+_SOLO: dict[tuple, object] = {}
 
 
-def _solo(model: str, i: int, splits, tmp_root: Path):
-    """The cell trained alone with run_trial (cached per module run)."""
-    key = (model, i)
+def _solo(model: str, i: int, splits, tmp_root: Path, rotations: tuple[float, ...] = (0, 90), **override):
+    """The cell ``MEMBERS[i]`` (with ``override``) trained alone with run_trial (cached per module run)."""
+    key = (model, i, rotations, tuple(sorted(override.items())))
     if key not in _SOLO:
-        _SOLO[key] = run_trial(_config(model, **MEMBERS[i]), NullReporter(), workdir=tmp_root / f"solo-{model}-{i}",
-                               splits=splits)
+        _SOLO[key] = run_trial(_config(model, rotations, **{**MEMBERS[i], **override}), NullReporter(),
+                               workdir=tmp_root / f"solo-{model}-{i}-{len(_SOLO)}", splits=splits)
     return _SOLO[key]
 
 
@@ -111,9 +114,10 @@ def _assert_same(solo, member, *, tol_auc=1e-4):
         assert (member.artifacts_dir / name).is_file(), name
 
 
-def _run(model, strategy, splits, root, reporters=None, members=None, **kw):
+def _run(model, strategy, splits, root, reporters=None, members=None, rotations=None, **kw):
     members = MEMBERS if members is None else members
-    configs = [_config(model, **m) for m in members]
+    rotations = rotations or [(0, 90)] * len(members)
+    configs = [_config(model, r, **m) for m, r in zip(members, rotations)]
     reporters = reporters or [Recorder() for _ in configs]
     results = run_bundle(configs, reporters, workdirs=[root / f"m{i}" for i in range(len(configs))],
                          strategy=strategy, splits=splits, **kw)
@@ -123,9 +127,10 @@ def _run(model, strategy, splits, root, reporters=None, members=None, **kw):
 def test_loop_members_equal_solo(splits, tmp_root, tmp_path):
     log: list[str] = []
     results, reps = _run("euclidnet", "auto", splits, tmp_path, log=log.append)
-    assert "strategy loop" in log[0]  # auto on CPU
+    assert "strategy loop" in log[0] and "final evaluation per member" in log[0]  # auto on CPU
     for i, (res, rep) in enumerate(zip(results, reps)):
         solo = _solo("euclidnet", i, splits, tmp_root)
+        assert res.final_eval == "per_member"
         # the loop strategy runs run_trial's own step: bit-identical
         assert res.metrics["auc"] == solo.metrics["auc"]
         _assert_same(solo, res)
@@ -142,6 +147,7 @@ def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path)
     results, reps = _run("interaction_network", "vmap", splits, tmp_path, members=MEMBERS[1:])
     for i, res in enumerate(results, start=1):
         _assert_same(_solo("interaction_network", i, splits, tmp_root), res)
+        assert res.final_eval == "batched"  # vmap: final metrics from the stacked forwards
         assert reps[i - 1].epochs == [1, 2]
 
 
@@ -165,7 +171,53 @@ def test_vmap_members_equal_solo_euclidnet(splits, tmp_root, tmp_path):
     results, reps = _run("euclidnet", "vmap", splits, tmp_path, members=MEMBERS[1:])
     for i, res in enumerate(results, start=1):
         _assert_same(_solo("euclidnet", i, splits, tmp_root), res)
+        assert res.final_eval == "batched"
         assert reps[i - 1].epochs == [1, 2]
+
+
+@pytest.mark.parametrize(("strategy", "final_eval"), [("vmap", "auto"), ("loop", "batched")])
+def test_batched_final_eval_equals_solo(splits, tmp_root, tmp_path, monkeypatch, strategy, final_eval):
+    """Members listing different test angles: their final metrics come from the bundle's stacked forwards
+    (final_metrics makes no forward of its own) and equal the same cells trained and evaluated alone. With lr 0.05
+    member 1's best epoch is its first: the stacked forwards must use the best weights, not the last."""
+    rotations = [(0, 90), (0, 45, 90, 180)]
+    members = [{**MEMBERS[1], "lr": 0.05}, MEMBERS[2]]
+    solos = [_solo("interaction_network", 1, splits, tmp_root, rotations[0], lr=0.05),
+             _solo("interaction_network", 2, splits, tmp_root, rotations[1])]
+    assert solos[0].metrics["best_epoch"] == 1.0
+    own_forwards: list[float | None] = []
+    real_predict = evaluate.predict
+
+    def counting_predict(model, split, theta=None, **kw):
+        own_forwards.append(theta)
+        return real_predict(model, split, theta, **kw)
+
+    monkeypatch.setattr(evaluate, "predict", counting_predict)  # the per-member path of final_metrics
+    log: list[str] = []
+    results, reps = _run("interaction_network", strategy, splits, tmp_path, members=members, rotations=rotations,
+                         log=log.append, final_eval=final_eval)
+    assert f"strategy {strategy}" in log[0] and "final evaluation batched" in log[0]
+    assert any("batched final evaluation of 2 members" in line for line in log)
+    assert own_forwards == []
+    for solo, res, rep, r in zip(solos, results, reps, rotations):
+        _assert_same(solo, res)
+        assert res.final_eval == "batched" and rep.final == res.metrics
+        assert {f"auc_rot_{round(d):03d}" for d in r} <= set(res.metrics)
+    assert "auc_rot_045" not in results[0].metrics
+
+
+def test_batched_final_eval_falls_back_per_member(splits, tmp_root, tmp_path, monkeypatch):
+    """If the stacked final forwards raise, every member is evaluated alone (and still equals its solo run)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("stacked forward failed")
+
+    monkeypatch.setattr(bundle, "final_predictions_stacked", broken)
+    log: list[str] = []
+    results, _ = _run("interaction_network", "vmap", splits, tmp_path, members=MEMBERS[1:], log=log.append)
+    assert any("stacked forward failed" in line and "member by member" in line for line in log)
+    for i, res in enumerate(results, start=1):
+        _assert_same(_solo("interaction_network", i, splits, tmp_root), res)
+        assert res.final_eval == "per_member"
 
 
 @pytest.mark.parametrize("strategy", ["loop", "vmap"])
@@ -179,6 +231,8 @@ def test_failing_member_does_not_stop_the_others(splits, tmp_root, tmp_path, str
     for i in (0, 2):
         _assert_same(_solo("interaction_network", i, splits, tmp_root), results[i])
         assert reps[i].final is not None
+        # vmap: the finished members' final evaluation is batched without the failed one
+        assert results[i].final_eval == ("batched" if strategy == "vmap" else "per_member")
 
 
 def test_resume_is_per_member(splits, tmp_root, tmp_path):
@@ -229,3 +283,8 @@ def test_bad_bundles_are_refused(splits, tmp_path):
                    splits=splits)
     with pytest.raises(BundleError, match="strategy must be"):
         run_bundle([base], [NullReporter()], workdirs=[tmp_path / "c"], strategy="fast", splits=splits)
+    with pytest.raises(BundleError, match="final_eval must be"):
+        run_bundle([base], [NullReporter()], workdirs=[tmp_path / "d"], final_eval="fast", splits=splits)
+    with pytest.raises(BundleError, match=r"final_eval 'batched'.*'model\.c'"):
+        run_bundle([base, variant(model={"c": 0.05})], [NullReporter()] * 2, final_eval="batched",
+                   workdirs=[tmp_path / "e", tmp_path / "f"], splits=splits)

@@ -1,5 +1,8 @@
 """Rotations about the beam axis: invariant edge scores and equivariant vectors for the equivariant models,
-measurable deviations for the others, and the ε(θ) metric of the paper's appendix B."""
+measurable deviations for the others, and the ε(θ) metric of the paper's appendix B.
+
+The edge-score and vector checks run on CPU and, where a GPU is lent, on CUDA (``device`` ``cuda``, marked ``gpu``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import math
 
 import pytest
 import torch
+from test_gpu import DEVICES
 from torch_geometric.data import Data
 
 from tracker.data.hitgraphs import load_npz
@@ -41,6 +45,11 @@ def graph(real_npz_graphs) -> Data:
     return g
 
 
+def _on(g: Data, device: str) -> Data:
+    """A copy of ``g`` on ``device`` (``Data.to`` moves in place, and the fixture is shared by every test)."""
+    return g.clone().to(device)
+
+
 def _double(g: Data) -> Data:
     g = g.clone()
     g.x, g.pos, g.edge_attr = g.x.double(), g.pos.double(), g.edge_attr.double()
@@ -62,9 +71,11 @@ def _model(name: str, hp: dict, *, seed: int = 0, std: float | None = None) -> t
     return model.eval()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, hp", EQUIVARIANT)
-def test_edge_scores_invariant_float32(name, hp, graph):
-    model = _model(name, hp)
+def test_edge_scores_invariant_float32(name, hp, device, graph):
+    model = _model(name, hp).to(device)
+    graph = _on(graph, device)
     with torch.no_grad():
         ref = torch.sigmoid(model(graph))
         for theta in ANGLES:
@@ -72,10 +83,11 @@ def test_edge_scores_invariant_float32(name, hp, graph):
             assert (out - ref).abs().max() < 1e-5, (name, theta)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, hp", EQUIVARIANT)
-def test_edge_scores_invariant_float64(name, hp, graph):
-    model = _model(name, hp).double()
-    g = _double(graph)
+def test_edge_scores_invariant_float64(name, hp, device, graph):
+    model = _model(name, hp).double().to(device)
+    g = _double(_on(graph, device))
     with torch.no_grad():
         ref = torch.sigmoid(model(g))
         for theta in ANGLES:
@@ -83,12 +95,14 @@ def test_edge_scores_invariant_float64(name, hp, graph):
             assert (out - ref).abs().max() < 1e-10, (name, theta)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, hp", EQUIVARIANT + [("hybrid", {"hidden_free": 4})])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
-def test_vector_embeddings_rotate_with_input(name, hp, dtype, tol, graph):
+def test_vector_embeddings_rotate_with_input(name, hp, dtype, tol, device, graph):
     """Vectors x_i rotate with the input (also for hybrid with a free channel: the coupling is eq → free)."""
-    model = _model(name, hp).to(dtype)
-    g = _double(graph) if dtype == torch.float64 else graph
+    model = _model(name, hp).to(dtype=dtype, device=device)
+    g = _on(graph, device)
+    g = _double(g) if dtype == torch.float64 else g
     with torch.no_grad():
         v = model.embed(g)["vectors"]
         assert v.shape == (g.num_nodes, 2)
@@ -102,10 +116,11 @@ def test_vector_embeddings_rotate_with_input(name, hp, dtype, tol, graph):
     assert max(dev.values()) < tol
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, hp", NON_EQUIVARIANT)
-def test_non_equivariant_models_change(name, hp, graph):
-    model = _model(name, hp)
-    dev = equivariance_deviation(model, [graph], ANGLES, scores="logit")
+def test_non_equivariant_models_change(name, hp, device, graph):
+    model = _model(name, hp).to(device)
+    dev = equivariance_deviation(model, [_on(graph, device)], ANGLES, scores="logit")
     assert all(d > 1e-5 for d in dev.values()), dev  # ≥ 100× the float32 round-off of the equivariant models
 
 
@@ -124,6 +139,7 @@ def test_equivariance_deviation_metric(name, hp, graph):
     dev64 = equivariance_deviation(model.double(), [graph], ANGLES)  # graphs are cast to the model's dtype
     assert all(d < 1e-12 for d in dev64.values()), dev64
     assert model.training is False
+    assert graph.pos.dtype == torch.float32  # ... a cast copy: the caller's graph is left as it was
 
 
 def test_equivariance_deviation_restores_training_mode(graph):

@@ -13,6 +13,7 @@ An exactly invariant/equivariant model gives ε ≈ float round-off (~1e-7 in fl
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -43,8 +44,9 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def _prepare(data: Data, device: torch.device, dtype: torch.dtype) -> Data:
-    """Move to the model's device and cast float fields to its dtype (float64 models need float64 inputs)."""
-    data = data.to(device)
+    """A copy on the model's device with float fields in its dtype (float64 models need float64 inputs); the
+    caller's graph is left as it is (PyG's ``Data.to`` would move it in place)."""
+    data = copy.copy(data).to(device)
     for key in ("x", "pos", "edge_attr"):
         v = getattr(data, key, None)
         if v is not None and v.is_floating_point():

@@ -27,6 +27,14 @@ Two strategies with identical semantics:
 ``auto``
     ``vmap`` on CUDA when the model supports it and all model hyper-parameters are equal, else ``loop``.
 
+Final evaluation (``final_eval``): ``per_member`` (default with ``loop``) evaluates each member alone when its
+training ends, as run_trial does. ``batched`` (default with ``vmap``) waits until every member has ended, then
+makes the predictions all finished members need (validation at their training angle, test unrotated and at each of
+their ``eval.rotations_deg``) with stacked forwards of their best weights (:func:`final_predictions_stacked`) and
+hands each member its share: the metrics come from the same :func:`~tracker.train.evaluate.final_metrics` code,
+and ``inference_ms_per_graph`` is still timed on the member's own model. If the stacked forwards raise, every
+member is evaluated alone, so a failure stays the member's.
+
 Member failures (non-finite loss, an exception in its forward or evaluation) never stop the others: the member's
 result has ``status="FAILED"`` and its error, and its reporter's optional ``fail(error=...)`` is called.
 Exceptions raised by a reporter (e.g. Ray reporting, a fault injected by a test) are infrastructure failures: they
@@ -35,6 +43,7 @@ abort the whole bundle, which a retry resumes member by member from the checkpoi
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -52,7 +61,7 @@ from torch_geometric.data import Batch, Data
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tracker.train.config import TrialConfig, flatten
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
-from tracker.train.evaluate import SplitPrediction, predict
+from tracker.train.evaluate import FinalPredictions, SplitPrediction, predict
 from tracker.train.reporter import Reporter
 from tracker.train.step import edge_loss, rotate_batch, train_step
 from tracker.train.trial import (
@@ -63,10 +72,12 @@ from tracker.train.trial import (
     config_hash,
     finalise_trial,
     load_trial_splits,
+    restore_best,
     seed_everything,
 )
 
 Strategy = Literal["auto", "loop", "vmap"]
+FinalEval = Literal["auto", "batched", "per_member"]
 
 #: dotted keys that may differ between the members of a bundle (anything else must be equal)
 BUNDLEABLE: frozenset[str] = frozenset(
@@ -96,11 +107,14 @@ class BundleError(ValueError):
 
 @dataclass
 class MemberResult(TrialResult):
-    """A member's :class:`TrialResult` plus its fate: ``status`` FINISHED or FAILED, ``error`` the message."""
+    """A member's :class:`TrialResult` plus its fate: ``status`` FINISHED or FAILED, ``error`` the message;
+    ``final_eval`` how its final metrics were computed: ``"batched"`` (from the bundle's stacked forwards) or
+    ``"per_member"`` (its own forwards, as run_trial)."""
 
     status: str = "FINISHED"
     error: str | None = None
     exception: BaseException | None = None
+    final_eval: str | None = None
 
 
 # -- validation --------------------------------------------------------------------------------------------------
@@ -154,7 +168,7 @@ class _Pool:
     """The training split resident on the device once; with batch size 1 each graph collated once, for everyone."""
 
     def __init__(self, graphs: Sequence[Data], *, device: torch.device, batch_size: int) -> None:
-        self.graphs = [g.to(device) for g in graphs]
+        self.graphs = [copy.copy(g).to(device) for g in graphs]  # Data.to is in place: leave the caller's graphs
         self.batch_size = batch_size
         self.device = device
         self.single = [Batch.from_data_list([g]) for g in self.graphs] if batch_size == 1 else None
@@ -317,14 +331,17 @@ class _Member:
         if callable(hook):
             hook(error=exc)
 
-    def evaluate(self, *, val_set: GraphSet, test_set: GraphSet) -> None:
-        """The best epoch on the test split and the artifacts, exactly as :func:`run_trial` ends."""
+    def evaluate(self, *, val_set: GraphSet, test_set: GraphSet, predictions: FinalPredictions | None = None) -> None:
+        """The best epoch on the test split and the artifacts, exactly as :func:`run_trial` ends (``predictions``:
+        this member's share of the bundle's batched final forwards)."""
         res = finalise_trial(
             self.model, stopper=self.stopper, history=self.history, train_seconds=self.train_seconds,
             val_set=val_set, test_set=test_set, eval_cfg=self.config.eval, val_theta=self.val_theta,
             pos_weight=self.pos_weight, n_params=self.n_params, workdir=self.workdir, reporter=self.reporter,
+            predictions=predictions,
         )
-        self.result = MemberResult(metrics=res.metrics, artifacts_dir=res.artifacts_dir, history=res.history)
+        self.result = MemberResult(metrics=res.metrics, artifacts_dir=res.artifacts_dir, history=res.history,
+                                   final_eval="per_member" if predictions is None else "batched")
 
 
 # -- the loop strategy -------------------------------------------------------------------------------------------
@@ -664,7 +681,8 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
                     pos_weights: Sequence[float | None]) -> list[SplitPrediction]:
     """:func:`tracker.train.evaluate.predict` for K models of one architecture in one vmapped forward per batch.
 
-    Every member sees the same graphs, each rotated by its own angle (``None``: unrotated), as ``predict`` does.
+    Every member sees the same graphs, each rotated by its own angle (``None``: unrotated), as ``predict`` does;
+    when all angles are equal the batch is rotated once and shared.
     """
     template = models[0]
     K = len(models)
@@ -675,22 +693,23 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
     template.eval()
     logits: list[list[Tensor]] = [[] for _ in range(K)]
     labels: list[Tensor] = []
-    rotate = any(t is not None for t in thetas)
+    per_member = any(t != thetas[0] for t in thetas[1:])
     try:
         for batch, _ in split.batches():
             shared = {f: getattr(batch, f) for f in ("edge_index", "edge_attr") if getattr(batch, f, None) is not None}
-            if rotate:
+            node_fields = [f for f in ("x", "pos") if getattr(batch, f, None) is not None]
+            if per_member:
                 rotated = [rotate_batch(batch, t) for t in thetas]
-                nodes = {f: torch.stack([getattr(r, f) for r in rotated]) for f in ("x", "pos")
-                         if getattr(batch, f, None) is not None}
+                nodes = {f: torch.stack([getattr(r, f) for r in rotated]) for f in node_fields}
             else:
-                nodes = {f: getattr(batch, f) for f in ("x", "pos") if getattr(batch, f, None) is not None}
+                one_rotation = rotate_batch(batch, thetas[0])
+                nodes = {f: getattr(one_rotation, f) for f in node_fields}
 
             def one(p, b, node_fields, shared=shared):
                 data = Data(**node_fields, **shared)
                 return torch.func.functional_call(template, (p, b), (data,))
 
-            out = torch.func.vmap(one, in_dims=(0, 0, 0 if rotate else None))(params, buffers, nodes)
+            out = torch.func.vmap(one, in_dims=(0, 0, 0 if per_member else None))(params, buffers, nodes)
             out = out.detach().to("cpu", torch.float64)
             for k in range(K):
                 logits[k].append(out[k].reshape(-1))
@@ -700,6 +719,28 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
     all_y = torch.cat(labels)
     return [SplitPrediction(logits[k], labels, float(edge_loss(torch.cat(logits[k]), all_y, pos_weights[k])))
             for k in range(K)]
+
+
+def final_predictions_stacked(models: Sequence[nn.Module], *, val: GraphSet, test: GraphSet,
+                              val_thetas: Sequence[float | None], rotations_deg: Sequence[Sequence[float]],
+                              pos_weights: Sequence[float | None]) -> list[FinalPredictions]:
+    """:func:`tracker.train.evaluate.final_predictions` of K models of one architecture, by stacked forwards.
+
+    One vmapped forward per graph for the validation split (each member at its own ``val_thetas`` angle), one for
+    the unrotated test split, and one per distinct non-zero test angle over the members whose
+    ``rotations_deg`` list it (members may list different angles), instead of K × (2 + angles) forwards.
+    """
+    K = len(models)
+    vals = predict_stacked(models, val, val_thetas, pos_weights=pos_weights)
+    tests = predict_stacked(models, test, [None] * K, pos_weights=pos_weights)
+    rotated: list[dict[float, SplitPrediction]] = [{} for _ in range(K)]
+    for deg in sorted({d for r in rotations_deg for d in r if d != 0}):
+        who = [k for k in range(K) if deg in rotations_deg[k]]
+        preds = predict_stacked([models[k] for k in who], test, [math.radians(deg)] * len(who),
+                                pos_weights=[pos_weights[k] for k in who])
+        for k, p in zip(who, preds):
+            rotated[k][deg] = p
+    return [FinalPredictions(val=vals[k], test=tests[k], rotated=rotated[k]) for k in range(K)]
 
 
 # -- the driver --------------------------------------------------------------------------------------------------
@@ -739,13 +780,18 @@ def run_bundle(
     resume: bool = True,
     splits: tuple[Sequence[Data], Sequence[Data], Sequence[Data]] | None = None,
     log: Any = None,
+    final_eval: FinalEval = "auto",
 ) -> list[MemberResult]:
     """Train and evaluate the K trials of ``configs`` together; one :class:`MemberResult` per member, in order.
 
     Each member ``i`` reports to ``reporters[i]`` and writes its checkpoint and artifacts in ``workdirs[i]``
     exactly as ``run_trial(configs[i], reporters[i], workdir=workdirs[i], resume=resume)`` would, with the same
-    metrics (up to float round-off with ``vmap``). ``splits`` = (train, val, test) graphs already in memory skips
-    the dataset load; ``log`` is an optional ``callable(str)`` told which strategy runs and why.
+    metrics (up to float round-off with ``vmap`` or a batched final evaluation). ``splits`` = (train, val, test)
+    graphs already in memory skips the dataset load; ``log`` is an optional ``callable(str)`` told which strategy
+    runs and why. ``final_eval``: ``batched`` evaluates every member that finished at the end of the bundle from
+    stacked forwards (:func:`final_predictions_stacked`; falls back to ``per_member`` if they raise),
+    ``per_member`` evaluates each member alone when its training ends, ``auto`` is ``batched`` with the vmap
+    strategy and ``per_member`` with loop (faster on CPU).
     """
     configs = list(configs)
     if len(reporters) != len(configs) or len(workdirs) != len(configs):
@@ -754,18 +800,25 @@ def run_bundle(
     if len({Path(w).resolve() for w in workdirs}) != len(workdirs):
         raise BundleError("run_bundle: two members share a workdir (each needs its own checkpoint and artifacts)")
     diff = validate_bundle(configs, strategy=strategy)
+    if final_eval not in ("auto", "batched", "per_member"):
+        raise BundleError(f"final_eval must be 'auto', 'batched' or 'per_member', got {final_eval!r}")
+    model_keys = [k for k in diff if k.startswith("model.")]
+    if final_eval == "batched" and model_keys:
+        raise BundleError(f"final_eval 'batched': bundle members differ in {model_keys[0]!r}: {diff[model_keys[0]]} "
+                          "(stacked forwards batch parameters only; use final_eval='per_member')")
     previous_det = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     if configs[0].train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         return _run_bundle(configs, reporters, [Path(w) for w in workdirs], strategy=strategy, resume=resume,
-                           splits=splits, diff=diff, log=log)
+                           splits=splits, diff=diff, log=log, final_eval=final_eval)
     finally:
         torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
-def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log) -> list[MemberResult]:
+def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log,
+                final_eval) -> list[MemberResult]:
     first = configs[0]
     if splits is None:
         train_graphs, val_graphs, test_graphs, _ = load_trial_splits(first)
@@ -795,8 +848,10 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
             raise BundleError(f"bundle member {m.index} has a different model architecture (parameter names/shapes) "
                               f"from member 0: {diff}")
     chosen, why = choose_strategy(strategy, device=device, diff=diff, model=members[0].model, graph=pool.graphs[0])
+    batched = final_eval == "batched" or (final_eval == "auto" and chosen == "vmap")
     if log is not None:
-        log(f"bundle of {len(members)}: strategy {chosen} ({why})")
+        log(f"bundle of {len(members)}: strategy {chosen} ({why}); final evaluation "
+            f"{'batched' if batched else 'per member'}")
     for m in members:
         (m.workdir / "error.txt").unlink(missing_ok=True)
         m.announce()
@@ -812,9 +867,12 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
             return
         m.reporter.epoch(**report)  # reporter errors abort the bundle (resumable)
 
-    for m in members:  # members resumed after their last epoch only need their evaluation
-        if m.failed is None and not m.training:
+    def ended(m: _Member) -> None:  # per-member final evaluation as soon as a member's training ends
+        if not batched and m.failed is None and not m.training:
             _evaluate(m, val_set, test_set)
+
+    for m in members:  # members resumed after their last epoch only need their evaluation
+        ended(m)
     while True:
         live = [m for m in members if m.training]
         if not live:
@@ -827,8 +885,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                     m.fail(exc)
                     continue
                 after_epoch(m, out)
-                if m.failed is None and not m.training:
-                    _evaluate(m, val_set, test_set)
+                ended(m)
         else:
             try:
                 outs = _vmap_epoch(live, padded)
@@ -853,18 +910,44 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                     m.fail(m.failed)
                     continue
                 after_epoch(m, outs[m.index], vals.get(m.index))
-                if m.failed is None and not m.training:
-                    _evaluate(m, val_set, test_set)
+                ended(m)
+    if batched:
+        _evaluate_batched([m for m in members if m.failed is None and m.result is None], val_set, test_set, log=log)
     return [m.result for m in members]
 
 
-def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet) -> None:
+def _evaluate(m: _Member, val_set: GraphSet, test_set: GraphSet, predictions: FinalPredictions | None = None) -> None:
     try:
-        m.evaluate(val_set=val_set, test_set=test_set)
+        m.evaluate(val_set=val_set, test_set=test_set, predictions=predictions)
     except Exception as exc:
         if m.result is not None and m.result.status == "FINISHED":
             raise  # the reporter's finish failed: infrastructure, abort
         m.fail(exc)
+
+
+def _evaluate_batched(members: list[_Member], val_set: GraphSet, test_set: GraphSet, *, log: Any) -> None:
+    """Final evaluation of ``members`` (all finished) from stacked forwards of their best weights, then each
+    member's metrics and artifacts by :func:`finalise_trial` as alone; member by member if the stack raises."""
+    if not members:
+        return
+    for m in members:
+        restore_best(m.model, m.stopper)  # the weights finalise_trial evaluates
+    t0 = time.perf_counter()
+    try:
+        preds = final_predictions_stacked(
+            [m.model for m in members], val=val_set, test=test_set, val_thetas=[m.val_theta for m in members],
+            rotations_deg=[m.config.eval.rotations_deg for m in members], pos_weights=[m.pos_weight for m in members],
+        )
+    except Exception as exc:  # noqa: BLE001 — each member's own forwards decide who fails
+        if log is not None:
+            log(f"batched final evaluation failed ({type(exc).__name__}: {exc}); evaluating member by member")
+        preds = [None] * len(members)
+    else:
+        if log is not None:
+            log(f"batched final evaluation of {len(members)} members: stacked forwards "
+                f"{time.perf_counter() - t0:.3f} s")
+    for m, p in zip(members, preds):
+        _evaluate(m, val_set, test_set, p)
 
 
 __all__ = [
@@ -875,6 +958,7 @@ __all__ = [
     "StackedAdam",
     "bundle_differences",
     "choose_strategy",
+    "final_predictions_stacked",
     "predict_stacked",
     "run_bundle",
     "validate_bundle",

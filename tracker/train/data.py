@@ -7,6 +7,7 @@ The graphs are moved to the device once and never modified; rotations are angles
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -64,7 +65,8 @@ class GraphSet:
     def __init__(self, graphs: Sequence[Data], *, device: torch.device, batch_size: int = 1) -> None:
         if len(graphs) == 0:
             raise ValueError("a split with no graphs")
-        self.graphs = [g.to(device) for g in graphs]
+        # a shallow copy first: PyG's Data.to moves tensors in place, and the caller's graphs must stay where they are
+        self.graphs = [copy.copy(g).to(device) for g in graphs]
         self.batch_size = batch_size
         self.device = device
         self._single = [Batch.from_data_list([g]) for g in self.graphs] if batch_size == 1 else None

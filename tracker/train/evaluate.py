@@ -123,6 +123,35 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32 if p is None else p.dtype
 
 
+@dataclass
+class FinalPredictions:
+    """Every prediction :func:`final_metrics` reads: the validation split at the training angle, the test split
+    unrotated, and the test split at each non-zero angle of ``eval.rotations_deg`` (keyed by degrees, as in the
+    config; angle 0 is the unrotated ``test``)."""
+
+    val: SplitPrediction
+    test: SplitPrediction
+    rotated: dict[float, SplitPrediction]
+
+
+def final_predictions(
+    model: nn.Module,
+    *,
+    val: GraphSet,
+    test: GraphSet,
+    cfg: EvalConfig,
+    val_theta: float | None,
+    pos_weight: float | None,
+) -> FinalPredictions:
+    """The :class:`FinalPredictions` of one model, one forward per split and angle (``predict``)."""
+    return FinalPredictions(
+        val=predict(model, val, val_theta, pos_weight=pos_weight),
+        test=predict(model, test, None, pos_weight=pos_weight),
+        rotated={deg: predict(model, test, math.radians(deg), pos_weight=pos_weight)
+                 for deg in cfg.rotations_deg if deg != 0},
+    )
+
+
 def final_metrics(
     model: nn.Module,
     *,
@@ -132,16 +161,26 @@ def final_metrics(
     val_theta: float | None,
     pos_weight: float | None,
     n_params: int,
+    predictions: FinalPredictions | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Test metrics of ``model``, the test ROC table and the rotation table.
 
     The threshold is chosen on the validation split (rotated by ``val_theta``, the training angle) with
     ``cfg.threshold``; the test split is evaluated unrotated, then rotated by each of ``cfg.rotations_deg``.
+    ``predictions``: those forwards already made for this model (e.g. all members of a bundle in one stacked
+    forward, :func:`tracker.train.bundle.final_predictions_stacked`); without it they are made here
+    (:func:`final_predictions`). ``model`` is still used for the timing metric and its dtype.
     """
-    val_pred = predict(model, val, val_theta, pos_weight=pos_weight)
+    if predictions is None:
+        predictions = final_predictions(model, val=val, test=test, cfg=cfg, val_theta=val_theta,
+                                        pos_weight=pos_weight)
+    missing = [d for d in cfg.rotations_deg if d != 0 and d not in predictions.rotated]
+    if missing:
+        raise ValueError(f"final_metrics: the precomputed predictions lack the test split rotated by {missing} deg")
+    val_pred = predictions.val
     threshold = choose_threshold(val_pred.y, val_pred.scores, cfg.threshold)
 
-    test_pred = predict(model, test, None, pos_weight=pos_weight)
+    test_pred = predictions.test
     y, s = test_pred.y, test_pred.scores
     auc = roc_auc(y, s)
     m: dict[str, float] = {"auc": auc, **binary_metrics(y, s, threshold)}
@@ -156,7 +195,7 @@ def final_metrics(
     rows = []
     rotated: dict[float, SplitPrediction] = {}
     for deg in cfg.rotations_deg:
-        pred = test_pred if deg == 0 else predict(model, test, math.radians(deg), pos_weight=pos_weight)
+        pred = test_pred if deg == 0 else predictions.rotated[deg]
         rotated[deg] = pred
         bm = binary_metrics(pred.y, pred.scores, threshold)
         rows.append(

@@ -28,7 +28,7 @@ from torch_geometric.data import Data
 from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tracker.train.config import EvalConfig, TrialConfig
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
-from tracker.train.evaluate import final_metrics, predict
+from tracker.train.evaluate import FinalPredictions, final_metrics, predict
 from tracker.train.reporter import Reporter
 from tracker.train.step import train_step
 
@@ -292,6 +292,12 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     )
 
 
+def restore_best(model: nn.Module, stopper: EarlyStopping) -> None:
+    """Load the best epoch's weights (kept by early stopping) into ``model``: the weights a trial is evaluated with."""
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+
+
 def finalise_trial(
     model: nn.Module,
     *,
@@ -306,18 +312,23 @@ def finalise_trial(
     n_params: int,
     workdir: Path,
     reporter: Reporter,
+    predictions: FinalPredictions | None = None,
 ) -> TrialResult:
     """The end of every trial (alone or in a bundle): the best epoch evaluated on the test split, the artifacts
-    written and reported, and the final metrics handed to ``reporter.finish``."""
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    written and reported, and the final metrics handed to ``reporter.finish``.
+
+    ``predictions``: the best epoch's forwards already made (a bundle's batched final evaluation, from the weights
+    :func:`restore_best` put in ``model``); the metrics are computed from them by the same code.
+    """
+    restore_best(model, stopper)
     metrics, roc, rotation = final_metrics(
         model, val=val_set, test=test_set, cfg=eval_cfg, val_theta=val_theta, pos_weight=pos_weight,
-        n_params=n_params,
+        n_params=n_params, predictions=predictions,
     )
     metrics["best_epoch"] = float(stopper.best_epoch)
     metrics["train_seconds"] = train_seconds
     metrics["seconds_per_epoch"] = train_seconds / max(len(history), 1)
+    metrics["on_cuda"] = float(test_set.device.type == "cuda")  # the device it ran on (train.device may fall back)
     ordered = _order_metrics(metrics)
 
     write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
@@ -367,6 +378,7 @@ __all__ = [
     "config_hash",
     "finalise_trial",
     "load_trial_splits",
+    "restore_best",
     "run_trial",
     "seed_everything",
     "write_table",
