@@ -20,6 +20,7 @@ Graphs come from ``--graphs`` (default ../shared/trackml/hitgraphs_plus_1GeV5), 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -102,7 +103,7 @@ def bench_reference(graphs: list[Data], args: argparse.Namespace, device: torch.
         "euclidnet h=8 L=3": (build_model("euclidnet", hidden=8, mlp_depth=3), RefEuclidNet(8, 3, 5, 0.005)),
         "interaction_network h=16": (build_model("interaction_network", hidden=16), RefInteractionNetwork(16, 3)),
     }
-    gs = [g.to(device) for g in graphs[: args.ref_graphs]]
+    gs = [copy.copy(g).to(device) for g in graphs[: args.ref_graphs]]  # Data.to is in place: keep `graphs` as is
     und = [torch.cat([g.edge_index, g.edge_index.flip(0)], dim=1) for g in gs]
 
     def ref_call(ref: torch.nn.Module, i: int) -> torch.Tensor:

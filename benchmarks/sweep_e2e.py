@@ -74,7 +74,8 @@ def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str,
     root.mkdir(parents=True)
     grid = scaled_grid(args, variant=variant, root=root)
     env = {**os.environ, "EQUITRACK_CACHE": str(root / "cache"), "EQUITRACK_TIMINGS": str(root / "timings.jsonl"),
-           "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+           "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     cmd = [sys.executable, "-m", "sweeps.run", str(grid), "--quiet", "--fresh"]
     print(f"[{variant}] {' '.join(cmd)}", flush=True)
     sampler = _gpu_sampler(root / "gpu_util.csv") if args.device == "cuda" else None
