@@ -24,6 +24,13 @@ the fastest of ``--steps`` rounds that run the four variants in turn.
     .venv/bin/python benchmarks/bundle_throughput.py --device cuda   # on a GPU machine
     .venv/bin/python benchmarks/bundle_throughput.py --final-eval --ks 5 --test-graphs 2 \
         --models euclidnet interaction_network --presets paper_16
+    .venv/bin/python benchmarks/bundle_throughput.py --bookkeeping --ks 25 100 --epochs 4 --checkpoint-every 1
+
+``--bookkeeping`` times the per-epoch work of a vmap bundle around its stacked steps, per member and epoch: it runs
+``run_bundle(strategy="vmap")`` on the packaged graphs (tracker/data/resources/hitgraphs_plus_1GeV5; the training
+graphs cut to ``--train-edges`` edges, because the step is not what is measured and K = 100 stacked steps on full
+graphs do not fit a small machine; validation and test one full graph) with timers wrapped around the functions
+of an epoch (:data:`BOOKKEEPING_PARTS`); the final evaluation is left out of the table.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from tracker.train.evaluate import final_metrics, final_predictions
 from tracker.train.step import train_step
 
 GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
+PACKAGED = REPO / "tracker" / "data" / "resources" / "hitgraphs_plus_1GeV5"
 
 
 def _sync(device: torch.device) -> None:
@@ -165,6 +173,111 @@ def main_final_eval(args, graphs, device) -> list[dict]:
     return rows
 
 
+#: (owner, attribute, label) of the functions timed by ``--bookkeeping``; attributes that do not exist are skipped
+BOOKKEEPING_PARTS = (
+    ("bundle", "_vmap_epoch", "vmap_epoch"),
+    ("StackedAdam", "step", "step"),
+    ("StackedAdam", "__init__", "stack_build"),
+    ("StackedAdam", "write_back", "write_back"),  # before the lazy write-back: parameters and Adam state, per epoch
+    ("StackedAdam", "write_back_params", "write_back_params"),
+    ("StackedAdam", "write_back_state", "write_back_state"),  # called from end_epoch, when a checkpoint is due
+    ("bundle", "rng_state", "rng"),
+    ("bundle", "set_rng_state", "rng"),
+    ("bundle", "predict_stacked", "val_forward"),
+    ("_Member", "end_epoch", "end_epoch"),
+    ("StepLR", "step", "scheduler"),
+    ("SplitPrediction", "auc", "val_auc"),
+    ("EarlyStopping", "update", "early_stopping"),
+    ("bundle", "save_checkpoint", "checkpoint"),
+)
+
+
+def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges: int, train_graphs: int,
+                     workdir: Path) -> dict[str, float]:
+    """Seconds per member and epoch of each part of a vmap bundle's epoch (:data:`BOOKKEEPING_PARTS`), measured
+    inside ``run_bundle`` by timers wrapped around those functions while the epochs run."""
+    import tracker.train.bundle as bundle
+    from tracker.train.config import trial_from_dict
+    from tracker.train.evaluate import SplitPrediction
+    from tracker.train.reporter import NullReporter
+    from tracker.train.trial import EarlyStopping
+
+    graphs = [load_npz(p) for p in sorted(PACKAGED.glob("*.npz"))]
+    train = [g.edge_subgraph(torch.arange(train_edges)) for g in graphs[:train_graphs]]
+    splits = (train, graphs[8:9], graphs[9:10])
+    configs = [trial_from_dict({
+        "model": {"name": "euclidnet", "preset": "paper_16"},
+        "train": {"epochs": epochs, "seed": seed, "device": "cpu", "patience": None,
+                  **({"checkpoint_every": checkpoint_every} if checkpoint_every != 1 else {})},
+        "eval": {"rotations_deg": [0], "timing": False, "equivariance": False, "track_metrics": False},
+    }) for seed in range(k)]
+    owners = {"bundle": bundle, "StackedAdam": bundle.StackedAdam, "_Member": bundle._Member,
+              "StepLR": torch.optim.lr_scheduler.StepLR, "SplitPrediction": SplitPrediction,
+              "EarlyStopping": EarlyStopping}
+    spent: dict[str, float] = {}
+    state = {"on": False}
+
+    def timed(fn, label):
+        def wrapper(*args, **kwargs):
+            if not state["on"]:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    def switch(fn, on):
+        def wrapper(*args, **kwargs):
+            state["on"] = on
+            return fn(*args, **kwargs)
+        return wrapper
+
+    patches = [(owners[o], a, timed(getattr(owners[o], a), label)) for o, a, label in BOOKKEEPING_PARTS
+               if hasattr(owners[o], a)]
+    patches.append((bundle, "_vmap_epoch", switch(patches[0][2], True)))  # timers on from the first epoch ...
+    patches.append((bundle, "_evaluate_batched", switch(bundle._evaluate_batched, False)))  # ... to the evaluation
+    saved = [(obj, a, obj.__dict__.get(a)) for obj, a, _ in patches]
+    try:
+        for obj, a, fn in patches:
+            setattr(obj, a, fn)
+        results = bundle.run_bundle(configs, [NullReporter() for _ in configs],
+                                    workdirs=[workdir / f"k{k}-m{i}" for i in range(k)], strategy="vmap",
+                                    resume=False, splits=splits)
+    finally:
+        for obj, a, old in reversed(saved):
+            if old is None:
+                delattr(obj, a)
+            else:
+                setattr(obj, a, old)
+    assert all(r.status == "FINISHED" for r in results), [r.error for r in results if r.status != "FINISHED"]
+    per = {label: s / (k * epochs) for label, s in spent.items()}
+    inner = ("step", "stack_build", "write_back", "write_back_params", "rng")
+    per["vmap_epoch_other"] = per["vmap_epoch"] - sum(per.get(p, 0.0) for p in inner)
+    parts = ("scheduler", "val_auc", "early_stopping", "write_back_state", "checkpoint")
+    per["end_epoch_other"] = per["end_epoch"] - sum(per.get(p, 0.0) for p in parts)
+    per["bookkeeping"] = per["vmap_epoch"] - per["step"] + per["end_epoch"]
+    return per
+
+
+def main_bookkeeping(args) -> list[dict]:
+    """The ``--bookkeeping`` table: ms per member and epoch of each part, for every K."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bookkeeping-") as tmp:
+        for k in args.ks:
+            per = time_bookkeeping(k, epochs=args.epochs, checkpoint_every=args.checkpoint_every,
+                                   train_edges=args.train_edges, train_graphs=args.train_graphs, workdir=Path(tmp))
+            row = {"K": k, "epochs": args.epochs, "checkpoint_every": args.checkpoint_every,
+                   **{f"{label}_ms": 1000 * v for label, v in per.items()}}
+            rows.append(row)
+            print(f"K={k:3d} every={args.checkpoint_every}: ms per member-epoch: "
+                  + ", ".join(f"{label} {1000 * v:.2f}" for label, v in sorted(per.items())), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=list(REGISTRY))
@@ -179,8 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-eval", action="store_true",
                     help="time the members' final evaluation (per member vs batched) instead of training steps")
     ap.add_argument("--test-graphs", type=int, default=2, help="--final-eval: graphs of the test split")
+    ap.add_argument("--bookkeeping", action="store_true",
+                    help="time the per-epoch work of a vmap bundle around its steps, per member (euclidnet paper_16)")
+    ap.add_argument("--epochs", type=int, default=4, help="--bookkeeping: epochs of the bundle")
+    ap.add_argument("--checkpoint-every", type=int, default=1, help="--bookkeeping: train.checkpoint_every")
+    ap.add_argument("--train-edges", type=int, default=256, help="--bookkeeping: edges kept per training graph")
+    ap.add_argument("--train-graphs", type=int, default=2, help="--bookkeeping: training graphs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.bookkeeping:
+        return _write(pd.DataFrame(main_bookkeeping(args)), args.out)
     warnings.simplefilter("default")  # a vmap fallback ("performance drop") is shown once per place: it matters here
     device = torch.device(args.device)
     graphs = [load_npz(p).to(device) for p in sorted(GRAPHS.glob("*.npz"))[: args.graphs]]

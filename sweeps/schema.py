@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tracker.train.config import TrialConfig, read_yaml
+from tracker.train.config import RESULT_NEUTRAL_KEYS, TrialConfig, read_yaml
 
 SECTIONS = ("data", "model", "train", "eval")
 
@@ -308,6 +308,8 @@ def config_id(trial: dict[str, Any]) -> str:
     """Stable hash of a trial config without its seed (groups the seeds of one configuration)."""
     stripped = copy.deepcopy(trial)
     stripped.get("train", {}).pop("seed", None)
+    for section, key in RESULT_NEUTRAL_KEYS:  # e.g. checkpoint cadence: same results, same cell
+        stripped.get(section, {}).pop(key, None)
     blob = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -55,6 +55,7 @@ class Recorder(NullReporter):
     def __init__(self, crash_after: int | None = None) -> None:
         self.started = False
         self.epochs: list[int] = []
+        self.checkpointed: list[int] = []  # epochs reported with a checkpoint
         self.artifacts: list[str] = []
         self.final: dict[str, float] | None = None
         self.error: BaseException | None = None
@@ -65,7 +66,9 @@ class Recorder(NullReporter):
 
     def epoch(self, *, epoch, metrics, checkpoint_dir):
         assert set(metrics) == {"train_loss", "val_loss", "val_auc", "lr", "epoch_seconds"}
-        assert (checkpoint_dir / "state.pt").is_file()
+        if checkpoint_dir is not None:
+            assert torch.load(checkpoint_dir / "state.pt", weights_only=True)["epoch"] == epoch  # just written
+            self.checkpointed.append(epoch)
         self.epochs.append(epoch)
         if self.crash_after is not None and epoch >= self.crash_after:
             raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
@@ -134,7 +137,7 @@ def test_loop_members_equal_solo(splits, tmp_root, tmp_path):
         # the loop strategy runs run_trial's own step: bit-identical
         assert res.metrics["auc"] == solo.metrics["auc"]
         _assert_same(solo, res)
-        assert rep.started and rep.epochs == [1, 2] and rep.final == res.metrics
+        assert rep.started and rep.epochs == rep.checkpointed == [1, 2] and rep.final == res.metrics
         assert set(ARTIFACTS) <= set(rep.artifacts)
 
 
@@ -251,6 +254,41 @@ def test_resume_is_per_member(splits, tmp_root, tmp_path):
     again, _ = _run("interaction_network", "loop", splits, tmp_path, reporters=reps3)
     assert all(r.epochs == [] for r in reps3)
     assert [a.metrics["auc"] for a in again] == [r.metrics["auc"] for r in results]
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "loop"])
+def test_bundles_honour_checkpoint_every(splits, tmp_path, strategy):
+    """Members with ``checkpoint_every`` 3 and 2 (it may differ within a bundle) over 5 epochs checkpoint epochs
+    3, 5 and 2, 4, 5 with the metrics of ``checkpoint_every: 1``; a crash after epoch 4 resumes each member from its
+    last checkpoint (3 and 4) and ends with the uninterrupted metrics (vmap: its Adam state, written back only
+    for checkpoints, is the one a checkpoint every epoch holds)."""
+    def run(root, every, reporters=None):
+        members = [{"seed": 0, "epochs": 5, "checkpoint_every": every[0]},
+                   {"seed": 1, "epochs": 5, "lr": 0.01, "checkpoint_every": every[1], "weight_decay": 0.01}]
+        return _run("interaction_network", strategy, splits, root, members=members, reporters=reporters)
+
+    every1, _ = run(tmp_path / "every1", (1, 1))
+    results, reps = run(tmp_path / "every", (3, 2))
+    assert [r.epochs for r in reps] == [[1, 2, 3, 4, 5]] * 2
+    assert [r.checkpointed for r in reps] == [[3, 5], [2, 4, 5]]
+    def same(a, b):  # bit-identical results, timings aside
+        assert b.status == "FINISHED", b.error
+        assert {k: v for k, v in a.metrics.items() if k not in TIMING_METRICS} == \
+               {k: v for k, v in b.metrics.items() if k not in TIMING_METRICS}
+        assert [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in a.history] == \
+               [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in b.history]
+
+    for a, b in zip(every1, results):
+        same(a, b)
+
+    reps = [Recorder(), Recorder(crash_after=4)]
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "crash", (3, 2), reporters=reps)
+    reps = [Recorder(), Recorder()]
+    resumed, _ = run(tmp_path / "crash", (3, 2), reporters=reps)
+    assert [r.epochs for r in reps] == [[4, 5], [5]]
+    for a, b in zip(every1, resumed):
+        same(a, b)
 
 
 def test_bad_bundles_are_refused(splits, tmp_path):

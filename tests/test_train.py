@@ -19,7 +19,7 @@ from tracker.data.hitgraphs import load_npz
 from tracker.data.transforms import rotate
 from tracker.train import CheckpointMismatchError, NonFiniteLossError, run_trial
 from tracker.train.checkpoint import checkpoint_path
-from tracker.train.config import trial_from_dict
+from tracker.train.config import ConfigError, trial_from_dict
 from tracker.train.data import auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.reporter import NullReporter
 from tracker.train.step import rotate_batch
@@ -85,17 +85,21 @@ def _history(result) -> list[dict[str, float]]:
 
 
 class Recorder(NullReporter):
-    """Remembers epochs and artifacts; raises after ``stop_after`` epochs to simulate a crash."""
+    """Remembers epochs (and those reported with a checkpoint) and artifacts; raises after ``stop_after`` epochs
+    to simulate a crash."""
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.epochs: list[int] = []
+        self.checkpointed: list[int] = []
         self.artifacts: list[Path] = []
         self.final: dict[str, float] | None = None
         self.stop_after = stop_after
 
     def epoch(self, *, epoch, metrics, checkpoint_dir):
         assert set(metrics) == {"train_loss", "val_loss", "val_auc", "lr", "epoch_seconds"}
-        assert (checkpoint_dir / "state.pt").is_file()
+        if checkpoint_dir is not None:
+            assert torch.load(checkpoint_dir / "state.pt", weights_only=True)["epoch"] == epoch  # just written
+            self.checkpointed.append(epoch)
         self.epochs.append(epoch)
         if self.stop_after is not None and epoch >= self.stop_after:
             raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
@@ -119,7 +123,7 @@ def test_metrics_names_and_artifacts(reference):
     result, rec = reference
     for name in ARCH_FINAL:
         assert name in result.metrics, name
-    assert rec.final == result.metrics and rec.epochs == [1, 2, 3]
+    assert rec.final == result.metrics and rec.epochs == rec.checkpointed == [1, 2, 3]
     assert 0.0 <= result.metrics["auc"] <= 1.0 and result.metrics["n_params"] > 0
     assert result.metrics["ant_factor"] == pytest.approx(
         1 / ((1 - result.metrics["auc"]) * result.metrics["n_params"])
@@ -163,6 +167,41 @@ def test_resume_after_a_crash_equals_uninterrupted_run(reference, small, tmp_pat
     # another configuration refuses the checkpoint unless resume=False
     with pytest.raises(CheckpointMismatchError, match="different trial configuration"):
         run_trial(_config(train={"lr": 0.001}), NullReporter(), workdir=tmp_path, splits=small)
+
+
+def test_checkpoint_every_keeps_results_and_resumes_from_the_last_checkpoint(small, tmp_path):
+    """``train.checkpoint_every: 3`` over 5 epochs checkpoints epochs 3 and 5 (the last) with the metrics of
+    ``checkpoint_every: 1``; a crash after epoch 4 resumes from epoch 3 and ends with the uninterrupted metrics."""
+    every1 = run_trial(_config(train={"epochs": 5}), NullReporter(), workdir=tmp_path / "every1", splits=small)
+    rec = Recorder()
+    every3 = run_trial(_config(train={"epochs": 5, "checkpoint_every": 3}), rec, workdir=tmp_path / "every3",
+                       splits=small)
+    assert rec.epochs == [1, 2, 3, 4, 5] and rec.checkpointed == [3, 5]
+    assert _comparable(every3.metrics) == _comparable(every1.metrics)
+    assert _history(every3) == _history(every1)
+    ckpt = torch.load(checkpoint_path(tmp_path / "every3"), weights_only=True)
+    assert ckpt["epoch"] == 5 and ckpt["finished"]
+
+    crash = tmp_path / "crash"
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_config(train={"epochs": 5, "checkpoint_every": 3}), Recorder(stop_after=4), workdir=crash,
+                  splits=small)
+    ckpt = torch.load(checkpoint_path(crash), weights_only=True)
+    assert ckpt["epoch"] == 3 and not ckpt["finished"]
+    rec = Recorder()
+    resumed = run_trial(_config(train={"epochs": 5, "checkpoint_every": 3}), rec, workdir=crash, splits=small)
+    assert rec.epochs == [4, 5] and rec.checkpointed == [5]
+    assert _comparable(resumed.metrics) == _comparable(every1.metrics)
+    assert _history(resumed) == _history(every1)
+    # the cadence changes no result, so a finished checkpoint resumes under another one
+    rec = Recorder()
+    again = run_trial(_config(train={"epochs": 5}), rec, workdir=crash, splits=small)
+    assert rec.epochs == [] and _comparable(again.metrics) == _comparable(every1.metrics)
+
+
+def test_checkpoint_every_must_be_positive():
+    with pytest.raises(ConfigError, match=r"train\.checkpoint_every.*got 0"):
+        trial_from_dict({"model": {"name": "euclidnet"}, "train": {"checkpoint_every": 0}})
 
 
 def test_nan_loss_raises_naming_the_epoch(small, tmp_path):

@@ -108,7 +108,7 @@ class _NormActFM(torch.autograd.Function):
 
 def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
     """LayerNorm (no affine) of a channel-centred [C, M] tensor followed by ``act`` (silu / sigmoid / None)."""
-    return _NormActFM.apply(xc, eps, act)[0]
+    return apply_function(_NormActFM, xc, eps, act)[0]  # type: ignore[index]
 
 
 def layer_norm_fm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -370,3 +370,17 @@ class EdgeClassifier(nn.Module):
     def extra_repr(self) -> str:
         hp = getattr(self, "hparams", None)
         return ", ".join(f"{k}={v!r}" for k, v in hp.items()) if hp else ""
+
+
+# -- calling autograd functions -------------------------------------------------------------------------------
+def apply_function(fn: type[torch.autograd.Function], *args: object) -> object:
+    """``fn.apply(*args)`` (all arguments positional) without ``Function.apply``'s per-call Python work.
+
+    For a functorch-style Function (``setup_context``), ``torch.autograd.Function.apply`` binds the arguments
+    with ``inspect.signature`` on every call (≈ 40–70 µs on the development box) before calling the C++
+    ``_FunctionBase.apply``; outside functorch transforms this calls the C++ entry point directly. Under
+    ``torch.func`` transforms (vmap, grad) the full ``fn.apply`` runs, as it must.
+    """
+    if torch._C._are_functorch_transforms_active():
+        return fn.apply(*args)
+    return super(torch.autograd.Function, fn).apply(*args)  # type: ignore[misc]  # torch._C._FunctionBase.apply

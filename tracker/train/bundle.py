@@ -19,8 +19,9 @@ Two strategies with identical semantics:
     the K parameter sets stacked (``torch.func.functional_call`` + ``vmap``); each step gathers every member's own
     batch (members shuffle differently) from the training graphs pre-padded once to a common node/edge count
     (padding edges join two padding nodes and are masked out of the loss), one batched forward/backward, then
-    per-member gradient clipping and a functional Adam with per-member lr/betas/weight decay; the state is
-    written back to each member's own model/optimiser every epoch (checkpoints identical in format to run_trial);
+    per-member gradient clipping and a functional Adam with per-member lr/betas/weight decay; the stack lives
+    across epochs (rows dropped when members end), the parameters are written back to each member's own model
+    every epoch and the Adam state only when the member writes a checkpoint (identical to run_trial's);
     the per-epoch validation of all members is one vmapped forward per graph (:func:`predict_stacked`).
     Pays off where launch overhead dominates (CUDA). Needs a model that ``vmap`` can batch: a custom
     ``torch.autograd.Function`` must define ``setup_context`` and ``generate_vmap_rule = True`` (or ``vmap``).
@@ -48,8 +49,9 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +60,14 @@ import yaml
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tracker.train.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainer_state,
+)
 from tracker.train.config import TrialConfig, flatten
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import FinalPredictions, SplitPrediction, predict
@@ -84,7 +93,7 @@ BUNDLEABLE: frozenset[str] = frozenset(
     {
         "train.seed", "train.train_rotation_deg", "train.random_rotation", "train.lr", "train.fraction",
         "train.epochs", "train.patience", "train.monitor", "train.lr_step", "train.lr_gamma", "train.grad_clip",
-        "train.weight_decay", "train.betas", "train.pos_weight",
+        "train.weight_decay", "train.betas", "train.pos_weight", "train.checkpoint_every",
     }
 )
 #: model hyper-parameters that change no parameter shape; with ``vmap`` they must still be equal (Python floats
@@ -221,6 +230,8 @@ class _Member:
         self.finished = False
         self.failed: BaseException | None = None
         self.result: MemberResult | None = None
+        #: the vmap stack's write-back of this member's Adam state, owed until its next checkpoint
+        self.owed: Callable[[], None] | None = None
 
     @property
     def training(self) -> bool:
@@ -287,7 +298,7 @@ class _Member:
     def end_epoch(self, *, loss_sum: float, n_edges: int, lr: float, seconds_train: float,
                   val_set: GraphSet, val: SplitPrediction | None = None) -> dict[str, Any]:
         """Scheduler step, validation (``val``: already computed for the whole stack), history, early stopping
-        and checkpoint; returns what to report."""
+        and, when due (``train.checkpoint_every``), the checkpoint; returns what to report."""
         epoch = self.next_epoch
         t0 = time.perf_counter()
         self.scheduler.step()
@@ -302,22 +313,16 @@ class _Member:
         self.history.append({"epoch": float(epoch), **metrics})
         stop = self.stopper.update(epoch, metrics, self.model)
         self.finished = stop or epoch == self.tc.epochs
-        ckpt = save_checkpoint(
-            self.workdir,
-            {
-                "format": 1,
-                "config_hash": self.chash,
-                "epoch": epoch,
-                "finished": self.finished,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "early_stopping": self.stopper.state_dict(),
-                "rng": self.rng,
-                "history": self.history,
-                "train_seconds": self.train_seconds,
-            },
-        )
+        ckpt = None  # epochs between checkpoints (train.checkpoint_every) report none, as run_trial
+        if checkpoint_due(epoch, every=self.tc.checkpoint_every, finished=self.finished):
+            if self.owed is not None:
+                self.owed()
+                self.owed = None
+            ckpt = save_checkpoint(self.workdir, trainer_state(
+                config_hash=self.chash, epoch=epoch, finished=self.finished, model=self.model,
+                optimizer=self.optimizer, scheduler=self.scheduler, early_stopping=self.stopper.state_dict(),
+                rng=self.rng, history=self.history, train_seconds=self.train_seconds,
+            ))
         self.next_epoch = epoch + 1
         return {"epoch": epoch, "metrics": metrics, "checkpoint_dir": ckpt}
 
@@ -509,15 +514,17 @@ class StackedAdam:
     """K models of one architecture as one stack: batched loss, per-member grad clipping and Adam.
 
     Built from the members' own modules and ``torch.optim.Adam`` instances (state read from them, fresh or
-    resumed) and written back into them by :meth:`write_back`, so checkpoints stay in run_trial's format. The
-    update is ``torch.optim.Adam``'s single-tensor algorithm (no amsgrad) with per-member lr, betas, eps and weight
-    decay; clipping is ``clip_grad_norm_`` (L2 over all parameters, coefficient clamped at 1) per member.
+    resumed) and written back into them by :meth:`write_back` (parameters: :meth:`write_back_params`, Adam state:
+    :meth:`write_back_state`), so checkpoints stay in run_trial's format; :meth:`select` keeps some members'
+    rows, :meth:`refresh` reads the lr a scheduler set. The update is ``torch.optim.Adam``'s single-tensor
+    algorithm (no amsgrad) with per-member lr, betas, eps and weight decay; clipping is ``clip_grad_norm_`` (L2
+    over all parameters, coefficient clamped at 1) per member.
     """
 
     def __init__(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer], *,
                  grad_clips: Sequence[float | None], pos_weights: Sequence[float | None]) -> None:
         self.stacked = _Stacked(models[0])
-        K = self.K = len(models)
+        K = len(models)
         ref = next(iter(models[0].parameters()))
         dtype, device = ref.dtype, ref.device
         self.dtype, self.device = dtype, device
@@ -539,23 +546,55 @@ class StackedAdam:
                         self.steps[k] = float(st["step"])
                 self.exp_avg[n], self.exp_avg_sq[n] = torch.stack(a), torch.stack(s)
         groups = [opt.param_groups[0] for opt in optimizers]
-        self.lrs = torch.tensor([float(g["lr"]) for g in groups], dtype=torch.float64)
-        self.beta1 = torch.tensor([float(g["betas"][0]) for g in groups], dtype=torch.float64)
-        self.beta2 = torch.tensor([float(g["betas"][1]) for g in groups], dtype=torch.float64)
+        self._hyper({"lr": [float(g["lr"]) for g in groups], "betas": [tuple(g["betas"]) for g in groups],
+                     "eps": [float(g["eps"]) for g in groups], "wd": [float(g["weight_decay"]) for g in groups],
+                     "clip": list(grad_clips), "pos_weight": list(pos_weights)})
+
+    def _hyper(self, hyper: dict[str, list[Any]]) -> None:
+        """The per-member hyper-parameters (one list entry per member) as the step's tensors."""
+        dtype, device = self.dtype, self.device
+        self.hyper = hyper
+        self.K = len(hyper["lr"])
+        self.lrs = torch.tensor(hyper["lr"], dtype=torch.float64)
+        self.beta1 = torch.tensor([float(b[0]) for b in hyper["betas"]], dtype=torch.float64)
+        self.beta2 = torch.tensor([float(b[1]) for b in hyper["betas"]], dtype=torch.float64)
 
         def vec(values: Sequence[float]) -> Tensor:
             return torch.tensor(list(values), dtype=dtype, device=device)
 
-        self.eps = vec(float(g["eps"]) for g in groups)
-        self.wd = vec(float(g["weight_decay"]) for g in groups)
+        self.eps = vec(hyper["eps"])
+        self.wd = vec(hyper["wd"])
         self.use_wd = bool((self.wd != 0).any())
-        self.use_clip = any(c is not None for c in grad_clips)
-        self.clip_max = vec(math.inf if c is None else float(c) for c in grad_clips)
-        self.pos_weight = (None if all(p is None for p in pos_weights) else
-                           vec(1.0 if p is None else float(p) for p in pos_weights))
+        self.use_clip = any(c is not None for c in hyper["clip"])
+        self.clip_max = vec(math.inf if c is None else float(c) for c in hyper["clip"])
+        self.pos_weight = (None if all(p is None for p in hyper["pos_weight"]) else
+                           vec(1.0 if p is None else float(p) for p in hyper["pos_weight"]))
         self.one_m_b1 = (1 - self.beta1).to(dtype).to(device)
         self.one_m_b2 = (1 - self.beta2).to(dtype).to(device)
         self.b2 = self.beta2.to(dtype).to(device)
+
+    def select(self, rows: Sequence[int]) -> StackedAdam:
+        """A stack of the members at ``rows`` only (parameters, Adam state, steps and hyper-parameters: the same
+        values a stack built from their written-back models and optimisers would hold)."""
+        new = object.__new__(StackedAdam)
+        new.stacked, new.dtype, new.device = self.stacked, self.dtype, self.device
+        idx = torch.tensor(list(rows), dtype=torch.long)
+        on = idx.to(self.device)
+        with torch.no_grad():
+            new.params = {n: p.detach().index_select(0, on).requires_grad_() for n, p in self.params.items()}
+            new.buffers = {n: b.index_select(0, on) for n, b in self.buffers.items()}
+            new.exp_avg = {n: t.index_select(0, on) for n, t in self.exp_avg.items()}
+            new.exp_avg_sq = {n: t.index_select(0, on) for n, t in self.exp_avg_sq.items()}
+        new.steps = self.steps.index_select(0, idx)
+        new._hyper({key: [values[r] for r in rows] for key, values in self.hyper.items()})
+        return new
+
+    def refresh(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Read what changed outside the stack since the last epoch: each optimiser's lr (its scheduler) and the
+        models' buffers (as a stack built anew from them would)."""
+        self._hyper({**self.hyper, "lr": [float(opt.param_groups[0]["lr"]) for opt in optimizers]})
+        with torch.no_grad():
+            self.buffers = {n: torch.stack([m.get_buffer(n) for m in models]) for n in self.stacked.buffer_names}
 
     def step(self, inputs: dict[str, Tensor], active: Tensor | None = None) -> Tensor:
         """One optimiser step of the active members on their own batches; returns the losses [K] (CPU, float64).
@@ -606,25 +645,51 @@ class StackedAdam:
 
     def write_back(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Copy member k's parameters and Adam state into ``models[k]`` / ``optimizers[k]``."""
+        self.write_back_params(models, optimizers)
+        for k, (m, opt) in enumerate(zip(models, optimizers)):
+            self.write_back_state(k, m, opt)
+
+    def write_back_params(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        """Copy every member's parameters into ``models[k]`` (one fused copy) and mark the optimisers stepped."""
+        dst, src = [], []
         with torch.no_grad():
-            for k, (m, opt) in enumerate(zip(models, optimizers)):
-                opt._opt_called = True  # stepped by us: StepLR need not warn about the call order
-                for n in self.stacked.names:
-                    p = m.get_parameter(n)
-                    p.copy_(self.params[n][k])
-                    if self.steps[k] > 0:
-                        opt.state[p] = {
-                            "step": torch.tensor(float(self.steps[k]), dtype=torch.float32),
-                            "exp_avg": self.exp_avg[n][k].clone(),
-                            "exp_avg_sq": self.exp_avg_sq[n][k].clone(),
-                        }
+            for n in self.stacked.names:
+                dst += [m.get_parameter(n) for m in models]
+                src += list(self.params[n].detach().unbind(0))
+            torch._foreach_copy_(dst, src)
+        for opt in optimizers:
+            opt._opt_called = True  # stepped by us: StepLR need not warn about the call order
+
+    def write_back_state(self, k: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Member k's Adam state (step, moments) into ``optimizer``, as ``torch.optim.Adam`` keeps it for ``model``.
+
+        Read before the stack's next step: only a checkpoint reads it, so the vmap strategy defers it until then.
+        """
+        if not self.steps[k] > 0:
+            return
+        step = float(self.steps[k])
+        with torch.no_grad():
+            for n in self.stacked.names:
+                optimizer.state[model.get_parameter(n)] = {
+                    "step": torch.tensor(step, dtype=torch.float32),
+                    "exp_avg": self.exp_avg[n][k].clone(),
+                    "exp_avg_sq": self.exp_avg_sq[n][k].clone(),
+                }
 
 
-def _vmap_epoch(members: list[_Member], padded: _PaddedPool) -> dict[int, tuple]:
-    """One epoch of every member in ``members`` at once; returns index → (loss sum, edges, lr, seconds).
+#: a vmap bundle's stack between epochs: the member indices of its rows and the stack
+_Stack = tuple[list[int], StackedAdam]
 
-    Members that fail in this epoch get ``m.failed`` set (and no entry). The stacked state is written back to each
-    member's own model and optimiser at the end, so checkpoints, validation and early stopping are per member.
+
+def _vmap_epoch(members: list[_Member], padded: _PaddedPool,
+                stack: _Stack | None = None) -> tuple[dict[int, tuple], _Stack]:
+    """One epoch of every member in ``members`` at once; returns index → (loss sum, edges, lr, seconds), and the
+    stack to hand to the next epoch.
+
+    Members that fail in this epoch get ``m.failed`` set (and no entry). ``stack``: the previous epoch's (rows of
+    members that left are dropped); None builds it from the members' models and optimisers. At the end every
+    member's parameters are written back to its own model (validation, early stopping) and its Adam state is owed
+    to its next checkpoint (``m.owed``), so checkpoints are per member and equal run_trial's.
     """
     t0 = time.perf_counter()
     K = len(members)
@@ -640,8 +705,13 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool) -> dict[int, tuple]
     models = [m.model for m in members]
     optimizers = [m.optimizer for m in members]
     lrs = [float(o.param_groups[0]["lr"]) for o in optimizers]
-    opt = StackedAdam(models, optimizers, grad_clips=[m.tc.grad_clip for m in members],
-                      pos_weights=[m.pos_weight for m in members])
+    who = [m.index for m in members]
+    if stack is None:
+        opt = StackedAdam(models, optimizers, grad_clips=[m.tc.grad_clip for m in members],
+                          pos_weights=[m.pos_weight for m in members])
+    else:
+        opt = stack[1] if stack[0] == who else stack[1].select([stack[0].index(i) for i in who])
+        opt.refresh(models, optimizers)
     loss_sum = [0.0] * K
     n_edges = [0] * K
     alive = torch.ones(K, dtype=torch.bool)
@@ -671,9 +741,12 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool) -> dict[int, tuple]
             e = sum(padded.n_edges[members[k].view.ids[i]] for i in plans[k][0][s])
             loss_sum[k] += float(lv[k]) * e
             n_edges[k] += e
-    opt.write_back(models, optimizers)
+    opt.write_back_params(models, optimizers)
+    for k, m in enumerate(members):
+        m.owed = partial(opt.write_back_state, k, m.model, m.optimizer)
     seconds = (time.perf_counter() - t0) / K  # the shared step time, split evenly
-    return {m.index: (loss_sum[k], n_edges[k], lrs[k], seconds) for k, m in enumerate(members) if m.failed is None}
+    outs = {m.index: (loss_sum[k], n_edges[k], lrs[k], seconds) for k, m in enumerate(members) if m.failed is None}
+    return outs, (who, opt)
 
 
 @torch.no_grad()
@@ -873,6 +946,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
 
     for m in members:  # members resumed after their last epoch only need their evaluation
         ended(m)
+    stack = None  # the vmap stack, kept from epoch to epoch
     while True:
         live = [m for m in members if m.training]
         if not live:
@@ -888,7 +962,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                 ended(m)
         else:
             try:
-                outs = _vmap_epoch(live, padded)
+                outs, stack = _vmap_epoch(live, padded, stack)
             except Exception as exc:  # noqa: BLE001 — a batched failure cannot be pinned on one member
                 for m in live:
                     m.fail(exc)

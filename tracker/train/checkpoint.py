@@ -31,6 +31,31 @@ def save_checkpoint(workdir: Path, state: dict[str, Any]) -> Path:
     return path.parent
 
 
+def checkpoint_due(epoch: int, *, every: int, finished: bool) -> bool:
+    """Whether ``epoch`` (1-based) writes a checkpoint: every ``every``-th epoch and the last one (``finished``:
+    the final epoch or an early stop), so a finished trial always ends with a finished checkpoint."""
+    return finished or epoch % every == 0
+
+
+def trainer_state(*, config_hash: str, epoch: int, finished: bool, model: torch.nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, early_stopping: dict[str, Any],
+                  rng: dict[str, Any], history: list[dict[str, float]], train_seconds: float) -> dict[str, Any]:
+    """The checkpoint of a trial (solo or bundle member) after ``epoch``, in the one format both write."""
+    return {
+        "format": 1,
+        "config_hash": config_hash,
+        "epoch": epoch,
+        "finished": finished,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "early_stopping": early_stopping,
+        "rng": rng,
+        "history": history,
+        "train_seconds": train_seconds,
+    }
+
+
 def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
     """The checkpoint of ``workdir``, or ``None`` when there is none."""
     path = checkpoint_path(workdir)

@@ -13,6 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+#: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
+#: setting them (or a release adding them) neither invalidates checkpoints nor re-runs finished cells
+RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,6 +88,9 @@ class TrainConfig(_Section):
     fraction: float = Field(1.0, gt=0, le=1)  # share of the training split used (data efficiency)
     seed: int = 0
     deterministic: bool = True
+    # write the resumable checkpoint every n-th epoch (and always at the last epoch / an early stop); results do
+    # not depend on it, a crash resumes from the last checkpoint written
+    checkpoint_every: int = Field(1, ge=1)
 
 
 def _default_rotations() -> list[float]:

@@ -25,8 +25,15 @@ import yaml
 from torch import nn
 from torch_geometric.data import Data
 
-from tracker.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tracker.train.config import EvalConfig, TrialConfig
+from tracker.train.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainer_state,
+)
+from tracker.train.config import RESULT_NEUTRAL_KEYS, EvalConfig, TrialConfig
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import FinalPredictions, final_metrics, predict
 from tracker.train.reporter import Reporter
@@ -62,8 +69,15 @@ class TrialResult:
 
 
 def config_hash(config: TrialConfig) -> str:
-    """SHA-256 of the resolved configuration (JSON, sorted keys): guards a checkpoint against reuse."""
-    raw = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """SHA-256 of the resolved configuration (JSON, sorted keys): guards a checkpoint against reuse.
+
+    ``train.checkpoint_every`` is left out: it changes no result, so a trial may resume with another cadence
+    (and checkpoints written before the key existed still match).
+    """
+    resolved = config.model_dump(mode="json")
+    for section, key in RESULT_NEUTRAL_KEYS:
+        resolved[section].pop(key, None)
+    raw = json.dumps(resolved, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -146,7 +160,8 @@ def run_trial(
     """Train and evaluate one trial in ``workdir`` (created if needed) and return its final metrics.
 
     ``resume=True`` continues from ``workdir/checkpoint`` when it exists (same config required), giving the
-    same metrics as an uninterrupted run; ``resume=False`` discards it. ``splits`` = (train, val, test) graph
+    same metrics as an uninterrupted run (epochs after the last checkpoint written, see
+    ``train.checkpoint_every``, are trained again); ``resume=False`` discards it. ``splits`` = (train, val, test) graph
     lists skips ``tracker.data.dataset`` (graphs already in memory, e.g. shared by several trials).
     """
     workdir = Path(workdir)
@@ -266,22 +281,13 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
         history.append({"epoch": epoch, **metrics})
         stop = stopper.update(epoch, metrics, model)
         finished = stop or epoch == tc.epochs
-        ckpt = save_checkpoint(
-            workdir,
-            {
-                "format": 1,
-                "config_hash": chash,
-                "epoch": epoch,
-                "finished": finished,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "early_stopping": stopper.state_dict(),
-                "rng": rng_state(generator),
-                "history": history,
-                "train_seconds": train_seconds,
-            },
-        )
+        ckpt = None  # epochs between checkpoints (train.checkpoint_every) report none
+        if checkpoint_due(epoch, every=tc.checkpoint_every, finished=finished):
+            ckpt = save_checkpoint(workdir, trainer_state(
+                config_hash=chash, epoch=epoch, finished=finished, model=model, optimizer=optimizer,
+                scheduler=scheduler, early_stopping=stopper.state_dict(), rng=rng_state(generator), history=history,
+                train_seconds=train_seconds,
+            ))
         reporter.epoch(epoch=epoch, metrics=metrics, checkpoint_dir=ckpt)
         if stop:
             break
