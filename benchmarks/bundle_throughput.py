@@ -149,6 +149,12 @@ def time_final_eval(name, preset, k, val: GraphSet, test: GraphSet, rounds, devi
     return best
 
 
+def _presets(name: str, args: argparse.Namespace) -> list[str | None]:
+    """The presets of ``name`` to measure (``--presets`` filters them); ``[None]`` (defaults) for a model without."""
+    known = list(REGISTRY[name].presets)
+    return ([p for p in args.presets if p in known] if args.presets and known else known) or [None]
+
+
 def main_final_eval(args, graphs, device) -> list[dict]:
     """The ``--final-eval`` table: test split = the first ``--test-graphs`` graphs, validation = the next one."""
     test = GraphSet(graphs[: args.test_graphs], device=device)
@@ -157,9 +163,7 @@ def main_final_eval(args, graphs, device) -> list[dict]:
           f"{len(EvalConfig().rotations_deg)} test angles", flush=True)
     rows = []
     for name in args.models:
-        known = list(REGISTRY[name].presets)
-        presets = ([p for p in args.presets if p in known] if args.presets and known else known) or [None]
-        for preset in presets:
+        for preset in _presets(name, args):
             for k in args.ks:
                 row = {"model": name, "preset": preset or "default", "K": k,
                        **time_final_eval(name, preset, k, val, test, args.steps, device)}
@@ -315,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
           f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}", flush=True)
     rows = []
     for name in args.models:
-        known = list(REGISTRY[name].presets)
-        presets = ([p for p in args.presets if p in known] if args.presets and known else known) or [None]
-        for preset in presets:
+        for preset in _presets(name, args):
             probe = build_model(name, **({} if preset is None else {"preset": preset})).to(device)
             n_params = int(count_parameters(probe))
             ok, why = vmap_supported(probe, graphs[0])
