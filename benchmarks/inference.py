@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -184,7 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
         "mean_edges": sum(g.edge_index.shape[1] for g in graphs) / len(graphs),
     }
     print(f"# {meta}", flush=True)
-    result: dict = {"meta": meta, "args": {k: str(v) for k, v in vars(args).items()}}
+    # paths relative to the repository: the record must not name this machine's folders
+    result: dict = {"meta": meta, "args": {k: os.path.relpath(v, REPO) if isinstance(v, Path) else str(v)
+                                           for k, v in vars(args).items()}}
     torch.manual_seed(0)
     if "reference" not in args.skip:
         print("## ours vs reference layer structure, per graph", flush=True)
