@@ -9,7 +9,8 @@ angle bundled, 25 cells per Ray trial). Reported:
   (target >= 5x);
 - per-run equality: every (config_id, seed) has the same final metrics in both (timing metrics excluded);
 - Ray's per-trial overhead, submit -> first epoch: from the driver's trial-start event to the first epoch report
-  of the trial, minus that epoch's own duration (``EQUITRACK_TIMINGS`` written by ``sweeps.bundling``);
+  of the trial (a bundle's first round), minus the training time of the epochs in it (``EQUITRACK_TIMINGS``
+  written by ``sweeps.bundling``);
 - the share of the sweep spent outside training: 1 - sum(train_seconds) / (wall x concurrent trials);
 - on CUDA: trial-epochs per hour (per GPU when one GPU is used) and the mean GPU utilisation from nvidia-smi;
 - ``--profile``: a torch.profiler summary of one training epoch of a bundle (loop strategy), top operators.
@@ -52,6 +53,8 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     raw["train"].update({"epochs": args.epochs, "patience": None, "device": args.device})
     raw["eval"].update({"timing": False})
     raw["seeds"] = args.seeds_unbundled if variant == "unbundled" and args.seeds_unbundled else args.seeds
+    if args.models:
+        raw["grid"]["model.name"] = list(args.models)
     gpus = args.gpus_bundled if variant == "bundled" else args.gpus_unbundled
     raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": gpus, "max_concurrent": args.concurrent}
     raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
@@ -162,8 +165,9 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
     for t in result["timings"]:
         if t.get("first_epoch") is None or t.get("start") is None:
             continue
-        run = runs.get(t.get("first_cell_key", ""))
-        e1 = run["epoch_seconds"].get(1, 0.0) if run else 0.0
+        # the first report of a bundle holds its first round: subtract the training of every member in it
+        keys = t.get("first_cell_keys") or [t.get("first_cell_key", "")]
+        e1 = sum(runs[k]["epoch_seconds"].get(1, 0.0) for k in keys if k in runs)
         firsts.append(t["first_epoch"] - t["start"] - e1)
     epochs = sum(len(r["epoch_seconds"]) for r in runs.values())
     starts = [t["start"] for t in result["timings"] if t.get("start") is not None]
@@ -249,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus-bundled", type=float, default=0.0, help="GPUs per bundled Ray trial (e.g. 0.1)")
     ap.add_argument("--gpus-unbundled", type=float, default=0.0, help="GPUs per one-cell Ray trial (e.g. 1)")
     ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled"])
+    ap.add_argument("--models", nargs="*", default=None, help="only these of the grid's models (model.name axis)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each variant, alternating; the fastest counts")
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="JSON summary")
@@ -273,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[v] = r
     summary: dict[str, Any] = {"scale": {k: getattr(args, k) for k in (
         "seeds", "seeds_unbundled", "epochs", "train_events", "concurrent", "max_bundle_size", "device",
-        "gpus_bundled", "gpus_unbundled")}}
+        "gpus_bundled", "gpus_unbundled", "models")}}
     for v, r in results.items():
         summary[v] = {**overheads(r, args.concurrent), "wall_s_all_repeats": walls[v]}
     if {"bundled", "unbundled"} <= set(results):

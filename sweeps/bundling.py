@@ -14,6 +14,7 @@ Grid keys (top level, all optional)::
     max_bundle_size: 25                  # cells per Ray trial at most, split evenly; default min(25, ceil(cells /
                                          # (2 x concurrent trials))): about two bundles per slot, for balance
     bundle_strategy: auto                # auto | loop | vmap (see tracker.train.bundle)
+    bundle_final_eval: auto              # auto | batched | per_member (run_bundle's final_eval)
 """
 
 from __future__ import annotations
@@ -120,10 +121,15 @@ def plan_bundles(cells: Sequence[Cell], grid: GridFile, *, source: str = "<grid>
         for i in range(0, len(members), size):
             part = members[i : i + size]
             try:
-                validate_bundle([trial_from_dict(c.trial, source=c.run_name) for c in part],
-                                strategy=grid.bundle_strategy)
+                diff = validate_bundle([trial_from_dict(c.trial, source=c.run_name) for c in part],
+                                       strategy=grid.bundle_strategy)
             except BundleError as err:
                 raise GridError(f"{source}: bundle {[c.run_name for c in part]}: {err}") from None
+            model_keys = [k for k in diff if k.startswith("model.")]
+            if grid.bundle_final_eval == "batched" and model_keys:
+                raise GridError(f"{source}: bundle_final_eval: batched, but the cells of bundle "
+                                f"{[c.run_name for c in part]} differ in {model_keys[0]} ({diff[model_keys[0]]}); "
+                                "stacked forwards share one module: use bundle_final_eval: per_member or auto")
             out.append(part)
     return out
 
@@ -135,21 +141,38 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
     Members' epoch reports carry no Ray checkpoint: each member's resumable state is its trainer checkpoint in its
     own workdir (``plan.workdir(cell)``, on the driver's file system or shared storage), which a retried bundle
     resumes from; only each member's final report carries a checkpoint (its artifacts, uploaded by the driver).
-    Returns the final metrics of the members that finished.
+    The members' epochs of one round go to the driver as one ``epochs`` report (Ray holds the trial until the
+    driver has taken each report, so K reports per epoch would cost K round trips); a member's ``fail`` or
+    ``finish`` report first sends the epochs before it. Returns the final metrics of the members that finished.
     """
+    from ray import tune
+
     from sweeps.trainable import TuneReporter, cell_key
     from tracker.train.bundle import run_bundle
     from tracker.train.config import trial_from_dict
 
+    pending: list[dict[str, Any]] = []  # the round's epoch results, in the order the members reported them
+
+    def flush() -> None:
+        if pending:
+            tune.report({"event": "epochs", "members": list(pending), "epoch": max(r["epoch"] for r in pending)})
+            pending.clear()
+
     class MemberReporter(TuneReporter):
-        """A cell's TuneReporter inside a bundle: epoch reports without Ray checkpoints, and member failures."""
+        """A cell's TuneReporter inside a bundle: buffered epoch reports without Ray checkpoints, member failures."""
 
         def epoch(self, *, epoch: int, metrics: Any, checkpoint_dir: Path | None) -> None:
-            super().epoch(epoch=epoch, metrics=metrics, checkpoint_dir=None)
+            self._maybe_fail(epoch)
+            self.last = {k: float(v) for k, v in metrics.items()}
+            self.last_epoch = int(epoch)
+            pending.append(self.epoch_result(epoch))
+
+        def finish(self, *, metrics: Any) -> None:
+            flush()
+            super().finish(metrics=metrics)
 
         def fail(self, *, error: BaseException) -> None:
-            from ray import tune
-
+            flush()
             tune.report({"event": "fail", "cell": self.index, "cell_key": cell_key(self.cell),
                          "error": f"{type(error).__name__}: {error}", "epoch": self.last_epoch})
 
@@ -160,7 +183,9 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
         configs.append(trial_from_dict(cell.trial, source=cell.run_name))
         reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
         workdirs.append(wd)
-    results = run_bundle(configs, reporters, workdirs=workdirs, strategy=plan.grid.bundle_strategy, resume=True)
+    results = run_bundle(configs, reporters, workdirs=workdirs, strategy=plan.grid.bundle_strategy, resume=True,
+                         final_eval=plan.grid.bundle_final_eval, on_round_end=flush)
+    flush()
     return [dict(r.metrics) for r in results if r.status == "FINISHED"]
 
 
@@ -170,7 +195,8 @@ def callback_class() -> type:
 
     A ``fail`` event ends that cell's run FAILED with its error while the Ray trial (the bundle) goes on. With
     ``$EQUITRACK_TIMINGS`` set, one JSON line per Ray trial is appended there: driver times of the trial's start,
-    its first epoch report and its end, and its number of cells (benchmarks/sweep_e2e.py reads them).
+    its first epoch report (a bundle's first round) with the cells it held, its end, and its number of cells
+    (benchmarks/sweep_e2e.py reads them).
     """
     import os
     import time
@@ -194,10 +220,11 @@ def callback_class() -> type:
                 if st is not None:
                     self._end(st, "failed", error=str(result.get("error", "member failed")))
                 return
-            if result.get("event") == "epoch":
+            if result.get("event") in ("epoch", "epochs"):
                 t = self._times(trial)
                 if t["first_epoch"] is None:
-                    t["first_epoch"], t["first_cell_key"] = time.time(), result.get("cell_key")
+                    keys = [m.get("cell_key") for m in (result.get("members") or [result])]
+                    t["first_epoch"], t["first_cell_key"], t["first_cell_keys"] = time.time(), keys[0], keys
             super().on_trial_result(iteration, trials, trial, result, **info)
 
         def _flush(self, trial: Any) -> None:

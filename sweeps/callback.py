@@ -1,16 +1,22 @@
 """Driver-side Ray Tune callback: turns trial events into MLflow writes and terminal progress.
 
-Ray calls these hooks in the driver's Tune loop, one at a time, so :class:`SweepTracker` is the only
-MLflow writer. Per-epoch results become metrics with ``step=epoch`` (epochs already logged by an earlier
-attempt are skipped); a ``finish`` report logs the final metrics, and its checkpoint (the trainer's artifacts)
-is uploaded in :meth:`on_checkpoint`; errors after the last retry mark the cell's run FAILED with the traceback.
+Ray calls these hooks in the driver's Tune loop, one at a time, and lets a trial go on only after they return.
+The hooks therefore only read results and queue MLflow writes on :class:`~sweeps.tracking.WriteBehind`, whose one
+thread is the only MLflow writer while Tune runs, in the order the events came. Per-epoch results become metrics
+with ``step=epoch`` (epochs already logged by an earlier attempt are skipped); a bundle sends all its members'
+epochs of a round in one ``epochs`` report; a ``finish`` report logs the final metrics, and its checkpoint (the
+trainer's artifacts) is copied aside and uploaded in :meth:`on_checkpoint`; errors after the last retry mark the
+cell's run FAILED with the traceback.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import shutil
+import tempfile
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.schema import Cell
-from sweeps.tracking import SweepTracker
+from sweeps.tracking import SweepTracker, WriteBehind, resolve_run_id
 from sweeps.trainable import EPOCH_KEYS, Plan, cell_key, read_state
 
 log = logging.getLogger(__name__)
@@ -27,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class CellState:
     cell: Cell
-    run_id: str
+    run: str | Future[str]  # the child run's id, or the writer's future of it (created behind, WriteBehind)
     last_step: int = 0  # epochs 1..last_step were logged by an earlier invocation
     status: str = "scheduled"  # scheduled, running, finished, pruned, failed, killed
     final: dict[str, float] | None = None
@@ -35,15 +41,21 @@ class CellState:
     started: float = 0.0
     logged: set[int] = field(default_factory=set)  # epochs logged by this invocation
 
+    @property
+    def run_id(self) -> str:
+        """The child run's id (waits for its creation when it was created behind)."""
+        return resolve_run_id(self.run)
+
 
 class SweepCallback(tune.Callback):
     """Receives ``on_trial_*`` events on the driver and writes them to MLflow through ``tracker``."""
 
     def __init__(self, *, tracker: SweepTracker, plan: Plan, states: dict[str, CellState], display: Any,
-                 existing: dict[tuple[str, int], Any] | None = None) -> None:
+                 existing: dict[tuple[str, int], Any] | None = None, writer: WriteBehind | None = None) -> None:
         self.tracker, self.plan, self.states, self.display = tracker, plan, states, display
         self.existing = existing or {}
         self.trial_cells: dict[str, list[str]] = {}
+        self.writer = writer if writer is not None else WriteBehind()
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its run config into the experiment state; the live writer stays on this driver."""
@@ -53,6 +65,12 @@ class SweepCallback(tune.Callback):
         self.__dict__.update(state)
 
     # helpers -----------------------------------------------------------------------------------------------
+
+    def _write(self, st: CellState, method: str, *args: Any, **kwargs: Any) -> None:
+        """Queue ``tracker.<method>(run_id, ...)`` for the cell's run (its id is known by the time it runs)."""
+        run = st.run
+        fn = getattr(self.tracker, method)
+        self.writer.submit(lambda: fn(resolve_run_id(run), *args, **kwargs))
 
     def _cells(self, trial: Any) -> list[CellState]:
         keys = self.trial_cells.get(trial.trial_id)
@@ -65,11 +83,11 @@ class SweepCallback(tune.Callback):
                     if old is not None and old.status == "FINISHED":
                         continue
                     if old is not None:
-                        self.tracker.reschedule(old.run_id)
-                        run_id = old.run_id
+                        self.writer.submit(self.tracker.reschedule, old.run_id)
+                        run: str | Future[str] = old.run_id
                     else:
-                        run_id = self.tracker.create_child(cell)
-                    self.states[k] = CellState(cell, run_id, last_step=getattr(old, "last_step", 0))
+                        run = self.writer.submit(self.tracker.create_child, cell)
+                    self.states[k] = CellState(cell, run, last_step=getattr(old, "last_step", 0))
                 keys.append(k)
             self.trial_cells[trial.trial_id] = keys
         return [self.states[k] for k in keys]
@@ -78,8 +96,8 @@ class SweepCallback(tune.Callback):
         if st.status in ("finished", "pruned", "failed", "killed"):
             return
         if status == "finished" and not st.artifacts:
-            self.tracker.set_tags(st.run_id, {"artifacts": "missing"})
-        self.tracker.end_child(st.run_id, status, error=error)
+            self._write(st, "set_tags", {"artifacts": "missing"})
+        self._write(st, "end_child", status, error=error)
         st.status = status
         self.display.cell_end(st, status, error=error)
 
@@ -90,33 +108,43 @@ class SweepCallback(tune.Callback):
         for st in self._cells(trial):
             if st.status in ("finished", "pruned"):
                 continue
-            self.tracker.start_child(st.run_id, attempt=attempt, ray_trial_id=trial.trial_id)
+            self._write(st, "start_child", attempt=attempt, ray_trial_id=trial.trial_id)
             st.status, st.started = "running", time.time()
             self.display.cell_start(st, attempt)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for st in self._cells(trial):
             if st.status == "running":
-                self.tracker.set_tags(st.run_id, {"retries": str(int(getattr(trial, "num_failures", 0)))})
+                self._write(st, "set_tags", {"retries": str(int(getattr(trial, "num_failures", 0)))})
         self.display.note(f"[yellow]retrying[/] {trial.trial_id} from its last checkpoint "
                           f"(failure {getattr(trial, 'num_failures', '?')})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         event = result.get("event")
+        if event == "epochs":  # a bundle's round: every member's epoch in one report
+            for member in result.get("members") or []:
+                self._epoch(member)
+            return
         key = result.get("cell_key")
         st = self.states.get(key) if key else None
         if st is None:
             return
         if event == "epoch":
-            epoch = int(result["epoch"])
-            if epoch > st.last_step and epoch not in st.logged:
-                self.tracker.log_metrics(st.run_id, {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch)
-                self.tracker.set_tags(st.run_id, {"last_epoch": str(epoch), "ray_node_id": str(result.get("node_id", ""))})
-                st.logged.add(epoch)
-            self.display.cell_epoch(st, epoch, result)
+            self._epoch(result)
         elif event == "finish":
             st.final = dict(result.get("final") or {})
-            self.tracker.log_metrics(st.run_id, st.final, step=0)
+            self._write(st, "log_metrics", st.final, step=0)
+
+    def _epoch(self, result: dict) -> None:
+        st = self.states.get(result.get("cell_key", ""))
+        if st is None:
+            return
+        epoch = int(result["epoch"])
+        if epoch > st.last_step and epoch not in st.logged:
+            self._write(st, "log_epoch", {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch,
+                        tags={"last_epoch": str(epoch), "ray_node_id": str(result.get("node_id", ""))})
+            st.logged.add(epoch)
+        self.display.cell_epoch(st, epoch, result)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
         with checkpoint.as_directory() as folder:
@@ -128,9 +156,13 @@ class SweepCallback(tune.Callback):
                 return
             if st.final is None:
                 st.final = dict(state.get("final") or {})
-                self.tracker.log_metrics(st.run_id, st.final, step=0)
+                self._write(st, "log_metrics", st.final, step=0)
             self._backfill(st, Path(folder) / "artifacts" / "history.csv")
-            self.tracker.log_artifacts(st.run_id, Path(folder) / "artifacts")
+            # the checkpoint folder may be temporary: the writer uploads a copy, then removes it
+            staged = Path(tempfile.mkdtemp(prefix="equitrack-upload-"))
+            shutil.copytree(Path(folder) / "artifacts", staged, dirs_exist_ok=True)
+            self._write(st, "log_artifacts", staged)
+            self.writer.submit(shutil.rmtree, staged, ignore_errors=True)
             st.artifacts = True
         self._end(st, "finished")
 
@@ -151,10 +183,10 @@ class SweepCallback(tune.Callback):
                             values[k] = float(row[k])
                         except (KeyError, TypeError, ValueError):
                             pass
-                    self.tracker.log_metrics(st.run_id, values, step=epoch)
+                    self._write(st, "log_metrics", values, step=epoch)
                     st.logged.add(epoch)
         if st.logged:
-            self.tracker.set_tags(st.run_id, {"last_epoch": str(max(st.logged))})
+            self._write(st, "set_tags", {"last_epoch": str(max(st.logged))})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for st in self._cells(trial):
@@ -174,7 +206,7 @@ class SweepCallback(tune.Callback):
         n = 0
         for st in self.states.values():
             if st.status in ("running", "scheduled"):
-                self.tracker.end_child(st.run_id, "killed")
+                self._write(st, "end_child", "killed")
                 st.status = "killed"
                 n += 1
         return n

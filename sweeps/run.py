@@ -271,10 +271,14 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
                existing: dict[tuple[str, int], Any], *, address: str | None, max_concurrent: int | None) -> int:
     from sweeps.callback import CellState
     from sweeps.display import results_table
+    from sweeps.tracking import WriteBehind
     from sweeps.trainable import FAULT_ENV, Plan, cell_key
 
     optuna = grid.search.type == "optuna"
     status = "killed"
+    # child runs are created, and trial events written, on one background thread while Ray starts and trials run;
+    # the driver drains it before it writes itself (closing the parent run)
+    writer = WriteBehind()
     try:
         # one absolute cache folder for the driver and every worker (Ray runs trials in other folders)
         cache = str(Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve())
@@ -299,11 +303,11 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
                     continue
                 old = existing.get(cell.key)
                 if old is None:
-                    run_id = tracker.create_child(cell)
+                    run: Any = writer.submit(tracker.create_child, cell)
                 else:
-                    tracker.reschedule(old.run_id)
-                    run_id = old.run_id
-                states[cell_key(cell)] = CellState(cell, run_id, last_step=old.last_step if old else 0)
+                    writer.submit(tracker.reschedule, old.run_id)
+                    run = old.run_id
+                states[cell_key(cell)] = CellState(cell, run, last_step=old.last_step if old else 0)
             from sweeps.bundling import plan_bundles
 
             bundles = plan_bundles([c for c, a in plan_rows if not a.startswith("skip")], grid, source=args.grid.name)
@@ -314,6 +318,7 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
                           f"({sum(a == 'skip (finished)' for _, a in plan_rows)} already finished)")
         if remaining == 0:
             status = "finished"
+            writer.close()
             tracker.close_parent(status, summary={"cells": len(cells), "ran": 0})
             return EXIT_OK
 
@@ -326,12 +331,13 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
             gpus = _gpus_per_trial(grid, console)
             status, counts = _fit(grid, plan, tracker, states, existing, console, gpus=gpus,
                                   max_concurrent=max_concurrent, num_samples=remaining, quiet=args.quiet,
-                                  optuna=optuna)
+                                  optuna=optuna, writer=writer)
         finally:
             if started_ray:
                 import ray
 
                 ray.shutdown()
+        writer.close()
         if optuna:
             _log_importances(grid, tracker, console)
         console.print(results_table(states.values(), title=f"{grid.name}: results ({tracker.sweep_id})"))
@@ -341,16 +347,26 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
             return EXIT_INTERRUPTED
         return EXIT_FAILED if counts.get("failed") else EXIT_OK
     except KeyboardInterrupt:
+        _close_quietly(writer)
         tracker.close_parent("killed", summary={})
         return EXIT_INTERRUPTED
     except BaseException:
+        _close_quietly(writer)
         tracker.close_parent("failed", summary={})
         raise
 
 
+def _close_quietly(writer: Any) -> None:
+    """Finish the queued MLflow writes on the way out of a failed sweep without hiding the error that ended it."""
+    try:
+        writer.close()
+    except BaseException as err:  # noqa: BLE001 — the original error is the one to raise
+        logging.getLogger(__name__).warning("MLflow writes queued before the sweep stopped failed: %s", err)
+
+
 def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existing: dict[tuple[str, int], Any],
          console: Console, *, gpus: float, max_concurrent: int | None, num_samples: int, quiet: bool,
-         optuna: bool) -> tuple[str, dict[str, int]]:
+         optuna: bool, writer: Any) -> tuple[str, dict[str, int]]:
     """Run the Tuner; SIGTERM is treated like Ctrl-C (Tune stops, unfinished runs become KILLED)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -387,7 +403,8 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
         param_space = {"bundle": tune.grid_search(list(range(len(plan.bundles))))}
     total = num_samples * len(grid.seeds) if optuna else sum(len(b) for b in plan.bundles)
     display = Display(total=total, console=console, epoch_every=10**9 if quiet else 1)
-    callback = callback_class()(tracker=tracker, plan=plan, states=states, display=display, existing=existing)
+    callback = callback_class()(tracker=tracker, plan=plan, states=states, display=display, existing=existing,
+                                writer=writer)
     storage = Path(grid.ray.storage_path)
     storage_path = grid.ray.storage_path if "://" in grid.ray.storage_path else str(storage.resolve())
     run_config = tune.RunConfig(

@@ -145,6 +145,8 @@ class GridFile(_Strict):
     bundle: list[str] | Literal["auto", "none"] = "auto"
     max_bundle_size: int | None = Field(None, ge=1)  # None: automatic (sweeps.bundling.auto_bundle_size)
     bundle_strategy: Literal["auto", "loop", "vmap"] = "auto"
+    # how a bundle's members get their final metrics (tracker.train.bundle.run_bundle's final_eval)
+    bundle_final_eval: Literal["auto", "batched", "per_member"] = "auto"
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
 

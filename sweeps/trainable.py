@@ -87,8 +87,7 @@ class TuneReporter:
 
         self.last = {k: float(v) for k, v in metrics.items()}
         self.last_epoch = int(epoch)
-        result = {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
-                  "cell_key": cell_key(self.cell), "event": "epoch", "node_id": _node_id()}
+        result = self.epoch_result(epoch)
         if checkpoint_dir is None:
             tune.report(result)
             return
@@ -99,6 +98,11 @@ class TuneReporter:
                               "rel": rel})
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
         shutil.rmtree(staged, ignore_errors=True)
+
+    def epoch_result(self, epoch: int) -> dict[str, Any]:
+        """The ``epoch`` event the driver logs (sweeps.callback): this epoch's metrics and the cell's identity."""
+        return {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
+                "cell_key": cell_key(self.cell), "event": "epoch", "node_id": _node_id()}
 
     def artifact(self, path: Path) -> None:
         self.artifacts.append(Path(path))

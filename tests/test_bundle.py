@@ -112,6 +112,7 @@ def _assert_same(solo, member, *, tol_auc=1e-4):
     for a, b in zip(solo.history, member.history):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)  # vmap: batched validation
+        assert b["val_auc"] == pytest.approx(a["val_auc"], abs=tol_auc)  # vmap: batched epoch AUC
         assert b["lr"] == a["lr"]
     for name in ARTIFACTS:
         assert (member.artifacts_dir / name).is_file(), name
@@ -176,6 +177,38 @@ def test_vmap_members_equal_solo_euclidnet(splits, tmp_root, tmp_path):
         _assert_same(_solo("euclidnet", i, splits, tmp_root), res)
         assert res.final_eval == "batched"
         assert reps[i - 1].epochs == [1, 2]
+
+
+def test_predict_stacked_caches_each_members_epoch_auc(splits):
+    """The epoch AUCs that predict_stacked computes for all members in one batched call are, per member, what
+    SplitPrediction.epoch_auc gives from that member's own logits (exactly), the rank AUC of the logits (sklearn),
+    and close to the member's own predict()."""
+    from sklearn.metrics import roc_auc_score
+
+    from tracker.models import build_model
+    from tracker.train.data import GraphSet
+
+    hp = _config("euclidnet").model.hparams()
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model("euclidnet", **hp))
+    val = GraphSet([*splits[1], *splits[2]], device=torch.device("cpu"))  # two graphs: two batches
+    thetas = [None, 0.5, None]
+    preds = bundle.predict_stacked(models, val, thetas, pos_weights=[None, 2.0, None])
+    aucs = [p.epoch_auc() for p in preds]
+    assert len(set(aucs)) == 3  # distinct models: a mix-up of members would show
+    for model, theta, p, auc in zip(models, thetas, preds, aucs):
+        assert p.epoch_auc_value == auc
+        assert [lg.shape[0] for lg in p.logits] == [g.edge_index.shape[1] for g in val.graphs]
+        assert all(lg.dtype == torch.float64 for lg in p.logits + p.labels)
+        fresh = evaluate.SplitPrediction(p.logits, p.labels, p.loss)  # no cache: computed from the logits
+        assert fresh.epoch_auc() == auc
+        assert auc == pytest.approx(roc_auc_score(torch.cat(p.labels).numpy(), torch.cat(p.logits).numpy()),
+                                    abs=1e-12)
+        own = evaluate.predict(model, val, theta)
+        assert own.epoch_auc() == pytest.approx(auc, abs=1e-6)
+        assert p.auc() == pytest.approx(own.auc(), abs=1e-6)  # the final metrics' sklearn AUC, unchanged
 
 
 @pytest.mark.parametrize(("strategy", "final_eval"), [("vmap", "auto"), ("loop", "batched")])

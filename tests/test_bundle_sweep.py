@@ -75,6 +75,40 @@ def test_bad_bundle_keys_are_grid_errors():
     with pytest.raises(GridError, match="asha"):
         grid = _grid("quick.yaml", bundle=["seed"], scheduler="asha")
         bundle_axes(grid)
+    with pytest.raises(GridError, match="bundle_final_eval"):
+        _grid("quick.yaml", bundle_final_eval="fast")
+    # c varies inside a loop bundle: stacked forwards would run one member's c for all
+    grid = _grid("c_scale.yaml", bundle_final_eval="batched")
+    with pytest.raises(GridError, match=r"bundle_final_eval: batched.*model\.c"):
+        plan_bundles(resolve(grid, check_model=False), grid)
+    per_member = _grid("c_scale.yaml", bundle_final_eval="per_member")
+    assert plan_bundles(resolve(per_member, check_model=False), per_member)
+
+
+def test_a_bundle_reports_once_per_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_bundle sends one ``epochs`` report per round holding every member's epoch, before the finishes."""
+    from ray import tune
+
+    from sweeps.bundling import train_bundle
+    from sweeps.trainable import Plan, cell_key
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(tune, "report", lambda result, checkpoint=None: sent.append(dict(result)))
+    overrides = [TINY[i + 1] for i, t in enumerate(TINY) if t == "--set"][:-2] + ["seeds=3"]
+    monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
+    grid = load_grid(GRIDS / "quick.yaml", overrides=[*overrides, "grid={model.name: [interaction_network]}",
+                                                      "bundle_final_eval=batched"])
+    cells = resolve(grid)
+    assert len(cells) == 3
+    plan = Plan(grid=grid, bundles=[cells], workdir_root=str(tmp_path / "work"))
+    finals = train_bundle(list(enumerate(cells)), plan=plan, scratch=tmp_path)
+    assert len(finals) == 3
+    events = [r["event"] for r in sent]
+    assert events == ["epochs", "epochs", "finish", "finish", "finish"]  # 2 epochs, then the batched evaluation
+    for epoch, report in enumerate(sent[:2], start=1):
+        assert [m["cell_key"] for m in report["members"]] == [cell_key(c) for c in cells]
+        assert {m["epoch"] for m in report["members"]} == {epoch} and report["epoch"] == epoch
+        assert all(0.0 <= m["val_auc"] <= 1.0 and m["event"] == "epoch" for m in report["members"])
 
 
 # -- end to end --------------------------------------------------------------------------------------------------
@@ -125,9 +159,14 @@ def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert run.info.status == "FINISHED" and tags["status"] == "finished"
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"history.csv", "metrics.json", "model.pt", "rotation.csv"} <= names
-        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_auc")) == [1, 2]
+        assert tags["last_epoch"] == "2"
         # the same cell trained alone (same process, same dataset cache) gives the same metrics
         cell = cells[(tags["config_id"], int(tags["seed"]))]
         solo = run_trial(trial_from_dict(cell.trial), NullReporter(), workdir=tmp_path / f"solo-{cell.seed}")
+        # each member's epochs reached its own run (sent as one report per round of the bundle)
+        for key in ("val_auc", "train_loss"):
+            history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+            assert [m.step for m in history] == [1, 2]
+            assert [m.value for m in history] == pytest.approx([h[key] for h in solo.history], rel=1e-6)
         assert run.data.metrics["auc"] == pytest.approx(solo.metrics["auc"], abs=1e-4)
         assert run.data.metrics["test_loss"] == pytest.approx(solo.metrics["test_loss"], rel=1e-6)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -15,6 +16,7 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
+from test_gpu import DEVICES
 
 from tracker.metrics import (
     ant_factor,
@@ -25,6 +27,7 @@ from tracker.metrics import (
     efficiency_above_pt,
     match_event,
     roc_auc,
+    roc_auc_rows,
     roc_table,
     track_metrics,
 )
@@ -45,6 +48,55 @@ def test_roc_auc_matches_sklearn_and_roc_table():
     assert list(t.columns) == ["fpr", "tpr", "threshold"]
     assert np.all(np.diff(t.fpr) >= 0) and np.all(np.diff(t.tpr) >= 0)
     assert np.trapezoid(t.tpr, t.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_roc_auc_rows_hand_cases():
+    y = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0])
+    scores = torch.tensor([
+        [0.1, 0.2, 0.8, 0.9, 0.3],  # every positive above every negative: 1
+        [0.8, 0.9, 0.1, 0.2, 0.3],  # every positive below every negative: 0
+        [0.5, 0.5, 0.5, 0.5, 0.5],  # all tied: each pair counts one half
+        # negatives {0.2, 0.5, 0.5}, positives {0.5, 0.9}: positive 0.5 is above 1 negative and tied with 2
+        # (1 + 2/2 = 2), positive 0.9 is above all 3 -> (2 + 3) / (2 * 3) = 5/6
+        [0.2, 0.5, 0.5, 0.9, 0.5],
+    ])
+    auc = roc_auc_rows(y, scores)
+    assert auc.dtype == torch.float64 and auc.shape == (4,)
+    assert auc.tolist() == [1.0, 0.0, 0.5, 5 / 6]
+    assert roc_auc_score(y.numpy(), scores[3].numpy()) == pytest.approx(5 / 6, abs=1e-15)
+    # labels as booleans, half-precision scores, a NaN score: NaN for that row only
+    assert roc_auc_rows(y > 0.5, scores.half()).tolist() == [1.0, 0.0, 0.5, 5 / 6]
+    bad = scores.clone()
+    bad[1, 0] = math.nan
+    out = roc_auc_rows(y, bad)
+    assert math.isnan(out[1]) and out[[0, 2, 3]].tolist() == [1.0, 0.5, 5 / 6]
+    # a missing class: NaN for every row
+    assert roc_auc_rows(torch.ones(5), scores).isnan().all()
+    assert roc_auc_rows(torch.zeros(5), scores).isnan().all()
+    with pytest.raises(ValueError, match="scores"):
+        roc_auc_rows(y, scores[:, :4])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_roc_auc_rows_equal_sklearn_and_row_by_row(device: str):
+    """Rows of coarse random scores (many ties, as saturated or quantised scores have) equal sklearn's
+    roc_auc_score; one batched call equals row-by-row calls exactly, in float32 and float64; on CUDA (where a GPU
+    is lent) the result stays on the device and is the same number as on the CPU."""
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(3000, generator=g) < 0.15).double()
+    scores = torch.randint(0, 40, (6, 3000), generator=g).double() + 5.0 * y
+    scores[0] = torch.randn(3000, generator=g, dtype=torch.float64)  # one row without ties
+    cpu = roc_auc_rows(y, scores)
+    y, scores = y.to(device), scores.to(device)
+    auc = roc_auc_rows(y, scores)
+    assert auc.device.type == device
+    assert torch.equal(auc.cpu(), cpu)
+    y, scores, auc = y.cpu(), scores.cpu(), auc.cpu()
+    for k in range(scores.shape[0]):
+        assert auc[k].item() == pytest.approx(roc_auc_score(y.numpy(), scores[k].numpy()), abs=1e-12)
+        assert auc[k].item() == roc_auc_rows(y, scores[k : k + 1])[0].item()
+        assert auc[k].item() == pytest.approx(roc_auc(y.numpy(), scores[k].numpy()), abs=1e-12)
+    assert torch.equal(roc_auc_rows(y, scores.float()), auc)  # integers: exact in float32 too
 
 
 def test_binary_metrics_hand_case():
@@ -75,7 +127,11 @@ def test_binary_metrics_match_sklearn():
     assert m["accuracy"] == pytest.approx(accuracy_score(y, p))
     assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
     assert m["f1"] == pytest.approx(f1_score(y, p))
-    assert m["auc_thresholded"] == pytest.approx(roc_auc_score(y, p))
+    assert m["auc_thresholded"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    # the identity (1 + TPR - FPR) / 2 also where nothing or everything is predicted true
+    for threshold in (-1.0, 0.2, 0.9, 2.0):
+        p = (s >= threshold).astype(int)
+        assert binary_metrics(y, s, threshold)["auc_thresholded"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
 
 
 def test_threshold_tpr_equals_tnr_and_max_f1_hand_case():

@@ -203,3 +203,37 @@ def test_optuna_pareto_sweep_logs_importances(ray_session: Any, tmp_path: Path) 
     assert len({r.data.tags["config_id"] for r in children}) == 3
     assert "importances.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert any(k.startswith("importance.auc.") for k in parent.data.metrics)
+
+
+def test_write_behind_keeps_order_and_reraises(tmp_path: Path) -> None:
+    """The driver's MLflow writer: child runs created behind, writes in submission order, failures re-raised."""
+    from sweeps.tracking import SweepTracker, WriteBehind, resolve_run_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(tracking_uri=uri, experiment="write-behind", artifact_location=str(tmp_path / "art"))
+    tracker.open_parent(sweep_name="wb", sweep_id=None, fresh=True, tags={})
+    cell = resolve(load_grid(QUICK))[0]
+    writer = WriteBehind()
+    run = writer.submit(tracker.create_child, cell)
+    for epoch in (1, 2, 3):  # queued behind the creation; the run id is resolved when each write runs
+        writer.submit(lambda e=epoch: tracker.log_epoch(resolve_run_id(run), {"val_auc": e / 10}, step=e,
+                                                        tags={"last_epoch": str(e)}))
+    writer.drain()
+    client = MlflowClient(uri)
+    rid = resolve_run_id(run)
+    history = sorted(client.get_metric_history(rid, "val_auc"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert client.get_run(rid).data.tags["last_epoch"] == "3"  # the last write won: order kept
+
+    order: list[int] = []
+    writer.submit(order.append, 1)
+
+    def broken() -> None:
+        raise RuntimeError("store went away")
+
+    writer.submit(broken)
+    writer.submit(order.append, 2)
+    with pytest.raises(RuntimeError, match="store went away"):
+        writer.drain()
+    writer.close()
+    assert order == [1, 2]

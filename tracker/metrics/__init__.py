@@ -13,6 +13,7 @@ from tracker.metrics.classification import (
     confusion,
     efficiency_above_pt,
     roc_auc,
+    roc_auc_rows,
     roc_table,
 )
 from tracker.metrics.tracks import TrackCounts, connected_tracks, match_event, track_metrics
@@ -29,6 +30,7 @@ __all__ = [
     "equivariance_deviation",
     "match_event",
     "roc_auc",
+    "roc_auc_rows",
     "roc_table",
     "track_metrics",
 ]

@@ -60,6 +60,7 @@ import yaml
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
+from tracker.metrics.classification import roc_auc_rows
 from tracker.train.checkpoint import (
     checkpoint_due,
     load_checkpoint,
@@ -308,7 +309,7 @@ class _Member:
             raise NonFiniteLossError(epoch, "validation loss", val.loss)
         seconds = seconds_train + time.perf_counter() - t0
         self.train_seconds += seconds
-        metrics = {"train_loss": loss_sum / max(n_edges, 1), "val_loss": val.loss, "val_auc": val.auc(),
+        metrics = {"train_loss": loss_sum / max(n_edges, 1), "val_loss": val.loss, "val_auc": val.epoch_auc(),
                    "lr": lr, "epoch_seconds": seconds}
         self.history.append({"epoch": float(epoch), **metrics})
         stop = self.stopper.update(epoch, metrics, self.model)
@@ -755,7 +756,9 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
     """:func:`tracker.train.evaluate.predict` for K models of one architecture in one vmapped forward per batch.
 
     Every member sees the same graphs, each rotated by its own angle (``None``: unrotated), as ``predict`` does;
-    when all angles are equal the batch is rotated once and shared.
+    when all angles are equal the batch is rotated once and shared. The members' per-epoch AUCs
+    (``SplitPrediction.epoch_auc``) are computed here in one ``roc_auc_rows`` call on the stacked float64 logits,
+    on the split's device, and cached in each prediction (the same value ``epoch_auc`` gives from its logits).
     """
     template = models[0]
     K = len(models)
@@ -764,7 +767,7 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
     buffers = {n: torch.stack([m.get_buffer(n) for m in models]) for n, _ in template.named_buffers()}
     was_training = template.training
     template.eval()
-    logits: list[list[Tensor]] = [[] for _ in range(K)]
+    outs: list[Tensor] = []  # (K, edges of the batch), on the device
     labels: list[Tensor] = []
     per_member = any(t != thetas[0] for t in thetas[1:])
     try:
@@ -783,14 +786,17 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
                 return torch.func.functional_call(template, (p, b), (data,))
 
             out = torch.func.vmap(one, in_dims=(0, 0, 0 if per_member else None))(params, buffers, nodes)
-            out = out.detach().to("cpu", torch.float64)
-            for k in range(K):
-                logits[k].append(out[k].reshape(-1))
-            labels.append(batch.y.detach().to("cpu", torch.float64).reshape(-1))
+            outs.append(out.detach().reshape(K, -1))
+            labels.append(batch.y.detach().reshape(-1))
     finally:
         template.train(was_training)
-    all_y = torch.cat(labels)
-    return [SplitPrediction(logits[k], labels, float(edge_loss(torch.cat(logits[k]), all_y, pos_weights[k])))
+    stacked, y = torch.cat(outs, dim=1).to(torch.float64), torch.cat(labels)
+    aucs = roc_auc_rows(y, stacked).tolist()
+    stacked, all_y = stacked.to("cpu"), y.to("cpu", torch.float64)
+    sizes = [o.shape[1] for o in outs]
+    labels = list(all_y.split(sizes))
+    return [SplitPrediction(list(stacked[k].split(sizes)), labels,
+                            float(edge_loss(stacked[k], all_y, pos_weights[k])), epoch_auc_value=aucs[k])
             for k in range(K)]
 
 
@@ -854,6 +860,7 @@ def run_bundle(
     splits: tuple[Sequence[Data], Sequence[Data], Sequence[Data]] | None = None,
     log: Any = None,
     final_eval: FinalEval = "auto",
+    on_round_end: Callable[[], None] | None = None,
 ) -> list[MemberResult]:
     """Train and evaluate the K trials of ``configs`` together; one :class:`MemberResult` per member, in order.
 
@@ -864,7 +871,10 @@ def run_bundle(
     runs and why. ``final_eval``: ``batched`` evaluates every member that finished at the end of the bundle from
     stacked forwards (:func:`final_predictions_stacked`; falls back to ``per_member`` if they raise),
     ``per_member`` evaluates each member alone when its training ends, ``auto`` is ``batched`` with the vmap
-    strategy and ``per_member`` with loop (faster on CPU).
+    strategy and ``per_member`` with loop (faster on CPU). ``on_round_end``: called after every round (each
+    member still training has run one epoch and made its reports) and once more after the final evaluation, so a
+    reporter may buffer the members' reports of a round and send them together (sweeps sends one Ray report per
+    round instead of one per member).
     """
     configs = list(configs)
     if len(reporters) != len(configs) or len(workdirs) != len(configs):
@@ -885,13 +895,14 @@ def run_bundle(
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         return _run_bundle(configs, reporters, [Path(w) for w in workdirs], strategy=strategy, resume=resume,
-                           splits=splits, diff=diff, log=log, final_eval=final_eval)
+                           splits=splits, diff=diff, log=log, final_eval=final_eval,
+                           on_round_end=on_round_end or (lambda: None))
     finally:
         torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
 def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log,
-                final_eval) -> list[MemberResult]:
+                final_eval, on_round_end) -> list[MemberResult]:
     first = configs[0]
     if splits is None:
         train_graphs, val_graphs, test_graphs, _ = load_trial_splits(first)
@@ -948,6 +959,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
         ended(m)
     stack = None  # the vmap stack, kept from epoch to epoch
     while True:
+        on_round_end()
         live = [m for m in members if m.training]
         if not live:
             break
@@ -987,6 +999,7 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                 ended(m)
     if batched:
         _evaluate_batched([m for m in members if m.failed is None and m.result is None], val_set, test_set, log=log)
+        on_round_end()
     return [m.result for m in members]
 
 

@@ -20,6 +20,7 @@ from tracker.metrics.classification import (
     choose_threshold,
     efficiency_above_pt,
     roc_auc,
+    roc_auc_rows,
     roc_table,
 )
 from tracker.metrics.tracks import connected_tracks, match_event, track_metrics
@@ -30,11 +31,16 @@ from tracker.train.step import edge_loss, forward
 
 @dataclass
 class SplitPrediction:
-    """Logits and labels of every graph of a split (CPU, float64) and the split's loss."""
+    """Logits and labels of every graph of a split (CPU, float64) and the split's loss.
+
+    ``epoch_auc_value``: :meth:`epoch_auc` of these logits when already computed (a vmap bundle computes its
+    members' in one batched call, :func:`tracker.train.bundle.predict_stacked`); ``None``: computed on demand.
+    """
 
     logits: list[torch.Tensor]
     labels: list[torch.Tensor]
     loss: float
+    epoch_auc_value: float | None = None
 
     @property
     def scores(self) -> np.ndarray:
@@ -46,7 +52,16 @@ class SplitPrediction:
         return torch.cat(self.labels).numpy()
 
     def auc(self) -> float:
+        """ROC AUC of the probabilities (scikit-learn), the final metrics' ``auc``."""
         return roc_auc(self.y, self.scores)
+
+    def epoch_auc(self) -> float:
+        """The per-epoch ``val_auc``: exact rank AUC (:func:`~tracker.metrics.classification.roc_auc_rows`) of
+        the float64 logits, same ranking as the probabilities without the ties of a saturated float64 sigmoid;
+        ``epoch_auc_value`` when set."""
+        if self.epoch_auc_value is not None:
+            return self.epoch_auc_value
+        return float(roc_auc_rows(torch.cat(self.labels), torch.cat(self.logits).to(torch.float64)[None])[0])
 
 
 @torch.no_grad()
@@ -197,11 +212,11 @@ def final_metrics(
     for deg in cfg.rotations_deg:
         pred = test_pred if deg == 0 else predictions.rotated[deg]
         rotated[deg] = pred
-        bm = binary_metrics(pred.y, pred.scores, threshold)
+        bm = m if deg == 0 else binary_metrics(pred.y, pred.scores, threshold)  # angle 0: the test metrics above
         rows.append(
             {
                 "angle_deg": float(deg),
-                "auc": pred.auc(),
+                "auc": auc if deg == 0 else pred.auc(),
                 "auc_thresholded": bm["auc_thresholded"],
                 "edge_efficiency": bm["edge_efficiency"],
                 "edge_purity": bm["edge_purity"],

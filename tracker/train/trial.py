@@ -274,7 +274,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
         metrics = {
             "train_loss": loss_sum / max(n_edges, 1),
             "val_loss": val.loss,
-            "val_auc": val.auc(),
+            "val_auc": val.epoch_auc(),
             "lr": lr,
             "epoch_seconds": seconds,
         }
