@@ -140,9 +140,12 @@ class TuneReporter:
 
 
 def _node_id() -> str:
+    """The Ray node this runs on; "" outside Ray (asking Ray's runtime context there would start a local Ray)."""
     try:
         import ray
 
+        if not ray.is_initialized():
+            return ""
         return str(ray.get_runtime_context().get_node_id())
     except Exception:
         return ""

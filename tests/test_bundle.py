@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from devices import DEVICES
 
 import tracker.train.bundle as bundle
 import tracker.train.evaluate as evaluate
@@ -179,10 +180,11 @@ def test_vmap_members_equal_solo_euclidnet(splits, tmp_root, tmp_path):
         assert reps[i - 1].epochs == [1, 2]
 
 
-def test_predict_stacked_caches_each_members_epoch_auc(splits):
-    """The epoch AUCs that predict_stacked computes for all members in one batched call are, per member, what
-    SplitPrediction.epoch_auc gives from that member's own logits (exactly), the rank AUC of the logits (sklearn),
-    and close to the member's own predict()."""
+@pytest.mark.parametrize("device", DEVICES)
+def test_predict_stacked_caches_each_members_epoch_auc(splits, device):
+    """The epoch AUCs that predict_stacked computes for all members in one batched call (on the split's device) are,
+    per member, what SplitPrediction.epoch_auc gives from that member's own logits on the CPU (exactly), the rank
+    AUC of the logits (sklearn), and close to the member's own predict()."""
     from sklearn.metrics import roc_auc_score
 
     from tracker.models import build_model
@@ -192,8 +194,8 @@ def test_predict_stacked_caches_each_members_epoch_auc(splits):
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model("euclidnet", **hp))
-    val = GraphSet([*splits[1], *splits[2]], device=torch.device("cpu"))  # two graphs: two batches
+        models.append(build_model("euclidnet", **hp).to(device))
+    val = GraphSet([*splits[1], *splits[2]], device=torch.device(device))  # two graphs: two batches
     thetas = [None, 0.5, None]
     preds = bundle.predict_stacked(models, val, thetas, pos_weights=[None, 2.0, None])
     aucs = [p.epoch_auc() for p in preds]

@@ -87,10 +87,13 @@ def test_bad_bundle_keys_are_grid_errors():
 
 def test_a_bundle_reports_once_per_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """train_bundle sends one ``epochs`` report per round holding every member's epoch, before the finishes."""
+    import ray
     from ray import tune
 
     from sweeps.bundling import train_bundle
     from sweeps.trainable import Plan, cell_key
+
+    assert not ray.is_initialized()
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(tune, "report", lambda result, checkpoint=None: sent.append(dict(result)))
@@ -109,6 +112,7 @@ def test_a_bundle_reports_once_per_round(tmp_path: Path, monkeypatch: pytest.Mon
         assert [m["cell_key"] for m in report["members"]] == [cell_key(c) for c in cells]
         assert {m["epoch"] for m in report["members"]} == {epoch} and report["epoch"] == epoch
         assert all(0.0 <= m["val_auc"] <= 1.0 and m["event"] == "epoch" for m in report["members"])
+    assert not ray.is_initialized()  # reporting outside Ray must not start one (later tests start their own)
 
 
 # -- end to end --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from test_gpu import DEVICES
+from devices import DEVICES
 from torch_geometric.data import Data
 
 from tracker.data.hitgraphs import load_npz

@@ -2,7 +2,7 @@
 
 Tests marked ``gpu`` need CUDA and are skipped without it; ``pytest -m gpu`` runs them on a GPU machine. Where it
 makes sense a test is parametrised by device (:data:`DEVICES`), so its CPU variant runs everywhere through the same
-code: one trial on CUDA against the same trial on CPU, an ``auto`` bundle (vmap on CUDA, loop on CPU) against its
+code (:mod:`devices`): one trial on CUDA against the same trial on CPU, an ``auto`` bundle (vmap on CUDA, loop on CPU) against its
 members trained alone, and a sweep on local Ray that packs four trials onto one GPU with fractional GPUs (without a
 GPU: falls back to CPU with a warning). The equivariance checks on CUDA are the ``cuda`` variants of
 tests/test_equivariance.py. Real graphs: the packaged npz hit graphs (2 train / 1 val / 1 test).
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from devices import DEVICES, NEEDS_CUDA
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 from test_bundle import MEMBERS, Recorder, _assert_same
@@ -32,11 +33,6 @@ from tracker.train.bundle import run_bundle
 from tracker.train.config import TrialConfig, trial_from_dict
 from tracker.train.reporter import NullReporter
 
-#: the marks of a test that needs CUDA: the ``gpu`` marker (``pytest -m gpu``) and a skip where CUDA is missing
-NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available() is False)")
-GPU = [pytest.mark.gpu, NEEDS_CUDA]
-#: the devices of a test that runs on CPU everywhere and on CUDA where a GPU is lent
-DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=GPU)]
 HITGRAPHS = Path(__file__).resolve().parents[1] / "tracker" / "data" / "resources" / "hitgraphs_plus_1GeV5"
 
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from devices import DEVICES
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -16,7 +17,6 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from test_gpu import DEVICES
 
 from tracker.metrics import (
     ant_factor,
