@@ -162,10 +162,7 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
         """A cell's TuneReporter inside a bundle: buffered epoch reports without Ray checkpoints, member failures."""
 
         def epoch(self, *, epoch: int, metrics: Any, checkpoint_dir: Path | None) -> None:
-            self._maybe_fail(epoch)
-            self.last = {k: float(v) for k, v in metrics.items()}
-            self.last_epoch = int(epoch)
-            pending.append(self.epoch_result(epoch))
+            pending.append(self.epoch_result(epoch, metrics))
 
         def finish(self, *, metrics: Any) -> None:
             flush()

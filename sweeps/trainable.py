@@ -82,12 +82,9 @@ class TuneReporter:
         self.n_params = int(n_params)
 
     def epoch(self, *, epoch: int, metrics: Mapping[str, float], checkpoint_dir: Path | None) -> None:
-        self._maybe_fail(epoch)
         from ray import tune
 
-        self.last = {k: float(v) for k, v in metrics.items()}
-        self.last_epoch = int(epoch)
-        result = self.epoch_result(epoch)
+        result = self.epoch_result(epoch, metrics)
         if checkpoint_dir is None:
             tune.report(result)
             return
@@ -99,8 +96,12 @@ class TuneReporter:
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
         shutil.rmtree(staged, ignore_errors=True)
 
-    def epoch_result(self, epoch: int) -> dict[str, Any]:
-        """The ``epoch`` event the driver logs (sweeps.callback): this epoch's metrics and the cell's identity."""
+    def epoch_result(self, epoch: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+        """Record the epoch (the fault hook may raise here) and return the ``epoch`` event the driver logs
+        (sweeps.callback): its metrics and the cell's identity."""
+        self._maybe_fail(epoch)
+        self.last = {k: float(v) for k, v in metrics.items()}
+        self.last_epoch = int(epoch)
         return {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
                 "cell_key": cell_key(self.cell), "event": "epoch", "node_id": _node_id()}
 

@@ -752,13 +752,14 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool,
 
 @torch.no_grad()
 def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequence[float | None], *,
-                    pos_weights: Sequence[float | None]) -> list[SplitPrediction]:
+                    pos_weights: Sequence[float | None], epoch_auc: bool = True) -> list[SplitPrediction]:
     """:func:`tracker.train.evaluate.predict` for K models of one architecture in one vmapped forward per batch.
 
     Every member sees the same graphs, each rotated by its own angle (``None``: unrotated), as ``predict`` does;
-    when all angles are equal the batch is rotated once and shared. The members' per-epoch AUCs
-    (``SplitPrediction.epoch_auc``) are computed here in one ``roc_auc_rows`` call on the stacked float64 logits,
-    on the split's device, and cached in each prediction (the same value ``epoch_auc`` gives from its logits).
+    when all angles are equal the batch is rotated once and shared. With ``epoch_auc`` (the per-epoch validation)
+    the members' AUCs (``SplitPrediction.epoch_auc``) are computed here in one ``roc_auc_rows`` call on the stacked
+    float64 logits, on the split's device, and cached in each prediction (the same value ``epoch_auc`` gives from
+    its logits); the final evaluation, whose metrics do not read them, passes False.
     """
     template = models[0]
     K = len(models)
@@ -791,7 +792,7 @@ def predict_stacked(models: Sequence[nn.Module], split: GraphSet, thetas: Sequen
     finally:
         template.train(was_training)
     stacked, y = torch.cat(outs, dim=1).to(torch.float64), torch.cat(labels)
-    aucs = roc_auc_rows(y, stacked).tolist()
+    aucs = roc_auc_rows(y, stacked).tolist() if epoch_auc else [None] * K
     stacked, all_y = stacked.to("cpu"), y.to("cpu", torch.float64)
     sizes = [o.shape[1] for o in outs]
     labels = list(all_y.split(sizes))
@@ -810,13 +811,13 @@ def final_predictions_stacked(models: Sequence[nn.Module], *, val: GraphSet, tes
     ``rotations_deg`` list it (members may list different angles), instead of K × (2 + angles) forwards.
     """
     K = len(models)
-    vals = predict_stacked(models, val, val_thetas, pos_weights=pos_weights)
-    tests = predict_stacked(models, test, [None] * K, pos_weights=pos_weights)
+    vals = predict_stacked(models, val, val_thetas, pos_weights=pos_weights, epoch_auc=False)
+    tests = predict_stacked(models, test, [None] * K, pos_weights=pos_weights, epoch_auc=False)
     rotated: list[dict[float, SplitPrediction]] = [{} for _ in range(K)]
     for deg in sorted({d for r in rotations_deg for d in r if d != 0}):
         who = [k for k in range(K) if deg in rotations_deg[k]]
         preds = predict_stacked([models[k] for k in who], test, [math.radians(deg)] * len(who),
-                                pos_weights=[pos_weights[k] for k in who])
+                                pos_weights=[pos_weights[k] for k in who], epoch_auc=False)
         for k, p in zip(who, preds):
             rotated[k][deg] = p
     return [FinalPredictions(val=vals[k], test=tests[k], rotated=rotated[k]) for k in range(K)]
