@@ -6,7 +6,9 @@ For every model and size preset (a model without presets runs its defaults) it t
 - ``solo``: one model, ``tracker.train.step.train_step`` (what ``run_trial`` runs), batch = one graph;
 - ``loop K``: K models in one process, each stepping on its own graph in turn (``run_bundle(strategy="loop")``);
 - ``vmap K``: the K parameter sets stacked (``tracker.train.bundle.StackedAdam``, what ``strategy="vmap"`` runs),
-  each member on a different graph of the pre-padded pool.
+  each member on a different graph of the pre-padded pool, 6 steps per ``run_steps`` call (one host sync);
+- ``vmap_graph K``: the same with the stacked step captured once in a CUDA graph and replayed (``cuda_graphs``,
+  the default of ``run_bundle`` on CUDA; on CPU it is ``vmap``).
 
 Reported: aggregate edges/s (all members), edges/s per model (aggregate / K), ms per member-step and the ratio to
 ``solo``. Models that ``torch.func.vmap`` cannot batch are marked. Brief by design (shared machine): one thread, 1 warm-up step and a
@@ -101,13 +103,21 @@ def time_loop(name, preset, k, batches, rounds, device) -> float:
     return _best(round_fn, rounds, device)
 
 
-def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device) -> float:
-    """Seconds per round for the ``k`` members stacked: one batched step, member j on graph j mod G (padded)."""
+def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device, *, graphs: bool = False,
+              steps_per_round: int = 6) -> float:
+    """Seconds per step for the ``k`` members stacked: member j on graph j mod G (padded), ``steps_per_round``
+    steps per ``run_steps`` call (an epoch of 6 training graphs: one host sync at its end, as in run_bundle);
+    ``graphs``: the step replayed from a CUDA graph (``vmap_graph``), else eager (``vmap``)."""
     members = _models(name, preset, k, device)
-    opt = StackedAdam([m for m, _ in members], [o for _, o in members], grad_clips=[None] * k, pos_weights=[None] * k)
+    opt = StackedAdam([m for m, _ in members], [o for _, o in members], grad_clips=[None] * k, pos_weights=[None] * k,
+                      cuda_graphs=graphs)
     ids = torch.tensor([[j % padded.dummy] for j in range(k)], dtype=torch.long)
-    inputs = padded.gather(ids, None)  # the batches are built once, as in run_bundle
-    return _best(lambda: opt.step(inputs), rounds, device)
+    ids = ids.unsqueeze(0).expand(steps_per_round, k, 1).contiguous()
+    active = torch.ones((steps_per_round, k), dtype=torch.bool)
+    per_round = _best(lambda: opt.run_steps(padded, ids, None, active), rounds, device)
+    if graphs and opt.graph_error is not None:
+        print(f"  {name} {preset} K={k}: no CUDA graph ({opt.graph_error})", flush=True)
+    return per_round / steps_per_round
 
 
 def time_final_eval(name, preset, k, val: GraphSet, test: GraphSet, rounds, device) -> dict[str, float]:
@@ -293,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", default=list(REGISTRY))
     ap.add_argument("--presets", nargs="*", default=None, help="default: each model's presets (or its defaults)")
     ap.add_argument("--ks", nargs="*", type=int, default=[1, 5, 25])
-    ap.add_argument("--strategies", nargs="*", default=["loop", "vmap"])
+    ap.add_argument("--strategies", nargs="*", default=["loop", "vmap"],
+                    help="loop, vmap and/or vmap_graph (CUDA graphs)")
     ap.add_argument("--steps", type=int, default=3, help="timed rounds per cell after one warm-up; the fastest counts")
     ap.add_argument("--graphs", type=int, default=10)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--deterministic", default="off", choices=["off", "on", "on-nofill"],
+                    help="torch.use_deterministic_algorithms(True, warn_only=True) as a trial with "
+                         "train.deterministic runs (on-nofill: without filling uninitialised memory)")
     ap.add_argument("--out", type=Path, default=None, help="CSV of the results")
     ap.add_argument("--final-eval", action="store_true",
                     help="time the members' final evaluation (per member vs batched) instead of training steps")
@@ -310,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-graphs", type=int, default=2, help="--bookkeeping: training graphs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.deterministic != "off":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = args.deterministic == "on"
     if args.bookkeeping:
         return _write(pd.DataFrame(main_bookkeeping(args)), args.out)
     warnings.simplefilter("default")  # a vmap fallback ("performance drop") is shown once per place: it matters here
@@ -322,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     mean_e = sum(edges) / len(edges)
     padded = _PaddedPool(graphs, device=device)
     print(f"{len(graphs)} graphs, mean {mean_e:.0f} edges, padded to {padded.e_pad} edges / {padded.n_pad} nodes; "
-          f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}", flush=True)
+          f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
+          f"deterministic {args.deterministic}", flush=True)
     rows = []
     for name in args.models:
         for preset in _presets(name, args):
@@ -334,10 +352,11 @@ def main(argv: list[str] | None = None) -> int:
             solo_ms = None
             for strategy, k in cells:
                 row = {**base, "strategy": strategy, "K": k}
-                if strategy == "vmap" and not ok:
+                if strategy.startswith("vmap") and not ok:
                     row.update(s_per_round=float("nan"), note=f"vmap unsupported: {why[:70]}")
-                elif strategy == "vmap":
-                    row["s_per_round"] = time_vmap(name, preset, k, padded, args.steps, device)
+                elif strategy.startswith("vmap"):
+                    row["s_per_round"] = time_vmap(name, preset, k, padded, args.steps, device,
+                                                   graphs=strategy == "vmap_graph")
                 else:
                     row["s_per_round"] = time_loop(name, preset, k, batches, args.steps, device)
                 e_round = sum(edges[j % len(edges)] for j in range(k))
@@ -348,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                     solo_ms = 1000 * row["s_per_round"] / edges[0]  # ms per edge alone
                 row["vs_solo"] = row["edges_per_s"] * solo_ms / 1000
                 rows.append(row)
-                print(f"{name:20s} {base['preset']:9s} {strategy:5s} K={k:3d} {row['edges_per_s']:10.0f} edges/s "
+                print(f"{name:20s} {base['preset']:9s} {strategy:10s} K={k:3d} {row['edges_per_s']:10.0f} edges/s "
                       f"{row['edges_per_s_per_model']:10.0f} /model {row['ms_per_member_step']:8.1f} ms/member-step "
                       f"x{row['vs_solo']:.2f} {row.get('note', '')}", flush=True)
     return _write(pd.DataFrame(rows), args.out)

@@ -51,6 +51,8 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     raw["name"] = f"paper_rotation_e2e_{variant}"
     raw["experiment"] = f"equitrack-e2e-{variant}"
     raw["train"].update({"epochs": args.epochs, "patience": None, "device": args.device})
+    if args.deterministic == "off":
+        raw["train"]["deterministic"] = False
     raw["eval"].update({"timing": False})
     raw["seeds"] = args.seeds_unbundled if variant == "unbundled" and args.seeds_unbundled else args.seeds
     if args.models:
@@ -197,6 +199,8 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
     from tracker.train.config import trial_from_dict
 
     torch.set_num_threads(1)
+    if args.deterministic != "off":  # as run_bundle runs a trial with train.deterministic (the default)
+        torch.use_deterministic_algorithms(True, warn_only=True)
     graphs = [load_npz(p) for p in sorted((REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5").glob("*.npz"))]
     train, val = graphs[: args.train_events], graphs[8:9]
     configs = [trial_from_dict({"model": {"name": "euclidnet", "preset": "paper_16", "c": 0.005},
@@ -217,10 +221,11 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
         cuda = args.device == "cuda"
         padded = B._PaddedPool(pool.graphs, device=torch.device(args.device)) if args.profile_strategy == "vmap" \
             else None
+        state: dict = {}  # the vmap stack (and its CUDA graph) kept from epoch to epoch, as run_bundle keeps it
 
         def epoch() -> None:
             if padded is not None:
-                B._vmap_epoch(members, padded)
+                state["stack"] = B._vmap_epoch(members, padded, state.get("stack"), cuda_graphs=cuda)[1]
                 return
             for m in members:
                 out = B._loop_epoch(m)
@@ -234,7 +239,8 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
             if cuda:
                 torch.cuda.synchronize()
             wall = time.perf_counter() - t0
-    head = (f"one epoch, {len(members)} members, strategy {args.profile_strategy}, {args.device}: "
+    head = (f"one epoch, {len(members)} members, strategy {args.profile_strategy}, {args.device}, deterministic "
+            f"{args.deterministic}: "
             f"{wall * 1e3:.1f} ms wall\n")
     return head + prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
                                             row_limit=rows)
@@ -261,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-only", action="store_true")
     ap.add_argument("--profile-strategy", default="loop", choices=["loop", "vmap"])
     ap.add_argument("--profile-members", type=int, default=4)
+    ap.add_argument("--deterministic", default="grid", choices=["grid", "off"],
+                    help="off: train.deterministic false in both variants (default: the grid's, true); the profile "
+                         "runs with deterministic algorithms unless off")
     args = ap.parse_args(argv)
     if args.profile or args.profile_only:
         print(profile_epoch(args), flush=True)
@@ -278,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[v] = r
     summary: dict[str, Any] = {"scale": {k: getattr(args, k) for k in (
         "seeds", "seeds_unbundled", "epochs", "train_events", "concurrent", "max_bundle_size", "device",
-        "gpus_bundled", "gpus_unbundled", "models")}}
+        "gpus_bundled", "gpus_unbundled", "models", "deterministic")}}
     for v, r in results.items():
         summary[v] = {**overheads(r, args.concurrent), "wall_s_all_repeats": walls[v]}
     if {"bundled", "unbundled"} <= set(results):

@@ -15,6 +15,7 @@ Grid keys (top level, all optional)::
                                          # (2 x concurrent trials))): about two bundles per slot, for balance
     bundle_strategy: auto                # auto | loop | vmap (see tracker.train.bundle)
     bundle_final_eval: auto              # auto | batched | per_member (run_bundle's final_eval)
+    bundle_cuda_graphs: true             # vmap on CUDA: replay the stacked step from a CUDA graph
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +182,16 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
         configs.append(trial_from_dict(cell.trial, source=cell.run_name))
         reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
         workdirs.append(wd)
+
+    def log(line: str) -> None:  # how the bundle runs (strategy, final evaluation, CUDA graph), beside each member
+        stamp = datetime.now().isoformat(sep=" ", timespec="milliseconds")
+        for wd in workdirs:
+            with (wd / "bundle.log").open("a") as fh:
+                fh.write(f"{stamp} {line}\n")
+
     results = run_bundle(configs, reporters, workdirs=workdirs, strategy=plan.grid.bundle_strategy, resume=True,
-                         final_eval=plan.grid.bundle_final_eval, on_round_end=flush)
+                         log=log, final_eval=plan.grid.bundle_final_eval, on_round_end=flush,
+                         cuda_graphs=plan.grid.bundle_cuda_graphs)
     flush()
     return [dict(r.metrics) for r in results if r.status == "FINISHED"]
 

@@ -147,6 +147,8 @@ class GridFile(_Strict):
     bundle_strategy: Literal["auto", "loop", "vmap"] = "auto"
     # how a bundle's members get their final metrics (tracker.train.bundle.run_bundle's final_eval)
     bundle_final_eval: Literal["auto", "batched", "per_member"] = "auto"
+    # vmap bundles on CUDA: replay the stacked step from a CUDA graph (run_bundle's cuda_graphs)
+    bundle_cuda_graphs: bool = True
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
 

@@ -77,6 +77,8 @@ def test_bad_bundle_keys_are_grid_errors():
         bundle_axes(grid)
     with pytest.raises(GridError, match="bundle_final_eval"):
         _grid("quick.yaml", bundle_final_eval="fast")
+    with pytest.raises(GridError, match="bundle_cuda_graphs"):
+        _grid("quick.yaml", bundle_cuda_graphs="sometimes")
     # c varies inside a loop bundle: stacked forwards would run one member's c for all
     grid = _grid("c_scale.yaml", bundle_final_eval="batched")
     with pytest.raises(GridError, match=r"bundle_final_eval: batched.*model\.c"):
@@ -113,6 +115,9 @@ def test_a_bundle_reports_once_per_round(tmp_path: Path, monkeypatch: pytest.Mon
         assert {m["epoch"] for m in report["members"]} == {epoch} and report["epoch"] == epoch
         assert all(0.0 <= m["val_auc"] <= 1.0 and m["event"] == "epoch" for m in report["members"])
     assert not ray.is_initialized()  # reporting outside Ray must not start one (later tests start their own)
+    for cell in cells:  # each member's folder says how its bundle ran
+        log = (plan.workdir(cell) / "bundle.log").read_text()
+        assert "bundle of 3: strategy loop" in log and "final evaluation of 3 members:" in log, log
 
 
 # -- end to end --------------------------------------------------------------------------------------------------

@@ -99,10 +99,96 @@ def test_auto_bundle_members_equal_solo(device, splits, tmp_path):
     results = run_bundle(configs, [Recorder() for _ in configs], workdirs=[tmp_path / f"m{i}" for i in range(3)],
                          strategy="auto", splits=splits, log=log.append)
     assert f"strategy {'vmap' if device == 'cuda' else 'loop'}" in log[0], log
+    if device == "cuda":  # the stacked step was captured and replayed (cuda_graphs defaults to True)
+        assert "stacked step of 3 members: CUDA graph" in log, log
     for i, (config, member) in enumerate(zip(configs, results)):
         solo = run_trial(config, NullReporter(), workdir=tmp_path / f"solo{i}", splits=splits)
         _assert_same(solo, member)
         assert member.metrics["on_cuda"] == float(device == "cuda")
+
+
+def _stacks(name: str, k: int, splits, lrs: list[float]):
+    """Two identical stacks of ``k`` members of ``name`` on CUDA (seeds 0..k-1, lr ``lrs[j]``, member 1 clipped,
+    member 2 with weight decay): one eager, one with ``cuda_graphs``; and the padded training pool."""
+    import copy
+
+    from tracker.models import build_model
+    from tracker.train.bundle import StackedAdam, _PaddedPool
+
+    hp = {"hidden": 8} if name == "interaction_network" else {"hidden": 4, "mlp_depth": 2, "iterations": 2}
+    models, opts = [], []
+    for j in range(k):
+        torch.manual_seed(j)
+        m = build_model(name, **hp).to("cuda")
+        models.append(m)
+        opts.append(torch.optim.Adam(m.parameters(), lr=lrs[j], weight_decay=0.01 if j == 2 else 0.0))
+    clips = [0.5 if j == 1 else None for j in range(k)]
+    stacks = []
+    for graphs in (False, True):
+        ms = [copy.deepcopy(m) for m in models]
+        os_ = [torch.optim.Adam(m.parameters(), **{key: o.defaults[key] for key in ("lr", "weight_decay")})
+               for m, o in zip(ms, opts)]
+        stacks.append(StackedAdam(ms, os_, grad_clips=clips, pos_weights=[None] * k, cuda_graphs=graphs))
+    padded = _PaddedPool([g.to("cuda") for g in splits[0]], device=torch.device("cuda"))
+    return stacks, padded
+
+
+@pytest.mark.gpu
+@NEEDS_CUDA
+@pytest.mark.parametrize("name", ["euclidnet", "interaction_network"])
+def test_cuda_graph_step_equals_eager(name, splits):
+    """The stacked step replayed from a CUDA graph gives the eager step's losses, parameters and Adam moments:
+    4 members on their own graphs and angles, one idle in some steps, one clipped, one with weight decay, and
+    one whose loss turns non-finite (a NaN weight): it is left out from then on while the others go on."""
+    k, steps = 4, 6
+    eager, graphed = _stacks(name, k, splits, [0.01, 0.02, 0.005, 0.01])[0]
+    with torch.no_grad():
+        for stack in (eager, graphed):
+            next(iter(stack.params.values()))[3].fill_(float("nan"))
+    padded = _stacks(name, 1, splits, [0.01])[1]
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, padded.dummy, (steps, k, 1), generator=gen)
+    theta = torch.rand((steps, k, 1), generator=gen, dtype=torch.float64) * 2 * math.pi
+    active = torch.ones((steps, k), dtype=torch.bool)
+    active[2:4, 0] = False  # member 0 has no batch in steps 3 and 4
+    ids[2:4, 0] = padded.dummy
+    lv = []
+    for stack in (eager, graphed):
+        lv.append(torch.cat([stack.run_steps(padded, ids[:3], theta[:3], active[:3]),
+                             stack.run_steps(padded, ids[3:], theta[3:], active[3:])]))
+    assert graphed.graph_error is None and graphed._graph is not None
+    assert eager._graph is None
+    finite = torch.isfinite(lv[0])
+    assert torch.equal(finite, torch.isfinite(lv[1]))
+    assert not finite[:, 3].any() and finite[:, :3].all()  # member 3 is non-finite, the others are not
+    torch.testing.assert_close(lv[1][finite], lv[0][finite], rtol=1e-5, atol=1e-6)
+    assert torch.equal(eager.steps, graphed.steps)
+    for n in eager.params:
+        for a, b in ((eager.params[n], graphed.params[n]), (eager.exp_avg[n], graphed.exp_avg[n]),
+                     (eager.exp_avg_sq[n], graphed.exp_avg_sq[n])):
+            torch.testing.assert_close(b[:3], a[:3], rtol=1e-4, atol=1e-6)
+    # the idle steps changed nothing: member 0 alone, eagerly, with its two idle steps left out, ends the same
+    solo = _stacks(name, 1, splits, [0.01])[0][0]
+    keep = active[:, 0]
+    solo.run_steps(padded, ids[keep][:, :1], theta[keep][:, :1], active[keep][:, :1])
+    for n in solo.params:
+        torch.testing.assert_close(graphed.params[n][:1], solo.params[n], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@NEEDS_CUDA
+def test_cuda_graph_bundle_equals_eager_bundle(splits, tmp_path):
+    """run_bundle with vmap on CUDA: the members' metrics and histories with CUDA graphs equal those without."""
+    configs = [_member("cuda", m) for m in MEMBERS]
+    runs = []
+    for graphs in (False, True):
+        log: list[str] = []
+        runs.append(run_bundle(configs, [Recorder() for _ in configs], strategy="vmap", splits=splits,
+                               workdirs=[tmp_path / f"g{int(graphs)}-{i}" for i in range(3)], log=log.append,
+                               cuda_graphs=graphs))
+        assert ("stacked step of 3 members: CUDA graph" in log) == graphs, log
+    for eager, graphed in zip(*runs):
+        _assert_same(eager, graphed, tol_auc=1e-5)
 
 
 # -- sweeps on local Ray ---------------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ Two strategies with identical semantics:
     per-member gradient clipping and a functional Adam with per-member lr/betas/weight decay; the stack lives
     across epochs (rows dropped when members end), the parameters are written back to each member's own model
     every epoch and the Adam state only when the member writes a checkpoint (identical to run_trial's);
-    the per-epoch validation of all members is one vmapped forward per graph (:func:`predict_stacked`).
+    the per-epoch validation of all members is one vmapped forward per graph (:func:`predict_stacked`). An
+    epoch's steps run without a host sync (a member whose loss turns non-finite is masked on the device and failed
+    at the end of the epoch), and on CUDA the step is captured once in a CUDA graph and replayed (``cuda_graphs``).
     Pays off where launch overhead dominates (CUDA). Needs a model that ``vmap`` can batch: a custom
     ``torch.autograd.Function`` must define ``setup_context`` and ``generate_vmap_rule = True`` (or ``vmap``).
 ``auto``
@@ -49,6 +51,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -523,7 +526,8 @@ class StackedAdam:
     """
 
     def __init__(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer], *,
-                 grad_clips: Sequence[float | None], pos_weights: Sequence[float | None]) -> None:
+                 grad_clips: Sequence[float | None], pos_weights: Sequence[float | None],
+                 cuda_graphs: bool = False) -> None:
         self.stacked = _Stacked(models[0])
         K = len(models)
         ref = next(iter(models[0].parameters()))
@@ -550,6 +554,17 @@ class StackedAdam:
         self._hyper({"lr": [float(g["lr"]) for g in groups], "betas": [tuple(g["betas"]) for g in groups],
                      "eps": [float(g["eps"]) for g in groups], "wd": [float(g["weight_decay"]) for g in groups],
                      "clip": list(grad_clips), "pos_weight": list(pos_weights)})
+        self._init_graph(cuda_graphs)
+
+    def _init_graph(self, cuda_graphs: bool) -> None:
+        """Step state outside the parameters: the device ``alive`` mask and the (not yet captured) CUDA graph."""
+        #: members whose loss stayed finite this epoch (device side, so that a step needs no host sync)
+        self.alive = torch.ones(self.K, dtype=torch.bool, device=self.device)
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static: dict[str, Tensor] = {}
+        #: why the step runs eagerly although CUDA graphs were asked for (None: not tried yet or captured)
+        self.graph_error: str | None = None
 
     def _hyper(self, hyper: dict[str, list[Any]]) -> None:
         """The per-member hyper-parameters (one list entry per member) as the step's tensors."""
@@ -588,41 +603,44 @@ class StackedAdam:
             new.exp_avg_sq = {n: t.index_select(0, on) for n, t in self.exp_avg_sq.items()}
         new.steps = self.steps.index_select(0, idx)
         new._hyper({key: [values[r] for r in rows] for key, values in self.hyper.items()})
+        new._init_graph(self.cuda_graphs)  # other shapes: the stack captures its own graph
         return new
 
     def refresh(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Read what changed outside the stack since the last epoch: each optimiser's lr (its scheduler) and the
-        models' buffers (as a stack built anew from them would)."""
-        self._hyper({**self.hyper, "lr": [float(opt.param_groups[0]["lr"]) for opt in optimizers]})
+        models' buffers (as a stack built anew from them would). In place: a captured CUDA graph stays valid."""
+        self.hyper = {**self.hyper, "lr": [float(opt.param_groups[0]["lr"]) for opt in optimizers]}
+        self.lrs = torch.tensor(self.hyper["lr"], dtype=torch.float64)
         with torch.no_grad():
-            self.buffers = {n: torch.stack([m.get_buffer(n) for m in models]) for n in self.stacked.buffer_names}
+            for n in self.stacked.buffer_names:
+                self.buffers[n].copy_(torch.stack([m.get_buffer(n) for m in models]))
 
-    def step(self, inputs: dict[str, Tensor], active: Tensor | None = None) -> Tensor:
-        """One optimiser step of the active members on their own batches; returns the losses [K] (CPU, float64).
+    def schedule(self, active: Tensor) -> tuple[Tensor, Tensor]:
+        """Adam's per-member step size ``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)`` for the steps ``active``
+        [S, K] (CPU bool) will make, computed on the host in float64 as ``torch.optim.Adam`` does; advances the
+        step counts. Members that turn non-finite are failed by the caller, so their counts no longer matter."""
+        steps = self.steps.unsqueeze(0) + torch.cumsum(active.to(torch.float64), dim=0)
+        st = steps.clamp_min(1.0)
+        step_size = self.lrs / (1 - self.beta1**st)
+        bc2s = torch.sqrt(1 - self.beta2**st)
+        self.steps = steps[-1].clone()
+        return step_size, bc2s
 
-        Members with a non-finite loss are left out of the update (the caller fails them); inactive members
-        (``active[k]`` False: no batch left this epoch) are neither updated nor counted as stepped.
-        """
+    def _core(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None, active: Tensor, step_size: Tensor,
+              bc2s: Tensor) -> Tensor:
+        """One step, device tensors in and out and no host sync (so that it can be captured in a CUDA graph):
+        members active, alive and with a finite loss are updated; a non-finite loss clears ``alive``."""
         K, names = self.K, self.stacked.names
-        losses = self.stacked.losses(self.params, self.buffers, inputs, self.pos_weight)
-        lv = losses.detach().to("cpu", torch.float64)
-        act = torch.ones(K, dtype=torch.bool) if active is None else active.clone()
-        act &= torch.isfinite(lv)
-        if not bool(act.any()):
-            return lv
-        weight = act.to(dtype=losses.dtype, device=losses.device)
-        total = (torch.where(weight > 0, losses, torch.zeros_like(losses)) * weight).sum()
+        losses = self.stacked.losses(self.params, self.buffers, padded.gather(ids, theta), self.pos_weight)
+        finite = torch.isfinite(losses)
+        ok = active & self.alive & finite
+        self.alive.logical_and_(finite | ~active)
+        total = torch.where(ok, losses, torch.zeros_like(losses)).sum()
         grads = torch.autograd.grad(total, [self.params[n] for n in names])
         with torch.no_grad():
-            all_active = bool(act.all())
-            act_d = act.to(self.device)
             if self.use_clip:
                 norms = torch.stack([torch.linalg.vector_norm(g.reshape(K, -1), 2, dim=1) for g in grads])
                 coef = torch.clamp(self.clip_max / (torch.linalg.vector_norm(norms, 2, dim=0) + 1e-6), max=1.0)
-            self.steps += act.to(torch.float64)
-            st = self.steps.clamp_min(1.0)
-            step_size = (self.lrs / (1 - self.beta1**st)).to(self.dtype).to(self.device)
-            bc2s = torch.sqrt(1 - self.beta2**st).to(self.dtype).to(self.device)
             for n, g in zip(names, grads):
                 p = self.params[n]
                 shape = (K,) + (1,) * (p.dim() - 1)
@@ -634,15 +652,93 @@ class StackedAdam:
                 m2 = self.exp_avg_sq[n] * self.b2.view(shape) + (g * self.one_m_b2.view(shape)) * g
                 denom = m2.sqrt() / bc2s.view(shape) + self.eps.view(shape)
                 newp = p - m1 * step_size.view(shape) / denom
-                if all_active:
-                    self.exp_avg[n], self.exp_avg_sq[n] = m1, m2
-                    p.copy_(newp)
-                else:
-                    a = act_d.view(shape)
-                    self.exp_avg[n] = torch.where(a, m1, self.exp_avg[n])
-                    self.exp_avg_sq[n] = torch.where(a, m2, self.exp_avg_sq[n])
-                    p.copy_(torch.where(a, newp, p))
-        return lv
+                a = ok.view(shape)
+                self.exp_avg[n].copy_(torch.where(a, m1, self.exp_avg[n]))
+                self.exp_avg_sq[n].copy_(torch.where(a, m2, self.exp_avg_sq[n]))
+                p.copy_(torch.where(a, newp, p))
+        return losses.detach()
+
+    def _capture(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None, step_size: Tensor,
+                 bc2s: Tensor) -> None:
+        """Capture :meth:`_core` in a CUDA graph on static copies of one step's inputs (every step of the padded
+        pool has the same shapes, so one graph serves them all). The warm-up runs with no member active, which
+        leaves parameters and Adam state as they are. Any failure (an op that syncs with the host, an op that
+        cannot be captured) leaves the stack eager and says why in :attr:`graph_error`."""
+        st = {"ids": ids.clone(), "active": torch.zeros(self.K, dtype=torch.bool, device=self.device),
+              "step_size": step_size.clone(), "bc2s": bc2s.clone()}
+        if theta is not None:
+            st["theta"] = theta.clone()
+
+        def core() -> Tensor:
+            return self._core(padded, st["ids"], st.get("theta"), st["active"], st["step_size"], st["bc2s"])
+
+        previous = torch.cuda.get_sync_debug_mode()
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "sync debug mode is a prototype feature"
+                torch.cuda.set_sync_debug_mode("error")  # a host sync inside the step cannot be captured
+                try:
+                    for _ in range(2):
+                        core()
+                finally:
+                    torch.cuda.set_sync_debug_mode(previous)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                st["losses"] = core()
+        except Exception as exc:  # noqa: BLE001 — the eager step computes the same
+            self.graph_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.alive.fill_(True)
+            return
+        self._graph, self._static = graph, st
+
+    def _one(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None, active: Tensor, step_size: Tensor,
+             bc2s: Tensor) -> Tensor:
+        """One step on device inputs: replayed from the CUDA graph when there is one, else eager."""
+        if self.cuda_graphs and self._graph is None and self.graph_error is None:
+            self._capture(padded, ids, theta, step_size, bc2s)
+        if self._graph is None:
+            return self._core(padded, ids, theta, active, step_size, bc2s)
+        st = self._static
+        st["ids"].copy_(ids)
+        if theta is not None:
+            st["theta"].copy_(theta)
+        st["active"].copy_(active)
+        st["step_size"].copy_(step_size)
+        st["bc2s"].copy_(bc2s)
+        self._graph.replay()
+        return st["losses"]
+
+    def run_steps(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None, active: Tensor) -> Tensor:
+        """S optimiser steps, step ``s`` giving member ``k`` the graphs ``ids[s, k]`` of ``padded`` rotated by
+        ``theta[s, k]`` (radians; None: no member rotates) if ``active[s, k]`` (CPU tensors [S, K, B] / [S, K]);
+        returns the losses [S, K] (CPU, float64), read once at the end (the only host sync).
+
+        Inactive members (no batch left) are neither updated nor counted as stepped; a member whose loss is not
+        finite is left out of that and every later step of the call (the caller fails it).
+        """
+        S = int(active.shape[0])
+        step_size, bc2s = self.schedule(active)
+        dev = self.device
+        ids_d = ids.to(dev)
+        theta_d = None if theta is None else theta.to(dev)
+        active_d = active.to(dev)
+        step_size_d, bc2s_d = step_size.to(self.dtype).to(dev), bc2s.to(self.dtype).to(dev)
+        self.alive.fill_(True)
+        out = torch.empty((S, self.K), dtype=self.dtype, device=dev)
+        for s in range(S):
+            out[s] = self._one(padded, ids_d[s], None if theta_d is None else theta_d[s], active_d[s],
+                               step_size_d[s], bc2s_d[s])
+        return out.to("cpu", torch.float64)
+
+    def step(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None = None,
+             active: Tensor | None = None) -> Tensor:
+        """One step (:meth:`run_steps` with S = 1; ``ids`` [K, B], ``active`` [K], all members by default)."""
+        act = torch.ones(self.K, dtype=torch.bool) if active is None else active
+        return self.run_steps(padded, ids.unsqueeze(0), None if theta is None else theta.unsqueeze(0),
+                              act.unsqueeze(0))[0]
 
     def write_back(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Copy member k's parameters and Adam state into ``models[k]`` / ``optimizers[k]``."""
@@ -682,8 +778,8 @@ class StackedAdam:
 _Stack = tuple[list[int], StackedAdam]
 
 
-def _vmap_epoch(members: list[_Member], padded: _PaddedPool,
-                stack: _Stack | None = None) -> tuple[dict[int, tuple], _Stack]:
+def _vmap_epoch(members: list[_Member], padded: _PaddedPool, stack: _Stack | None = None, *,
+                cuda_graphs: bool = False) -> tuple[dict[int, tuple], _Stack]:
     """One epoch of every member in ``members`` at once; returns index → (loss sum, edges, lr, seconds), and the
     stack to hand to the next epoch.
 
@@ -709,38 +805,34 @@ def _vmap_epoch(members: list[_Member], padded: _PaddedPool,
     who = [m.index for m in members]
     if stack is None:
         opt = StackedAdam(models, optimizers, grad_clips=[m.tc.grad_clip for m in members],
-                          pos_weights=[m.pos_weight for m in members])
+                          pos_weights=[m.pos_weight for m in members], cuda_graphs=cuda_graphs)
     else:
         opt = stack[1] if stack[0] == who else stack[1].select([stack[0].index(i) for i in who])
         opt.refresh(models, optimizers)
+    # the whole epoch's batches, angles and activity, built on the host and moved to the device once
+    ids = torch.full((n_steps, K, B), padded.dummy, dtype=torch.long)
+    theta = torch.zeros((n_steps, K, B), dtype=torch.float64) if any_rotate else None
+    active = torch.zeros((n_steps, K), dtype=torch.bool)
+    for k, (chunks, th, rot) in enumerate(plans):
+        gids = members[k].view.ids
+        for s, chunk in enumerate(chunks):
+            active[s, k] = True
+            ids[s, k, : len(chunk)] = torch.tensor([gids[i] for i in chunk])
+            if rot:
+                theta[s, k, : len(chunk)] = th[torch.tensor(chunk)]
+    lv = opt.run_steps(padded, ids, theta, active)
     loss_sum = [0.0] * K
     n_edges = [0] * K
-    alive = torch.ones(K, dtype=torch.bool)
     for s in range(n_steps):
-        ids = torch.full((K, B), padded.dummy, dtype=torch.long)
-        theta = torch.zeros((K, B), dtype=torch.float64) if any_rotate else None
-        active = torch.zeros(K, dtype=torch.bool)
-        for k, (chunks, th, rot) in enumerate(plans):
-            if s >= len(chunks) or not alive[k]:
-                continue
-            chunk = chunks[s]
-            active[k] = True
-            ids[k, : len(chunk)] = torch.tensor([members[k].view.ids[i] for i in chunk])
-            if rot:
-                theta[k, : len(chunk)] = th[torch.tensor(chunk)]
-        if not bool(active.any()):
-            break
-        lv = opt.step(padded.gather(ids, theta), active)
         for k in range(K):
-            if not active[k]:
+            if not active[s, k] or members[k].failed is not None:
                 continue
-            if not math.isfinite(float(lv[k])):
+            if not math.isfinite(float(lv[s, k])):
                 members[k].failed = NonFiniteLossError(members[k].next_epoch, f"training loss in batch {s + 1}",
-                                                       float(lv[k]))
-                alive[k] = False
+                                                       float(lv[s, k]))
                 continue
             e = sum(padded.n_edges[members[k].view.ids[i]] for i in plans[k][0][s])
-            loss_sum[k] += float(lv[k]) * e
+            loss_sum[k] += float(lv[s, k]) * e
             n_edges[k] += e
     opt.write_back_params(models, optimizers)
     for k, m in enumerate(members):
@@ -862,6 +954,7 @@ def run_bundle(
     log: Any = None,
     final_eval: FinalEval = "auto",
     on_round_end: Callable[[], None] | None = None,
+    cuda_graphs: bool = True,
 ) -> list[MemberResult]:
     """Train and evaluate the K trials of ``configs`` together; one :class:`MemberResult` per member, in order.
 
@@ -875,7 +968,10 @@ def run_bundle(
     strategy and ``per_member`` with loop (faster on CPU). ``on_round_end``: called after every round (each
     member still training has run one epoch and made its reports) and once more after the final evaluation, so a
     reporter may buffer the members' reports of a round and send them together (sweeps sends one Ray report per
-    round instead of one per member).
+    round instead of one per member). ``cuda_graphs``: with ``vmap`` on CUDA, capture the stacked step (gather,
+    forward, backward, clipping, Adam) once in a CUDA graph and replay it for every step, so that a step costs one
+    launch instead of hundreds of Python-dispatched kernels; a step that cannot be captured runs eagerly (``log``
+    says why). Results equal the eager step's.
     """
     configs = list(configs)
     if len(reporters) != len(configs) or len(workdirs) != len(configs):
@@ -897,13 +993,13 @@ def run_bundle(
     try:
         return _run_bundle(configs, reporters, [Path(w) for w in workdirs], strategy=strategy, resume=resume,
                            splits=splits, diff=diff, log=log, final_eval=final_eval,
-                           on_round_end=on_round_end or (lambda: None))
+                           on_round_end=on_round_end or (lambda: None), cuda_graphs=cuda_graphs)
     finally:
         torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
 def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff, log,
-                final_eval, on_round_end) -> list[MemberResult]:
+                final_eval, on_round_end, cuda_graphs) -> list[MemberResult]:
     first = configs[0]
     if splits is None:
         train_graphs, val_graphs, test_graphs, _ = load_trial_splits(first)
@@ -974,12 +1070,17 @@ def _run_bundle(configs, reporters, workdirs, *, strategy, resume, splits, diff,
                 after_epoch(m, out)
                 ended(m)
         else:
+            previous = stack
             try:
-                outs, stack = _vmap_epoch(live, padded, stack)
+                outs, stack = _vmap_epoch(live, padded, stack, cuda_graphs=cuda_graphs)
             except Exception as exc:  # noqa: BLE001 — a batched failure cannot be pinned on one member
                 for m in live:
                     m.fail(exc)
                 break
+            opt = stack[1]
+            if log is not None and opt.cuda_graphs and (previous is None or previous[1] is not opt):
+                log(f"stacked step of {opt.K} members: "
+                    + ("CUDA graph" if opt.graph_error is None else f"eager (CUDA graph failed: {opt.graph_error})"))
             ok = [m for m in live if m.failed is None]
             vals: dict[int, SplitPrediction] = {}
             if ok:
@@ -1036,6 +1137,8 @@ def _evaluate_batched(members: list[_Member], val_set: GraphSet, test_set: Graph
                 f"{time.perf_counter() - t0:.3f} s")
     for m, p in zip(members, preds):
         _evaluate(m, val_set, test_set, p)
+    if log is not None:
+        log(f"final evaluation of {len(members)} members: {time.perf_counter() - t0:.3f} s")
 
 
 __all__ = [
