@@ -27,6 +27,11 @@ the fastest of ``--steps`` rounds that run the four variants in turn.
     .venv/bin/python benchmarks/bundle_throughput.py --final-eval --ks 5 --test-graphs 2 \
         --models euclidnet interaction_network --presets paper_16
     .venv/bin/python benchmarks/bundle_throughput.py --bookkeeping --ks 25 100 --epochs 4 --checkpoint-every 1
+    .venv/bin/python benchmarks/bundle_throughput.py --final-metrics --ks 8 --models interaction_network \
+        --presets paper_16 --test-graphs 1 --steps 3
+
+``--final-metrics`` times ``final_metrics`` alone per member, its forwards made beforehand (the CPU part of a
+batched final evaluation).
 
 ``--bookkeeping`` times the per-epoch work of a vmap bundle around its stacked steps, per member and epoch: it runs
 ``run_bundle(strategy="vmap")`` on the packaged graphs (tracker/data/resources/hitgraphs_plus_1GeV5; the training
@@ -187,6 +192,33 @@ def main_final_eval(args, graphs, device) -> list[dict]:
     return rows
 
 
+def main_final_metrics(args, graphs, device) -> list[dict]:
+    """The ``--final-metrics`` table: ms per member of ``final_metrics`` alone (the CPU part of a batched final
+    evaluation: thresholds, AUCs at every angle, track and equivariance metrics), its forwards made beforehand;
+    the fastest of ``--steps`` rounds over the K members after one warm-up call."""
+    test = GraphSet(graphs[: args.test_graphs], device=device)
+    val = GraphSet(graphs[args.test_graphs : args.test_graphs + 1], device=device)
+    cfg = EvalConfig(timing=False)
+    rows = []
+    for name in args.models:
+        for preset in _presets(name, args):
+            for k in args.ks:
+                models = [m for m, _ in _models(name, preset, k, device)]
+                preds = final_predictions_stacked(models, val=val, test=test, val_thetas=[None] * k,
+                                                  rotations_deg=[cfg.rotations_deg] * k, pos_weights=[None] * k)
+
+                def round_fn():
+                    for m, p in zip(models, preds):
+                        final_metrics(m, val=val, test=test, cfg=cfg, val_theta=None, pos_weight=None,
+                                      n_params=1, predictions=p)
+
+                s = _best(round_fn, args.steps, device)
+                rows.append({"model": name, "preset": preset or "default", "K": k, "ms_per_member": 1000 * s / k})
+                print(f"{name:20s} {preset or 'default':9s} K={k:3d} final_metrics {1000 * s / k:7.1f} ms per member "
+                      f"({len(test)} test graphs, {len(cfg.rotations_deg)} angles)", flush=True)
+    return rows
+
+
 #: (owner, attribute, label) of the functions timed by ``--bookkeeping``; attributes that do not exist are skipped.
 #: ``val_auc`` in the table = ``val_auc_member`` (in ``end_epoch``) + ``val_auc_batched`` (in ``predict_stacked``,
 #: so also inside ``val_forward``)
@@ -315,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="CSV of the results")
     ap.add_argument("--final-eval", action="store_true",
                     help="time the members' final evaluation (per member vs batched) instead of training steps")
+    ap.add_argument("--final-metrics", action="store_true",
+                    help="time final_metrics alone per member (the CPU part of a batched final evaluation)")
     ap.add_argument("--test-graphs", type=int, default=2, help="--final-eval: graphs of the test split")
     ap.add_argument("--bookkeeping", action="store_true",
                     help="time the per-epoch work of a vmap bundle around its steps, per member (euclidnet paper_16)")
@@ -334,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     graphs = [load_npz(p).to(device) for p in sorted(GRAPHS.glob("*.npz"))[: args.graphs]]
     if args.final_eval:
         return _write(pd.DataFrame(main_final_eval(args, graphs, device)), args.out)
+    if args.final_metrics:
+        return _write(pd.DataFrame(main_final_metrics(args, graphs, device)), args.out)
     batches = [Batch.from_data_list([g]) for g in graphs]
     edges = [int(g.edge_index.shape[1]) for g in graphs]
     mean_e = sum(edges) / len(edges)

@@ -27,6 +27,7 @@ from tracker.metrics import (
     efficiency_above_pt,
     match_event,
     roc_auc,
+    roc_auc_columns,
     roc_auc_rows,
     roc_table,
     track_metrics,
@@ -48,6 +49,23 @@ def test_roc_auc_matches_sklearn_and_roc_table():
     assert list(t.columns) == ["fpr", "tpr", "threshold"]
     assert np.all(np.diff(t.fpr) >= 0) and np.all(np.diff(t.tpr) >= 0)
     assert np.trapezoid(t.tpr, t.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_roc_auc_columns_equals_roc_auc_per_column():
+    """One scikit-learn call for several score arrays (a test split at each rotation) gives each array's
+    roc_auc to the bit: hand cases (1, 0, all tied = 1/2, 3/4), random scores with ties, one class (NaN)."""
+    y = [0, 0, 1, 1]
+    assert roc_auc_columns(y, [[0.1, 0.4, 0.35, 0.8], [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1], [0.5] * 4]) \
+        == [0.75, 1.0, 0.0, 0.5]
+    rng = np.random.default_rng(1)
+    y = rng.random(400) < 0.3
+    cols = [np.round(rng.normal(size=400) + k * 0.5 * y, 1) for k in range(5)]  # rounded: many ties
+    assert roc_auc_columns(y, cols) == [roc_auc(y, c) for c in cols]
+    assert roc_auc_columns(y, cols[:1]) == [roc_auc(y, cols[0])]
+    assert roc_auc_columns(y, []) == []
+    assert all(math.isnan(v) for v in roc_auc_columns([1, 1, 1], [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]))
+    with pytest.raises(ValueError, match="differ in length"):
+        roc_auc_columns([0, 1, 1], [[0.1, 0.2, 0.3], [0.1, 0.2]])
 
 
 def test_roc_auc_rows_hand_cases():

@@ -20,6 +20,7 @@ from tracker.metrics.classification import (
     choose_threshold,
     efficiency_above_pt,
     roc_auc,
+    roc_auc_columns,
     roc_auc_rows,
     roc_table,
 )
@@ -208,15 +209,21 @@ def final_metrics(
         m[f"edge_efficiency_{suffix}"] = efficiency_above_pt(y, s, threshold, edge_pt, cut)
 
     rows = []
-    rotated: dict[float, SplitPrediction] = {}
+    rotated = {deg: test_pred if deg == 0 else predictions.rotated[deg] for deg in cfg.rotations_deg}
+    scores = {deg: pred.scores for deg, pred in rotated.items()}
+    # a rotation moves no edge and changes no label: one scikit-learn call for the AUC at every angle
+    nonzero = [deg for deg in cfg.rotations_deg if deg != 0]
+    if all(np.array_equal(rotated[deg].y, y) for deg in nonzero):
+        rot_auc = dict(zip(nonzero, roc_auc_columns(y, [scores[deg] for deg in nonzero])))
+    else:
+        rot_auc = {deg: roc_auc(rotated[deg].y, scores[deg]) for deg in nonzero}
     for deg in cfg.rotations_deg:
-        pred = test_pred if deg == 0 else predictions.rotated[deg]
-        rotated[deg] = pred
-        bm = m if deg == 0 else binary_metrics(pred.y, pred.scores, threshold)  # angle 0: the test metrics above
+        pred = rotated[deg]
+        bm = m if deg == 0 else binary_metrics(pred.y, scores[deg], threshold)  # angle 0: the test metrics above
         rows.append(
             {
                 "angle_deg": float(deg),
-                "auc": auc if deg == 0 else pred.auc(),
+                "auc": auc if deg == 0 else rot_auc[deg],
                 "auc_thresholded": bm["auc_thresholded"],
                 "edge_efficiency": bm["edge_efficiency"],
                 "edge_purity": bm["edge_purity"],
