@@ -224,7 +224,8 @@ def main_final_metrics(args, graphs, device) -> list[dict]:
 #: so also inside ``val_forward``)
 BOOKKEEPING_PARTS = (
     ("bundle", "_vmap_epoch", "vmap_epoch"),
-    ("StackedAdam", "step", "step"),
+    ("StackedAdam", "step", "step"),  # before run_steps: one call per step
+    ("StackedAdam", "run_steps", "step"),  # an epoch's steps in one call (one host sync)
     ("StackedAdam", "__init__", "stack_build"),
     ("StackedAdam", "write_back", "write_back"),  # before the lazy write-back: parameters and Adam state, per epoch
     ("StackedAdam", "write_back_params", "write_back_params"),

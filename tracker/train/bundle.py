@@ -699,9 +699,10 @@ class StackedAdam:
         """One step on device inputs: replayed from the CUDA graph when there is one, else eager."""
         if self.cuda_graphs and self._graph is None and self.graph_error is None:
             self._capture(padded, ids, theta, step_size, bc2s)
-        if self._graph is None:
-            return self._core(padded, ids, theta, active, step_size, bc2s)
         st = self._static
+        # eager without a graph, or when the step's angles do not match the graph's inputs (same results)
+        if self._graph is None or (theta is None) != ("theta" not in st):
+            return self._core(padded, ids, theta, active, step_size, bc2s)
         st["ids"].copy_(ids)
         if theta is not None:
             st["theta"].copy_(theta)
@@ -732,13 +733,6 @@ class StackedAdam:
             out[s] = self._one(padded, ids_d[s], None if theta_d is None else theta_d[s], active_d[s],
                                step_size_d[s], bc2s_d[s])
         return out.to("cpu", torch.float64)
-
-    def step(self, padded: _PaddedPool, ids: Tensor, theta: Tensor | None = None,
-             active: Tensor | None = None) -> Tensor:
-        """One step (:meth:`run_steps` with S = 1; ``ids`` [K, B], ``active`` [K], all members by default)."""
-        act = torch.ones(self.K, dtype=torch.bool) if active is None else active
-        return self.run_steps(padded, ids.unsqueeze(0), None if theta is None else theta.unsqueeze(0),
-                              act.unsqueeze(0))[0]
 
     def write_back(self, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
         """Copy member k's parameters and Adam state into ``models[k]`` / ``optimizers[k]``."""
