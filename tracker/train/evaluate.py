@@ -210,16 +210,18 @@ def final_metrics(
 
     rows = []
     rotated = {deg: test_pred if deg == 0 else predictions.rotated[deg] for deg in cfg.rotations_deg}
-    scores = {deg: pred.scores for deg, pred in rotated.items()}
+    # each angle's labels and scores once (angle 0: the test split's, computed above)
+    labels = {deg: y if deg == 0 else pred.y for deg, pred in rotated.items()}
+    scores = {deg: s if deg == 0 else pred.scores for deg, pred in rotated.items()}
     # a rotation moves no edge and changes no label: one scikit-learn call for the AUC at every angle
     nonzero = [deg for deg in cfg.rotations_deg if deg != 0]
-    if all(np.array_equal(rotated[deg].y, y) for deg in nonzero):
+    if all(np.array_equal(labels[deg], y) for deg in nonzero):
         rot_auc = dict(zip(nonzero, roc_auc_columns(y, [scores[deg] for deg in nonzero])))
     else:
-        rot_auc = {deg: roc_auc(rotated[deg].y, scores[deg]) for deg in nonzero}
+        rot_auc = {deg: roc_auc(labels[deg], scores[deg]) for deg in nonzero}
     for deg in cfg.rotations_deg:
         pred = rotated[deg]
-        bm = m if deg == 0 else binary_metrics(pred.y, scores[deg], threshold)  # angle 0: the test metrics above
+        bm = m if deg == 0 else binary_metrics(labels[deg], scores[deg], threshold)  # angle 0: the test metrics
         rows.append(
             {
                 "angle_deg": float(deg),
