@@ -152,6 +152,22 @@ def init_ray(grid: GridFile, address: str | None, env_vars: dict[str, str]) -> b
     return True
 
 
+def shutdown_ray() -> None:
+    """``ray.shutdown()`` after freeing the garbage that still holds Ray object references.
+
+    Tune leaves reference cycles (exceptions with their tracebacks, trial state) that hold ``ObjectRef``s. If the
+    cyclic garbage collector frees one after ``ray.shutdown()``, in whichever thread allocates next (the MLflow
+    writer draining its queue, say), Ray ends the whole process with status 1 and no traceback ("The core worker
+    has already been shutdown"), losing the writes not yet made. Collecting while Ray is up frees them safely.
+    """
+    import gc
+
+    import ray
+
+    gc.collect()
+    ray.shutdown()
+
+
 def _gpus_per_trial(grid: GridFile, console: Console) -> float:
     import ray
 
@@ -334,9 +350,7 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
                                   optuna=optuna, writer=writer)
         finally:
             if started_ray:
-                import ray
-
-                ray.shutdown()
+                shutdown_ray()
         writer.close()
         if optuna:
             _log_importances(grid, tracker, console)

@@ -131,7 +131,7 @@ TINY = ["--set", "data.events={train: 2, val: 1, test: 1}", "--set", "data.pileu
 def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from sweeps.run import EXIT_FAILED, main
+    from sweeps.run import EXIT_FAILED, main, shutdown_ray
     from tracker.train import run_trial
     from tracker.train.config import trial_from_dict
     from tracker.train.reporter import NullReporter
@@ -146,7 +146,7 @@ def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         code = main([str(GRIDS / "quick.yaml"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY])
     finally:
         if started:
-            ray.shutdown()
+            shutdown_ray()
     assert code == EXIT_FAILED  # the two lr = 1e10 members diverge
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("equitrack-quick")
