@@ -27,7 +27,6 @@ from tracker.metrics import (
     efficiency_above_pt,
     match_event,
     roc_auc,
-    roc_auc_columns,
     roc_auc_rows,
     roc_table,
     track_metrics,
@@ -49,23 +48,6 @@ def test_roc_auc_matches_sklearn_and_roc_table():
     assert list(t.columns) == ["fpr", "tpr", "threshold"]
     assert np.all(np.diff(t.fpr) >= 0) and np.all(np.diff(t.tpr) >= 0)
     assert np.trapezoid(t.tpr, t.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-
-
-def test_roc_auc_columns_equals_roc_auc_per_column():
-    """One scikit-learn call for several score arrays (a test split at each rotation) gives each array's
-    roc_auc to the bit: hand cases (1, 0, all tied = 1/2, 3/4), random scores with ties, one class (NaN)."""
-    y = [0, 0, 1, 1]
-    assert roc_auc_columns(y, [[0.1, 0.4, 0.35, 0.8], [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1], [0.5] * 4]) \
-        == [0.75, 1.0, 0.0, 0.5]
-    rng = np.random.default_rng(1)
-    y = rng.random(400) < 0.3
-    cols = [np.round(rng.normal(size=400) + k * 0.5 * y, 1) for k in range(5)]  # rounded: many ties
-    assert roc_auc_columns(y, cols) == [roc_auc(y, c) for c in cols]
-    assert roc_auc_columns(y, cols[:1]) == [roc_auc(y, cols[0])]
-    assert roc_auc_columns(y, []) == []
-    assert all(math.isnan(v) for v in roc_auc_columns([1, 1, 1], [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]))
-    with pytest.raises(ValueError, match="differ in length"):
-        roc_auc_columns([0, 1, 1], [[0.1, 0.2, 0.3], [0.1, 0.2]])
 
 
 def test_roc_auc_rows_hand_cases():
@@ -271,3 +253,23 @@ def test_track_metrics_weights_events_and_unknown_pt():
     lone = connected_tracks(ei, scores, 2.0, pid.size)
     m = track_metrics([match_event(lone, pid)])
     assert m["track_dm_eff"] == 0.0 and math.isnan(m["track_lhc_eff"])
+
+
+def test_match_event_majority_ties_and_empty_event():
+    """A component's majority particle: most hits, a tie goes to the smaller pid, and noise (pid 0) can win it
+    (the component then matches nothing); an event without hits counts nothing."""
+    # component 10: 2 hits of pid 7, 2 of pid 3 -> majority 3: a double-majority match (2/4 >= 50 % of the
+    # component, 2/3 > 50 % of pid 3's hits); with the tie going to 7 (2 hits in all) nothing would match
+    # component 11: 2 noise hits, 2 hits of pid 5 -> majority 0 -> not a valid match
+    # component 12: pid 3's third hit, with 2 hits of pid 9 -> majority 9 (all its hits, 2/3 of the component)
+    labels = np.array([10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12])
+    pid = np.array([7, 7, 3, 3, 0, 0, 5, 5, 3, 9, 9])
+    c = match_event(labels, pid, min_hits=3)
+    assert (c.n_particles, c.n_tracks) == (1, 3)  # only pid 3 has 3 hits; every component has >= 3
+    assert (c.n_perfect, c.n_dm) == (0, 1)  # pid 3 is split 2 + 1: DM in component 10, not perfect
+    assert c.n_lhc == 0  # no component is >= 75 % one particle
+    # TrackML score (strictly more than 50 % of the component): only component 12 is good, 9 holding 2/3 of
+    # it and all of its own hits: 2 of the 9 non-noise hits
+    assert c.score_sum == pytest.approx(2 / 9)
+    empty = match_event(np.array([], dtype=int), np.array([], dtype=int))
+    assert (empty.n_particles, empty.n_tracks, empty.score_sum, empty.n_events) == (0, 0, 0.0, 1)

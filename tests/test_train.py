@@ -512,3 +512,30 @@ def test_final_equivariance_equals_equivariance_deviation(graphs, name):
         assert m["equivariance_dev_090"] < 1e-5
     ref, rot = torch.tensor([0.5, -1.0]), torch.tensor([0.25, -1.0])
     assert relative_deviation([ref, ref], [rot, ref]) == pytest.approx(0.25 / 3.0)
+
+
+def test_final_rotation_aucs_equal_sklearn_per_angle(graphs):
+    """final_metrics takes the AUC at every non-zero test angle from one exact rank-AUC call; each equals
+    scikit-learn's roc_auc_score on that angle's probabilities (a real graph, the IN: not invariant, so the
+    angles differ), and the angle-0 row is the test ``auc``."""
+    from sklearn.metrics import roc_auc_score
+
+    from tracker.models import build_model
+    from tracker.train.config import EvalConfig
+    from tracker.train.data import GraphSet
+    from tracker.train.evaluate import final_metrics, final_predictions
+
+    torch.manual_seed(0)
+    model = build_model("interaction_network", hidden=4, iterations=2)
+    test = GraphSet(graphs[9:10], device=torch.device("cpu"))
+    degrees = [0.0, 30.0, 90.0, 180.0]
+    cfg = EvalConfig(rotations_deg=degrees, track_metrics=False, timing=False, equivariance=False)
+    m, _, rotation = final_metrics(model, val=test, test=test, cfg=cfg, val_theta=None, pos_weight=None, n_params=1)
+    preds = final_predictions(model, val=test, test=test, cfg=cfg, val_theta=None, pos_weight=None)
+    assert m["auc_rot_000"] == m["auc"] == roc_auc_score(preds.test.y > 0.5, preds.test.scores)
+    for d in degrees[1:]:
+        want = roc_auc_score(preds.rotated[d].y > 0.5, preds.rotated[d].scores)
+        assert m[f"auc_rot_{round(d):03d}"] == pytest.approx(want, rel=0, abs=1e-12), d
+    assert len({m[f"auc_rot_{round(d):03d}"] for d in degrees}) == len(degrees)  # the angles really differ
+    assert list(rotation.auc) == [m[f"auc_rot_{round(d):03d}"] for d in degrees]
+    assert m["auc_rot_spread"] == max(rotation.auc) - min(rotation.auc)

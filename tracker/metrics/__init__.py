@@ -13,7 +13,6 @@ from tracker.metrics.classification import (
     confusion,
     efficiency_above_pt,
     roc_auc,
-    roc_auc_columns,
     roc_auc_rows,
     roc_table,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "equivariance_deviation",
     "match_event",
     "roc_auc",
-    "roc_auc_columns",
     "roc_auc_rows",
     "roc_table",
     "track_metrics",

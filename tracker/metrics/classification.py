@@ -43,26 +43,6 @@ def roc_auc(y_true, scores) -> float:
     return float(roc_auc_score(y > 0.5, s))
 
 
-def roc_auc_columns(y_true, scores: list) -> list[float]:
-    """:func:`roc_auc` of each score array in ``scores`` against the same labels, in one
-    ``sklearn.metrics.roc_auc_score(..., average=None)`` call on the columns (scikit-learn validates the input
-    once instead of once per array; every column is the same binary computation, so the values equal
-    :func:`roc_auc`'s to the bit). NaN for all when a class is missing. A test split's AUC at each rotation."""
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    cols = [np.asarray(sc, dtype=np.float64).ravel() for sc in scores]
-    if any(c.shape != y.shape for c in cols):
-        raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs "
-                         f"{[c.shape[0] for c in cols if c.shape != y.shape][0]}")
-    if not cols:
-        return []
-    if not _both_classes(y):
-        return [math.nan] * len(cols)
-    if len(cols) == 1:
-        return [float(roc_auc_score(y > 0.5, cols[0]))]
-    labels = np.repeat((y > 0.5)[:, None], len(cols), axis=1)
-    return [float(v) for v in roc_auc_score(labels, np.stack(cols, axis=1), average=None)]
-
-
 def roc_auc_rows(y: Tensor, scores: Tensor) -> Tensor:
     """Exact ROC AUC of every row of ``scores`` (K, E) against the shared 0/1 labels ``y`` (E,), on their device.
 

@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import numpy as np
-import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -97,47 +96,57 @@ def match_event(
     min_hits: int = 3,
     pt_cut: float = PT_CUT_TRACKS,
 ) -> TrackCounts:
-    """Match the components ``labels`` (one per hit) of one event against the truth ``pid`` (0 = noise)."""
+    """Match the components ``labels`` (one per hit) of one event against the truth ``pid`` (0 = noise).
+
+    Vectorised with ``np.unique`` over (component, particle) pairs: one pass per event, no per-hit Python loop
+    (a bundle evaluates this for every member)."""
     labels = np.asarray(labels).ravel()
     pid = np.asarray(pid).ravel().astype(np.int64)
     n = labels.shape[0]
     if pid.shape[0] != n:
         raise ValueError(f"pid has {pid.shape[0]} entries for {n} hits")
     pt_arr = None if pt is None else np.asarray(pt, dtype=np.float64).ravel()
-    pt_known = pt_arr is not None and bool(np.isfinite(pt_arr[pid > 0]).any())
+    real = pid > 0
+    pt_known = pt_arr is not None and bool(np.isfinite(pt_arr[real]).any())
+    if n == 0:
+        return TrackCounts(score_sum=0.0, n_events=1, pt_known=False)
 
-    hits = pd.DataFrame({"track": labels, "pid": pid})
-    track_size = hits.groupby("track").size()
-    particle_size = hits[hits.pid > 0].groupby("pid").size()
-    pair = hits.groupby(["track", "pid"]).size().rename("n").reset_index()
-    # majority particle of each track: most hits, ties broken by the smaller pid (noise 0 can be the majority)
-    pair = pair.sort_values(["track", "n", "pid"], ascending=[True, False, True])
-    major = pair.drop_duplicates("track").set_index("track")
-    major["size"] = track_size.reindex(major.index).to_numpy()
-    major["psize"] = particle_size.reindex(major.pid).fillna(0).to_numpy()
-    valid = major.pid > 0
-    frac_track = major.n / major["size"]
-    frac_particle = np.where(major.psize > 0, major.n / np.maximum(major.psize, 1), 0.0)
+    _, track_of_hit, size = np.unique(labels, return_inverse=True, return_counts=True)  # per component
+    particles, psize_all = np.unique(pid[real], return_counts=True)  # per particle (noise excluded)
+    pids, pid_of_hit = np.unique(pid, return_inverse=True)
+    pair, pair_n = np.unique(track_of_hit.astype(np.int64) * len(pids) + pid_of_hit, return_counts=True)
+    pair_track, pair_pid = pair // len(pids), pids[pair % len(pids)]
+    # majority particle of each component: most hits, ties broken by the smaller pid (noise 0 can be the majority)
+    order = np.lexsort((pair_pid, -pair_n, pair_track))
+    first = order[np.r_[True, pair_track[order][1:] != pair_track[order][:-1]]]  # one per component, in order
+    major, n_major = pair_pid[first], pair_n[first]
+    psize = np.zeros_like(n_major)  # hits of the majority particle in the event (0 for noise)
+    if len(particles):
+        at = np.minimum(np.searchsorted(particles, major), len(particles) - 1)
+        psize = np.where(particles[at] == major, psize_all[at], 0)
+    valid = major > 0
+    frac_track = n_major / size
+    frac_particle = np.where(psize > 0, n_major / np.maximum(psize, 1), 0.0)
 
     # TrackML score over all components
     if weight is not None:
         w = np.asarray(weight, dtype=np.float64).ravel()
     else:
-        w = (pid > 0).astype(np.float64)
+        w = real.astype(np.float64)
     total = w.sum()
     good = valid & (frac_track > 0.5) & (frac_particle > 0.5)
-    good_pairs = set(zip(major.index[good], major.pid[good]))
-    if total > 0 and good_pairs:
-        on_good = np.fromiter(((t, p) in good_pairs for t, p in zip(labels, pid)), dtype=bool, count=n)
+    if total > 0 and bool(good.any()):
+        # a hit scores when its component is good and the hit belongs to that component's majority particle
+        on_good = good[track_of_hit] & (pid == major[track_of_hit])
         score = float(w[on_good].sum() / total)
     else:
         score = 0.0
 
     # efficiencies over track candidates and reconstructable particles
-    is_track = major["size"] >= min_hits
-    reco_particle = particle_size[particle_size >= min_hits]
-    counted = valid & is_track & (major.psize >= min_hits)
-    perfect = counted & (major.n == major["size"]) & (major.n == major.psize)
+    is_track = size >= min_hits
+    reco_particle = particles[psize_all >= min_hits]
+    counted = valid & is_track & (psize >= min_hits)
+    perfect = counted & (n_major == size) & (n_major == psize)
     dm = counted & (frac_track >= 0.5) & (frac_particle > 0.5)
     lhc = valid & is_track & (frac_track >= 0.75)
 
@@ -152,10 +161,12 @@ def match_event(
         pt_known=pt_known,
     )
     if pt_known:
-        ppt = hits.assign(pt=pt_arr)[pid > 0].groupby("pid").pt.first()
-        high = ppt[ppt > pt_cut].index
-        maj_high = major.pid.isin(high).to_numpy()
-        out.n_particles_pt = int(reco_particle.index.isin(high).sum())
+        # a particle's pT: its first hit with a pT value (hits of one particle carry the same pT)
+        has_pt = real & ~np.isnan(pt_arr)
+        with_pt, first_hit = np.unique(pid[has_pt], return_index=True)
+        high = with_pt[pt_arr[has_pt][first_hit] > pt_cut]
+        maj_high = np.isin(major, high)
+        out.n_particles_pt = int(np.isin(reco_particle, high).sum())
         out.n_perfect_pt = int((perfect & maj_high).sum())
         out.n_dm_pt = int((dm & maj_high).sum())
         out.n_tracks_pt = int((is_track & maj_high).sum())

@@ -20,7 +20,6 @@ from tracker.metrics.classification import (
     choose_threshold,
     efficiency_above_pt,
     roc_auc,
-    roc_auc_columns,
     roc_auc_rows,
     roc_table,
 )
@@ -213,10 +212,12 @@ def final_metrics(
     # each angle's labels and scores once (angle 0: the test split's, computed above)
     labels = {deg: y if deg == 0 else pred.y for deg, pred in rotated.items()}
     scores = {deg: s if deg == 0 else pred.scores for deg, pred in rotated.items()}
-    # a rotation moves no edge and changes no label: one scikit-learn call for the AUC at every angle
+    # a rotation moves no edge and changes no label: the exact rank AUC of every angle's probabilities in one
+    # call (the test labels' negatives sorted once per angle; equal to scikit-learn's up to float round-off)
     nonzero = [deg for deg in cfg.rotations_deg if deg != 0]
-    if all(np.array_equal(labels[deg], y) for deg in nonzero):
-        rot_auc = dict(zip(nonzero, roc_auc_columns(y, [scores[deg] for deg in nonzero])))
+    if nonzero and all(np.array_equal(labels[deg], y) for deg in nonzero):
+        stacked = torch.from_numpy(np.stack([scores[deg] for deg in nonzero]))
+        rot_auc = dict(zip(nonzero, roc_auc_rows(torch.from_numpy(y), stacked).tolist()))
     else:
         rot_auc = {deg: roc_auc(labels[deg], scores[deg]) for deg in nonzero}
     for deg in cfg.rotations_deg:
