@@ -31,7 +31,8 @@ the fastest of ``--steps`` rounds that run the four variants in turn.
         --presets paper_16 --test-graphs 1 --steps 3
 
 ``--final-metrics`` times ``final_metrics`` alone per member, its forwards made beforehand (the CPU part of a
-batched final evaluation).
+batched final evaluation), and ``finalise_trial``, which a bundle member runs after the stacked forwards: those
+metrics plus ``history.csv`` (20 epochs), ``roc.csv``, ``rotation.csv``, ``model.pt`` and ``metrics.json``.
 
 ``--bookkeeping`` times the per-epoch work of a vmap bundle around its stacked steps, per member and epoch: it runs
 ``run_bundle(strategy="vmap")`` on the packaged graphs (tracker/data/resources/hitgraphs_plus_1GeV5; the training
@@ -45,6 +46,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -63,7 +65,9 @@ from tracker.train.bundle import StackedAdam, _PaddedPool, final_predictions_sta
 from tracker.train.config import EvalConfig
 from tracker.train.data import GraphSet
 from tracker.train.evaluate import final_metrics, final_predictions
+from tracker.train.reporter import NullReporter
 from tracker.train.step import train_step
+from tracker.train.trial import EPOCH_METRICS, EarlyStopping, finalise_trial
 
 GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
 PACKAGED = REPO / "tracker" / "data" / "resources" / "hitgraphs_plus_1GeV5"
@@ -212,9 +216,22 @@ def main_final_metrics(args, graphs, device) -> list[dict]:
                         final_metrics(m, val=val, test=test, cfg=cfg, val_theta=None, pos_weight=None,
                                       n_params=1, predictions=p)
 
-                s = _best(round_fn, args.steps, device)
-                rows.append({"model": name, "preset": preset or "default", "K": k, "ms_per_member": 1000 * s / k})
-                print(f"{name:20s} {preset or 'default':9s} K={k:3d} final_metrics {1000 * s / k:7.1f} ms per member "
+                with tempfile.TemporaryDirectory(prefix="finalise-") as tmp:
+                    history = [{"epoch": float(e), **dict.fromkeys(EPOCH_METRICS, 0.5)} for e in range(1, 21)]
+
+                    def finalise_fn():  # what a bundle member does after the stacked forwards
+                        for j, (m, p) in enumerate(zip(models, preds)):
+                            finalise_trial(m, stopper=EarlyStopping("val_loss", None), history=history,
+                                           train_seconds=1.0, val_set=val, test_set=test, eval_cfg=cfg, val_theta=None,
+                                           pos_weight=None, n_params=1, workdir=Path(tmp) / f"m{j}",
+                                           reporter=NullReporter(), predictions=p)
+
+                    s = _best(round_fn, args.steps, device)
+                    f = _best(finalise_fn, args.steps, device)
+                rows.append({"model": name, "preset": preset or "default", "K": k, "ms_per_member": 1000 * s / k,
+                             "finalise_ms_per_member": 1000 * f / k})
+                print(f"{name:20s} {preset or 'default':9s} K={k:3d} final_metrics {1000 * s / k:7.1f} ms per member, "
+                      f"finalise_trial (metrics + tables + weights) {1000 * f / k:7.1f} ms per member "
                       f"({len(test)} test graphs, {len(cfg.rotations_deg)} angles)", flush=True)
     return rows
 
@@ -316,8 +333,6 @@ def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges:
 
 def main_bookkeeping(args) -> list[dict]:
     """The ``--bookkeeping`` table: ms per member and epoch of each part, for every K."""
-    import tempfile
-
     rows = []
     with tempfile.TemporaryDirectory(prefix="bookkeeping-") as tmp:
         for k in args.ks:

@@ -1,9 +1,9 @@
 """``python -m sweeps.run GRID.yaml``: run a grid (or Optuna) sweep on Ray Tune with every trial in MLflow.
 
 Order of work: validate and resolve the grid (exit 2 on any error), probe the tracking store (exit 3 if it does
-not answer within 10 s), create the experiment and open the sweep's parent run, match existing child runs by
-(config_id, seed) to decide what runs, prepare each dataset once, start or join Ray, run the trials with the
-driver-side MLflow callback, then close the parent and print the results table. Exit status: 0 all cells
+not answer within 10 s), start or join Ray on a background thread, create the experiment and open the sweep's
+parent run, match existing child runs by (config_id, seed) to decide what runs, prepare each dataset once, wait for
+Ray, run the trials with the driver-side MLflow callback, then close the parent and print the results table. Exit status: 0 all cells
 finished (or pruned), 1 some failed, 2 bad grid or options, 3 tracking store unreachable, 130 interrupted.
 """
 
@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,6 +169,76 @@ def shutdown_ray() -> None:
     ray.shutdown()
 
 
+class RayBoot:
+    """:func:`init_ray` on a background thread, so that Ray starts while the driver sets up MLflow and the data
+    (Ray's start takes ~5 s; the driver's set-up between a valid grid and the first trial about as long).
+
+    The thread lives on until :meth:`close`: Ray starts its GCS and raylet with a parent-death signal, which Linux
+    sends when the *thread* that started them ends, so a thread that returned would take the local Ray with it.
+    While the thread runs, SIGTERM ends the driver with ``sys.exit``, the handler ``ray.init`` installs when it runs
+    on the main thread (on another thread it cannot, and says so; that warning is dropped).
+    """
+
+    def __init__(self, grid: GridFile, address: str | None, env_vars: dict[str, str] | None = None) -> None:
+        self._args = (grid, address, dict(env_vars or {}))
+        self._ready = threading.Event()
+        self._release = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._error: BaseException | None = None
+        self._sigterm: Any = None
+
+    def start(self) -> RayBoot:
+        logging.getLogger("ray._private.worker").addFilter(_not_main_thread_warning)
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.getsignal(signal.SIGTERM)
+            if self._sigterm in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        self._thread = threading.Thread(target=self._main, name="ray-init", daemon=True)
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        try:
+            self._started = init_ray(*self._args)
+        except BaseException as err:  # noqa: BLE001 — raised again by wait() on the driver's thread
+            self._error = err
+        finally:
+            self._ready.set()
+        self._release.wait()
+
+    def wait(self) -> bool:
+        """Block until Ray is up; return whether this driver started it (raise what ``ray.init`` raised)."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._started
+
+    def close(self) -> None:
+        """Shut down the Ray this driver started (after it is up, even if nothing ran) and end the thread."""
+        if self._thread is None:
+            return
+        self._ready.wait()
+        try:
+            if self._started:
+                shutdown_ray()
+                self._started = False
+        finally:
+            self._release.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+            if self._sigterm in (signal.SIG_DFL, None) and signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    sys.exit(signum)
+
+
+def _not_main_thread_warning(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("SIGTERM handler is not set")
+
+
 def _gpus_per_trial(grid: GridFile, console: Console) -> float:
     import ray
 
@@ -226,16 +297,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         print(str(err), file=sys.stderr)
         return EXIT_CONFIG
 
-    from sweeps.tracking import (
-        SweepTracker,
-        TrackingUnreachable,
-        absolute_artifact_location,
-        absolute_tracking_uri,
-        git_commit,
-        is_local_store,
-        package_versions,
-        probe,
-    )
+    from sweeps.tracking import TrackingUnreachable, absolute_tracking_uri, probe
 
     uri = absolute_tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or grid.mlflow.tracking_uri)
     address = args.address or os.environ.get("RAY_ADDRESS") or grid.ray.address
@@ -251,16 +313,34 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         console.print(f"[red]error:[/] {err} (after {time.time() - t_probe:.1f} s); nothing was started")
         print(str(err), file=sys.stderr)
         return EXIT_TRACKING
+    ray_boot = RayBoot(grid, address).start()  # Ray starts while MLflow and the data are set up
+    try:
+        return _tracked(args, console, grid, cells, uri=uri, max_concurrent=max_concurrent, ray_boot=ray_boot)
+    finally:
+        ray_boot.close()
+
+
+def _tracked(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], *, uri: str,
+             max_concurrent: int | None, ray_boot: RayBoot) -> int:
+    """Open the sweep's MLflow tracker (the first MLflow import and database set-up) and run the sweep."""
+    from sweeps.tracking import (
+        SweepTracker,
+        absolute_artifact_location,
+        git_commit,
+        is_local_store,
+        package_versions,
+    )
+
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # never let a stale env var pick the experiment
     artifact_location = absolute_artifact_location(grid.mlflow.artifact_location) if is_local_store(uri) else None
     tracker = SweepTracker(tracking_uri=uri, experiment=grid.experiment, artifact_location=artifact_location)
-    return _run(args, console, grid, cells, tracker, uri=uri, address=address, max_concurrent=max_concurrent,
+    return _run(args, console, grid, cells, tracker, uri=uri, ray_boot=ray_boot, max_concurrent=max_concurrent,
                 meta={"git_commit": git_commit(Path(__file__).resolve().parent),
                       **{f"version.{k}": v for k, v in package_versions().items()}})
 
 
 def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any, *, uri: str,
-         address: str | None, max_concurrent: int | None, meta: dict[str, str]) -> int:
+         ray_boot: RayBoot, max_concurrent: int | None, meta: dict[str, str]) -> int:
     grid_path = Path(args.grid)
     parent = tracker.open_parent(sweep_name=grid.name, sweep_id=args.sweep_id, fresh=args.fresh,
                                  tags={**meta, "grid_file": str(grid_path), "mlflow.source.git.commit":
@@ -274,7 +354,7 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
     existing = tracker.children()
     saved_cache = os.environ.get("EQUITRACK_CACHE")
     try:
-        return _run_cells(args, console, grid, cells, tracker, existing, address=address,
+        return _run_cells(args, console, grid, cells, tracker, existing, ray_boot=ray_boot,
                           max_concurrent=max_concurrent)
     finally:  # the cache folder is set for this sweep only (callers such as tests keep their environment)
         if saved_cache is None:
@@ -284,7 +364,7 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
 
 
 def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells: list[Cell], tracker: Any,
-               existing: dict[tuple[str, int], Any], *, address: str | None, max_concurrent: int | None) -> int:
+               existing: dict[tuple[str, int], Any], *, ray_boot: RayBoot, max_concurrent: int | None) -> int:
     from sweeps.callback import CellState
     from sweeps.display import results_table
     from sweeps.tracking import WriteBehind
@@ -342,15 +422,14 @@ def _run_cells(args: argparse.Namespace, console: Console, grid: GridFile, cells
         fault = os.environ.get(FAULT_ENV)
         plan = Plan(grid=grid, bundles=bundles, workdir_root=workdir_root, done=done,
                     fault=_fault_specs(fault), env={"EQUITRACK_CACHE": cache})
-        started_ray = init_ray(grid, address, {})
+        ray_boot.wait()  # started in main() after the grid was valid
         try:
             gpus = _gpus_per_trial(grid, console)
             status, counts = _fit(grid, plan, tracker, states, existing, console, gpus=gpus,
                                   max_concurrent=max_concurrent, num_samples=remaining, quiet=args.quiet,
                                   optuna=optuna, writer=writer)
         finally:
-            if started_ray:
-                shutdown_ray()
+            ray_boot.close()  # shutdown_ray() if this driver started Ray
         writer.close()
         if optuna:
             _log_importances(grid, tracker, console)

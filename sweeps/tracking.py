@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
-
 from sweeps.schema import Cell
 from tracker.train.config import flatten
 
@@ -199,6 +196,9 @@ class SweepTracker:
     """The single MLflow writer of a sweep (driver side)."""
 
     def __init__(self, *, tracking_uri: str, experiment: str, artifact_location: str | None) -> None:
+        # imported here, not at the top: the driver probes the store before it pays for MLflow's import (~1 s)
+        from mlflow.tracking import MlflowClient
+
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_id = self._ensure_experiment(experiment, artifact_location)
@@ -212,6 +212,8 @@ class SweepTracker:
 
         Creates nothing (no experiment, no parent): ``--dry-run`` uses it to show what would be skipped.
         """
+        from mlflow.tracking import MlflowClient
+
         client = MlflowClient(tracking_uri=tracking_uri)
         exp = retry(lambda: client.get_experiment_by_name(experiment), what="get experiment")
         if exp is None or exp.lifecycle_stage == "deleted":
@@ -319,6 +321,8 @@ class SweepTracker:
         run = retry(lambda: self.client.create_run(self.experiment_id, run_name=cell.run_name, tags=tags),
                     what="create child")
         run_id = run.info.run_id
+        from mlflow.entities import Param
+
         params = [Param(k, _param_value(v)) for k, v in flatten(cell.trial).items()]
         for i in range(0, len(params), 100):
             chunk = params[i:i + 100]
@@ -352,10 +356,14 @@ class SweepTracker:
     # writes ----------------------------------------------------------------------------------------------
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         retry(lambda: self.client.log_batch(run_id, tags=items), what="set tags")
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], *, step: int) -> None:
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         items = [Metric(k, v, now, step) for k, v in _finite(metrics).items()]
         for i in range(0, len(items), 1000):
@@ -364,6 +372,8 @@ class SweepTracker:
 
     def log_epoch(self, run_id: str, metrics: Mapping[str, Any], *, step: int, tags: Mapping[str, str]) -> None:
         """One epoch of a child run: its metrics at ``step`` and its progress tags, in one ``log_batch``."""
+        from mlflow.entities import Metric, RunTag
+
         now = int(time.time() * 1000)
         items = [Metric(k, v, now, step) for k, v in _finite(metrics).items()]
         run_tags = [RunTag(k, str(v)) for k, v in tags.items()]

@@ -16,6 +16,7 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
 
 from tracker.metrics import (
@@ -27,6 +28,7 @@ from tracker.metrics import (
     efficiency_above_pt,
     match_event,
     roc_auc,
+    roc_auc_and_table,
     roc_auc_rows,
     roc_table,
     track_metrics,
@@ -48,6 +50,22 @@ def test_roc_auc_matches_sklearn_and_roc_table():
     assert list(t.columns) == ["fpr", "tpr", "threshold"]
     assert np.all(np.diff(t.fpr) >= 0) and np.all(np.diff(t.tpr) >= 0)
     assert np.trapezoid(t.tpr, t.fpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_roc_auc_and_table_is_both_calls_to_the_bit(ties: bool):
+    # the final evaluation takes the test AUC and the ROC table from one roc_curve: the same numbers exactly
+    rng = np.random.default_rng(1)
+    y = rng.random(4000) < 0.3
+    s = rng.normal(size=4000) + y
+    if ties:  # float32 probabilities rounded hard: many tied scores, as a saturated sigmoid gives
+        s = np.round(1 / (1 + np.exp(-s)), 2).astype(np.float32)
+    auc, table = roc_auc_and_table(y, s)
+    assert auc == roc_auc(y, s) == roc_auc_score(y, s)
+    fpr, tpr, thr = roc_curve(y, s)
+    assert np.array_equal(table.fpr, fpr) and np.array_equal(table.tpr, tpr) and np.array_equal(table.threshold, thr)
+    nan_auc, empty = roc_auc_and_table([1, 1], [0.2, 0.3])
+    assert math.isnan(nan_auc) and list(empty.columns) == ["fpr", "tpr", "threshold"] and empty.empty
 
 
 def test_roc_auc_rows_hand_cases():

@@ -110,6 +110,67 @@ def test_shutdown_ray_frees_object_refs_before_ray_stops(tmp_path: Path) -> None
     assert fixed.returncode == 0 and "still running after the shutdown" in fixed.stdout, fixed.stderr[-3000:]
 
 
+RAY_BOOT_SCRIPT = """
+import logging, sys, time
+import ray
+from sweeps.run import RayBoot
+from sweeps.schema import load_grid
+
+logging.basicConfig(level=logging.WARNING)
+grid = load_grid(sys.argv[1], overrides=["ray.num_cpus=1", "ray.object_store_mb=80"])
+boot = RayBoot(grid, None).start()
+print("started here:", boot.wait(), flush=True)
+time.sleep(1.0)  # the thread that started Ray has nothing left to do: Ray's processes must outlive that work
+node = ray._private.worker._global_node
+dead = [name for name, procs in node.all_processes.items() for p in procs if p.process.poll() is not None]
+print("dead:", dead, flush=True)
+if dead:  # a task would wait for the dead GCS for a minute
+    sys.exit(3)
+print("task:", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60), flush=True)
+boot.close()
+print("after close:", ray.is_initialized(), flush=True)
+"""
+
+
+def test_ray_boot_starts_ray_on_a_thread_that_outlives_the_start(tmp_path: Path) -> None:
+    """``RayBoot`` starts the local Ray while the driver sets up MLflow. Ray's GCS and raylet die with the *thread*
+    that started them (a parent-death signal), so the thread must live until ``close``: a second later every Ray
+    process is alive and runs a task, ``close`` shuts Ray down, and Ray's warning that it could not set its SIGTERM
+    handler off the main thread is not shown."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", RAY_BOOT_SCRIPT, str(QUICK)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "started here: True" in out and "dead: []" in out and "task: 42" in out, out[-3000:]
+    assert "after close: False" in out and "SIGTERM handler is not set" not in out, out[-3000:]
+
+
+def test_command_line_sweep_starts_its_own_ray(tmp_path: Path) -> None:
+    """``python -m sweeps.run`` as a user runs it: no Ray beforehand, so the command starts its own (on the
+    background thread) and shuts it down; both cells finish."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    for name in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "EQUITRACK_CACHE"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "sweeps.run", str(QUICK), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY, "--set", "seeds=1",
+                           "--set", "grid={model.name: [interaction_network]}", "--set", "ray.num_cpus=1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=480, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == EXIT_OK, out[-4000:]
+    assert "SIGTERM handler is not set" not in out
+    _, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 1 and children[0].info.status == "FINISHED" and "auc" in children[0].data.metrics
+
+
 @pytest.fixture(scope="module")
 def quick_sweep(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     folder = tmp_path_factory.mktemp("quick")

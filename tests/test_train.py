@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -23,7 +24,7 @@ from tracker.train.config import ConfigError, trial_from_dict
 from tracker.train.data import auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.reporter import NullReporter
 from tracker.train.step import rotate_batch
-from tracker.train.trial import TIMING_METRICS
+from tracker.train.trial import TIMING_METRICS, csv_text
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH_FINAL = [
@@ -141,6 +142,25 @@ def test_metrics_names_and_artifacts(reference):
     assert torch.load(d / "model.pt", weights_only=True)
     assert torch.load(checkpoint_path(d), weights_only=True)["epoch"] == 3
     assert yaml.safe_load((d / "config.yaml").read_text())["model"]["hidden"] == 4
+
+
+def test_artifact_tables_are_the_text_pandas_writes(reference):
+    # the trial's CSV writer (csv_text) gives pandas' text exactly: the trial's own tables, then every kind of
+    # float64 (shortest round-trip text, NaN empty, infinities, signed zero, exponents) and int64 value
+    result, _ = reference
+    for name in ("history.csv", "roc.csv", "rotation.csv"):
+        text = (result.artifacts_dir / name).read_text()
+        table = pd.read_csv(result.artifacts_dir / name)
+        assert text == table.to_csv(index=False) == csv_text(table)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(size=500) * 10.0 ** rng.integers(-30, 30, size=500),
+                             rng.random(500).astype(np.float32).astype(np.float64),  # float32 probabilities
+                             [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e16, 1e-5, 1e-4, 123456789.123, 2.0**53]])
+    table = pd.DataFrame({"x": values, "i": np.arange(values.size) - 500, "y": values[::-1]})
+    assert csv_text(table) == table.to_csv(index=False)
+    assert csv_text(table.iloc[:0]) == table.iloc[:0].to_csv(index=False)
+    odd = pd.DataFrame({"a,b": [1.0], "s": ["x"]})  # names needing quotes, strings: pandas writes them
+    assert csv_text(odd) == odd.to_csv(index=False)
 
 
 def test_same_config_and_seed_give_identical_metrics(reference, small, tmp_path):

@@ -13,6 +13,7 @@ from tracker.metrics.classification import (
     confusion,
     efficiency_above_pt,
     roc_auc,
+    roc_auc_and_table,
     roc_auc_rows,
     roc_table,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "equivariance_deviation",
     "match_event",
     "roc_auc",
+    "roc_auc_and_table",
     "roc_auc_rows",
     "roc_table",
     "track_metrics",

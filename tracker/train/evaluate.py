@@ -20,8 +20,8 @@ from tracker.metrics.classification import (
     choose_threshold,
     efficiency_above_pt,
     roc_auc,
+    roc_auc_and_table,
     roc_auc_rows,
-    roc_table,
 )
 from tracker.metrics.tracks import connected_tracks, match_event, track_metrics
 from tracker.train.config import EvalConfig
@@ -197,7 +197,7 @@ def final_metrics(
 
     test_pred = predictions.test
     y, s = test_pred.y, test_pred.scores
-    auc = roc_auc(y, s)
+    auc, roc = roc_auc_and_table(y, s)  # one ROC curve of the test split for both
     m: dict[str, float] = {"auc": auc, **binary_metrics(y, s, threshold)}
     m["test_loss"] = test_pred.loss
     m["n_params"] = float(n_params)
@@ -268,4 +268,4 @@ def final_metrics(
         m["inference_ms_per_graph"] = inference_ms_per_graph(model, test, runs=cfg.timing_runs)
 
     clean = {k: float(v) for k, v in m.items() if v is not None and math.isfinite(float(v))}
-    return clean, roc_table(y, s), rotation
+    return clean, roc, rotation

@@ -144,9 +144,29 @@ def seed_everything(seed: int) -> None:
 
 def write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    rows.to_csv(tmp, index=False)
+    tmp.write_text(csv_text(rows))
     tmp.replace(path)
     reporter.artifact(path)
+
+
+def csv_text(rows: pd.DataFrame) -> str:
+    """``rows.to_csv(index=False)``, the same text, ~2x faster for the float64/int64 tables a trial writes.
+
+    Python's ``repr`` of a float is the shortest string that reads back to the same float, as pandas writes it
+    (NaN as an empty field, as pandas' default ``na_rep``); other column types, and names that would need CSV
+    quoting, go through pandas. A bundle of 100 members writes 300 tables at its end, ``roc.csv`` with thousands
+    of rows each, on the trial's one CPU (docs/benchmarks/bundle.md).
+    """
+    names = [str(c) for c in rows.columns]
+    plain = all(rows[c].dtype in (np.float64, np.int64) for c in rows.columns)
+    if not plain or any(ch in name for name in names for ch in ',"\n\r') or rows.columns.has_duplicates:
+        return rows.to_csv(index=False)
+    columns = []
+    for c in rows.columns:
+        values = rows[c].tolist()
+        columns.append(["" if v != v else repr(v) for v in values])  # v != v: NaN
+    lines = [",".join(names), *map(",".join, zip(*columns))] if columns else [",".join(names)]
+    return "\n".join(lines) + "\n"
 
 
 def run_trial(
@@ -387,5 +407,6 @@ __all__ = [
     "restore_best",
     "run_trial",
     "seed_everything",
+    "csv_text",
     "write_table",
 ]
