@@ -218,6 +218,8 @@ def main_final_metrics(args, graphs, device) -> list[dict]:
 
                 with tempfile.TemporaryDirectory(prefix="finalise-") as tmp:
                     history = [{"epoch": float(e), **dict.fromkeys(EPOCH_METRICS, 0.5)} for e in range(1, 21)]
+                    for j in range(k):
+                        (Path(tmp) / f"m{j}").mkdir()
 
                     def finalise_fn():  # what a bundle member does after the stacked forwards
                         for j, (m, p) in enumerate(zip(models, preds)):
