@@ -11,6 +11,7 @@ import yaml
 
 from sweeps.run import EXIT_CONFIG, main
 from sweeps.schema import GridError, config_id, load_grid, parse_grid, resolve
+from tracker.train.config import trial_from_dict, yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = sorted((REPO / "sweeps" / "grids").glob("*.yaml"))
@@ -124,6 +125,9 @@ def test_shipped_grid_parses_and_resolves(path: Path) -> None:
     assert len({c.run_name for c in cells}) == len(cells)
     for c in cells:
         assert c.trial["train"]["seed"] == c.seed and c.run_name.endswith(f"-s{c.seed}")
+        # each run's config.yaml artifact: libyaml's emitter writes PyYAML's text exactly
+        resolved = trial_from_dict(c.trial).model_dump(mode="json")
+        assert yaml_text(resolved) == yaml.safe_dump(resolved, sort_keys=False)
 
 
 def test_expected_cell_counts() -> None:

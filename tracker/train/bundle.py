@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
@@ -72,7 +71,7 @@ from tracker.train.checkpoint import (
     set_rng_state,
     trainer_state,
 )
-from tracker.train.config import TrialConfig, flatten
+from tracker.train.config import TrialConfig, flatten, yaml_text
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import FinalPredictions, SplitPrediction, predict
 from tracker.train.reporter import Reporter
@@ -288,7 +287,7 @@ class _Member:
         resolved = self.config.model_dump(mode="json")
         self.reporter.start(config=resolved, n_params=self.n_params)
         cfg_path = self.workdir / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        cfg_path.write_text(yaml_text(resolved))
         self.reporter.artifact(cfg_path)
 
     # the epoch, split in the parts the strategies share

@@ -150,6 +150,12 @@ def format_validation_error(err: ValidationError, *, source: str) -> str:
     return "\n".join(lines)
 
 
+def yaml_text(data: Any) -> str:
+    """``yaml.safe_dump(data, sort_keys=False)``, the same text, with libyaml's emitter where PyYAML has it (~5x
+    faster: a bundle of 100 members writes 100 ``config.yaml`` before its first step)."""
+    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
+
+
 def read_yaml(path: Path, *, what: str, error: type[Exception]) -> Any:
     """The YAML document in ``path``; a missing file or bad YAML raises ``error`` naming the file."""
     try:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 from torch_geometric.data import Data
 
@@ -33,7 +32,7 @@ from tracker.train.checkpoint import (
     set_rng_state,
     trainer_state,
 )
-from tracker.train.config import RESULT_NEUTRAL_KEYS, EvalConfig, TrialConfig
+from tracker.train.config import RESULT_NEUTRAL_KEYS, EvalConfig, TrialConfig, yaml_text
 from tracker.train.data import GraphSet, auto_pos_weight, epoch_plan, resolve_device, select_fraction
 from tracker.train.evaluate import FinalPredictions, final_metrics, predict
 from tracker.train.reporter import Reporter
@@ -261,7 +260,7 @@ def _run(config, reporter, *, workdir, resume, splits) -> TrialResult:
     resolved = config.model_dump(mode="json")
     reporter.start(config=resolved, n_params=n_params)
     cfg_path = workdir / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    cfg_path.write_text(yaml_text(resolved))
     reporter.artifact(cfg_path)
 
     model.train()
