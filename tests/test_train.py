@@ -153,14 +153,16 @@ def test_artifact_tables_are_the_text_pandas_writes(reference):
         table = pd.read_csv(result.artifacts_dir / name)
         assert text == table.to_csv(index=False) == csv_text(table)
     rng = np.random.default_rng(0)
-    values = np.concatenate([rng.normal(size=500) * 10.0 ** rng.integers(-30, 30, size=500),
+    values = np.concatenate([rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, size=500),
                              rng.random(500).astype(np.float32).astype(np.float64),  # float32 probabilities
-                             [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e16, 1e-5, 1e-4, 123456789.123, 2.0**53]])
+                             [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e16, 1e-5, 1e-4, 123456789.123, 2.0**53, 5e-324]])
     table = pd.DataFrame({"x": values, "i": np.arange(values.size) - 500, "y": values[::-1]})
     assert csv_text(table) == table.to_csv(index=False)
     assert csv_text(table.iloc[:0]) == table.iloc[:0].to_csv(index=False)
-    odd = pd.DataFrame({"a,b": [1.0], "s": ["x"]})  # names needing quotes, strings: pandas writes them
-    assert csv_text(odd) == odd.to_csv(index=False)
+    for odd in (pd.DataFrame({"a,b": [1.0], "s": ["x"]}),  # names needing quotes, strings: pandas writes them
+                pd.DataFrame({"x": [1.0, np.nan]}),  # one column: pandas quotes the empty field
+                pd.DataFrame({"": [1.0], "y": [2.0]}), pd.DataFrame(index=range(2))):
+        assert csv_text(odd) == odd.to_csv(index=False)
 
 
 def test_same_config_and_seed_give_identical_metrics(reference, small, tmp_path):

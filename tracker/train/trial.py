@@ -152,20 +152,18 @@ def csv_text(rows: pd.DataFrame) -> str:
     """``rows.to_csv(index=False)``, the same text, ~2x faster for the float64/int64 tables a trial writes.
 
     Python's ``repr`` of a float is the shortest string that reads back to the same float, as pandas writes it
-    (NaN as an empty field, as pandas' default ``na_rep``); other column types, and names that would need CSV
-    quoting, go through pandas. A bundle of 100 members writes 300 tables at its end, ``roc.csv`` with thousands
-    of rows each, on the trial's one CPU (docs/benchmarks/bundle.md).
+    (NaN as an empty field, as pandas' default ``na_rep``). Other column types, names that CSV would quote, and
+    tables of fewer than two columns (where pandas quotes an empty field) go through pandas. A bundle of 100
+    members writes 300 tables at its end, ``roc.csv`` with thousands of rows each, on the trial's one CPU
+    (docs/benchmarks/bundle.md).
     """
     names = [str(c) for c in rows.columns]
-    plain = all(rows[c].dtype in (np.float64, np.int64) for c in rows.columns)
-    if not plain or any(ch in name for name in names for ch in ',"\n\r') or rows.columns.has_duplicates:
+    plain = len(names) >= 2 and all(rows[c].dtype in (np.float64, np.int64) for c in rows.columns)
+    if (not plain or rows.columns.has_duplicates
+            or any(not name or any(ch in name for ch in ',"\n\r') for name in names)):
         return rows.to_csv(index=False)
-    columns = []
-    for c in rows.columns:
-        values = rows[c].tolist()
-        columns.append(["" if v != v else repr(v) for v in values])  # v != v: NaN
-    lines = [",".join(names), *map(",".join, zip(*columns))] if columns else [",".join(names)]
-    return "\n".join(lines) + "\n"
+    columns = [["" if v != v else repr(v) for v in rows[c].tolist()] for c in rows.columns]  # v != v: NaN
+    return "\n".join([",".join(names), *map(",".join, zip(*columns))]) + "\n"
 
 
 def run_trial(
