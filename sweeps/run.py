@@ -3,8 +3,9 @@
 Order of work: validate and resolve the grid (exit 2 on any error), probe the tracking store (exit 3 if it does
 not answer within 10 s), start or join Ray on a background thread, create the experiment and open the sweep's
 parent run, match existing child runs by (config_id, seed) to decide what runs, prepare each dataset once, wait for
-Ray, run the trials with the driver-side MLflow callback, then close the parent and print the results table. Exit status: 0 all cells
-finished (or pruned), 1 some failed, 2 bad grid or options, 3 tracking store unreachable, 130 interrupted.
+Ray, run the trials with the driver-side MLflow callback, then close the parent and print the results table.
+Exit status: 0 all cells finished (or pruned), 1 some failed, 2 bad grid or options, 3 tracking store unreachable,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -179,8 +180,8 @@ class RayBoot:
     on the main thread (on another thread it cannot, and says so; that warning is dropped).
     """
 
-    def __init__(self, grid: GridFile, address: str | None, env_vars: dict[str, str] | None = None) -> None:
-        self._args = (grid, address, dict(env_vars or {}))
+    def __init__(self, grid: GridFile, address: str | None) -> None:
+        self._args = (grid, address, {})  # init_ray's arguments; no runtime-env variables
         self._ready = threading.Event()
         self._release = threading.Event()
         self._thread: threading.Thread | None = None
