@@ -158,7 +158,7 @@ def csv_text(rows: pd.DataFrame) -> str:
     (docs/benchmarks/bundle.md).
     """
     names = [str(c) for c in rows.columns]
-    plain = len(names) >= 2 and all(rows[c].dtype in (np.float64, np.int64) for c in rows.columns)
+    plain = len(names) >= 2 and all(dtype in (np.float64, np.int64) for dtype in rows.dtypes)
     if (not plain or rows.columns.has_duplicates
             or any(not name or any(ch in name for ch in ',"\n\r') for name in names)):
         return rows.to_csv(index=False)
