@@ -1,9 +1,16 @@
 """End to end: ``sweeps/grids/paper_rotation.yaml`` at a CPU-feasible scale, one cell per Ray trial vs bundled.
 
-Both variants run the real command (``python -m sweeps.run``, local Ray, SQLite MLflow) in a scratch folder, each
+Every variant runs the real command (``python -m sweeps.run``, local Ray, SQLite MLflow) in a scratch folder, each
 with its own dataset cache, Ray storage and MLflow database, on the same scaled grid: 2 models x 5 training angles x
-5 seeds = 50 cells, evaluated at the grid's 10 angles; only ``bundle:`` differs (``none`` vs ``auto``: seed and
-angle bundled, 25 cells per Ray trial). Reported:
+5 seeds = 50 cells, evaluated at the grid's 10 angles. The variants (``--variants``):
+
+- ``bundled``: ``bundle: auto`` (seed and angle bundled, several cells per Ray trial);
+- ``unbundled``: ``bundle: none``, one cell per Ray trial; the platform still reuses each worker process for the
+  next trial (``ray.reuse_actors: true``), so imports and data are paid once per process;
+- ``naive``: one cell per Ray trial in a fresh worker process (``bundle: none``, ``ray.reuse_actors: false``, Ray
+  Tune's own default): the way a general sweep tool runs one trial per process.
+
+Reported:
 
 - wall time of each command (fastest of ``--repeats`` alternating runs: the machine is shared) and the ratio
   (target >= 5x);
@@ -54,17 +61,20 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     if args.deterministic == "off":
         raw["train"]["deterministic"] = False
     raw["eval"].update({"timing": False})
-    raw["seeds"] = args.seeds_unbundled if variant == "unbundled" and args.seeds_unbundled else args.seeds
+    one_cell = variant in ("unbundled", "naive")
+    raw["seeds"] = args.seeds_unbundled if one_cell and args.seeds_unbundled else args.seeds
     if args.models:
         raw["grid"]["model.name"] = list(args.models)
-    gpus = args.gpus_bundled if variant == "bundled" else args.gpus_unbundled
+    gpus = args.gpus_unbundled if one_cell else args.gpus_bundled
     raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": gpus, "max_concurrent": args.concurrent}
     raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
+    if variant == "naive":
+        raw["ray"]["reuse_actors"] = False
     raw["mlflow"] = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "mlartifacts")}
     from sweeps.schema import GridFile
 
     if "bundle" in GridFile.model_fields:
-        raw["bundle"] = "none" if variant == "unbundled" else "auto"
+        raw["bundle"] = "none" if one_cell else "auto"
         raw["max_bundle_size"] = args.max_bundle_size
     elif variant != "unbundled":
         raise SystemExit("this sweeps/schema.py has no 'bundle' key: only --variants unbundled can run")
@@ -176,7 +186,9 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
     ends = [t["end"] for t in result["timings"] if t.get("end") is not None]
     # the Ray phase (first trial start -> last trial end) is the sweep's steady state, without the fixed start-up
     ray_phase = max(ends) - min(starts) if starts and ends else None
-    return {"wall_s": wall, "cells": len(runs), "ray_trials": len(result["timings"]), "sum_train_s": train,
+    return {"wall_s": wall, "cells": len(runs), "ray_trials": len(result["timings"]),
+            "worker_processes": len({t["pid"] for t in result["timings"] if t.get("pid") is not None}),
+            "sum_train_s": train,
             "trial_epochs": epochs, "trial_epochs_per_hour": epochs / wall * 3600,
             "ray_phase_s": ray_phase,
             "trial_epochs_per_hour_ray_phase": epochs / ray_phase * 3600 if ray_phase else None,
@@ -185,6 +197,17 @@ def overheads(result: dict[str, Any], concurrent: int) -> dict[str, Any]:
             "outside_training_share": 1 - train / (wall * concurrent),
             "submit_to_first_epoch_s_median": statistics.median(firsts) if firsts else None,
             "submit_to_first_epoch_s_max": max(firsts) if firsts else None}
+
+
+def speedups(bundled: dict[str, Any], baseline: dict[str, Any], *, suffix: str) -> dict[str, float]:
+    """Bundled vs a baseline: the wall-time ratio (equal cells only) and the rate ratios (any cells)."""
+    out = {f"speedup_end_to_end{suffix}": baseline["wall_s"] / bundled["wall_s"],
+           # rates, so that the variants may run different numbers of cells (--seeds-unbundled)
+           f"speedup_trial_epochs_per_hour{suffix}": bundled["trial_epochs_per_hour"] / baseline["trial_epochs_per_hour"]}
+    if bundled["trial_epochs_per_hour_ray_phase"] and baseline["trial_epochs_per_hour_ray_phase"]:
+        out[f"speedup_trial_epochs_per_hour_ray_phase{suffix}"] = (
+            bundled["trial_epochs_per_hour_ray_phase"] / baseline["trial_epochs_per_hour_ray_phase"])
+    return out
 
 
 def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
@@ -250,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--seeds-unbundled", type=int, default=None,
-                    help="fewer seeds for the one-cell-per-trial variant (compare rates: trial-epochs per hour)")
+                    help="fewer seeds for the one-cell-per-trial variants (compare rates: trial-epochs per hour)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-events", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=2)
@@ -258,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--gpus-bundled", type=float, default=0.0, help="GPUs per bundled Ray trial (e.g. 0.1)")
     ap.add_argument("--gpus-unbundled", type=float, default=0.0, help="GPUs per one-cell Ray trial (e.g. 1)")
-    ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled"])
+    ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled", "naive"],
+                    choices=["bundled", "unbundled", "naive"])
     ap.add_argument("--models", nargs="*", default=None, help="only these of the grid's models (model.name axis)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each variant, alternating; the fastest counts")
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the runs (default: a temporary one)")
@@ -290,15 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         "gpus_bundled", "gpus_unbundled", "models", "deterministic")}}
     for v, r in results.items():
         summary[v] = {**overheads(r, args.concurrent), "wall_s_all_repeats": walls[v]}
-    if {"bundled", "unbundled"} <= set(results):
-        summary["speedup_end_to_end"] = results["unbundled"]["wall_s"] / results["bundled"]["wall_s"]
-        bu, un = summary["bundled"], summary["unbundled"]
-        # rates, so that the variants may run different numbers of cells (--seeds-unbundled)
-        summary["speedup_trial_epochs_per_hour"] = bu["trial_epochs_per_hour"] / un["trial_epochs_per_hour"]
-        if bu["trial_epochs_per_hour_ray_phase"] and un["trial_epochs_per_hour_ray_phase"]:
-            summary["speedup_trial_epochs_per_hour_ray_phase"] = (
-                bu["trial_epochs_per_hour_ray_phase"] / un["trial_epochs_per_hour_ray_phase"])
-        summary["equality"] = compare(results["unbundled"]["runs"], results["bundled"]["runs"])
+    # bundled against each one-cell baseline; keys without a suffix compare with `unbundled`, `_vs_naive` with `naive`
+    for baseline, suffix in (("unbundled", ""), ("naive", "_vs_naive")):
+        if {"bundled", baseline} <= set(results):
+            summary.update(speedups(summary["bundled"], summary[baseline], suffix=suffix))
+            summary[f"equality{suffix}"] = compare(results[baseline]["runs"], results["bundled"]["runs"])
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -202,8 +202,8 @@ def callback_class() -> type:
 
     A ``fail`` event ends that cell's run FAILED with its error while the Ray trial (the bundle) goes on. With
     ``$EQUITRACK_TIMINGS`` set, one JSON line per Ray trial is appended there: driver times of the trial's start,
-    its first epoch report (a bundle's first round) with the cells it held, its end, and its number of cells
-    (benchmarks/sweep_e2e.py reads them).
+    its first epoch report (a bundle's first round) with the cells it held and the worker's pid, its end, and its
+    number of cells (benchmarks/sweep_e2e.py reads them).
     """
     import os
     import time
@@ -232,6 +232,7 @@ def callback_class() -> type:
                 if t["first_epoch"] is None:
                     keys = [m.get("cell_key") for m in (result.get("members") or [result])]
                     t["first_epoch"], t["first_cell_key"], t["first_cell_keys"] = time.time(), keys[0], keys
+                    t["pid"] = result.get("pid")  # the worker process (Tune fills it in): reused or fresh
             super().on_trial_result(iteration, trials, trial, result, **info)
 
         def _flush(self, trial: Any) -> None:

@@ -488,11 +488,12 @@ def _fit(grid: GridFile, plan: Any, tracker: Any, states: dict[str, Any], existi
                                   stop_last_trials=False)  # never cut a trial before its final report
     if optuna:
         tune_config = tune.TuneConfig(search_alg=searcher(grid), scheduler=scheduler, num_samples=num_samples,
-                                      max_concurrent_trials=max_concurrent,
+                                      max_concurrent_trials=max_concurrent, reuse_actors=grid.ray.reuse_actors,
                                       trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
         param_space = None
     else:
-        tune_config = tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+        tune_config = tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=max_concurrent,
+                                      reuse_actors=grid.ray.reuse_actors,
                                       trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
         param_space = {"bundle": tune.grid_search(list(range(len(plan.bundles))))}
     total = num_samples * len(grid.seeds) if optuna else sum(len(b) for b in plan.bundles)

@@ -116,6 +116,9 @@ class RaySettings(_Strict):
     object_store_mb: int = Field(512, ge=75)  # local Ray only
     storage_path: str = ".equitrack/ray"  # Ray Tune results and checkpoints (shared FS or s3:// on a cluster)
     workdir: str = ".equitrack/trials"  # per-cell trainer directories (resumable across invocations)
+    # one worker process runs many trials in turn (imports and data paid once per process); false: a fresh process
+    # per trial, Ray Tune's own default (isolates trials, e.g. one that leaks memory, at several seconds each)
+    reuse_actors: bool = True
 
 
 class MlflowSettings(_Strict):

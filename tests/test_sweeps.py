@@ -288,6 +288,22 @@ def test_interrupted_sweep_resumes_only_missing(ray_session: Any, tmp_path: Path
         assert sorted(steps) == [1, 2], (run.info.run_name, steps)
 
 
+@pytest.mark.parametrize("reuse", [True, False])
+def test_trials_share_a_worker_process_unless_told_not_to(ray_session: Any, tmp_path: Path, reuse: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ray.reuse_actors``: two one-cell trials in turn run in one worker process (imports and data paid once), or
+    each in a fresh one (Ray Tune's own default), with the same results either way."""
+    monkeypatch.setenv("EQUITRACK_TIMINGS", str(tmp_path / "timings.jsonl"))
+    code = _sweep(tmp_path, "--set", "seeds=1", "--set", "bundle=none", "--max-concurrent", "1",
+                  "--set", f"ray.reuse_actors={str(reuse).lower()}")
+    assert code == EXIT_OK
+    _, _, children = _runs(tmp_path)
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    timings = [json.loads(line) for line in (tmp_path / "timings.jsonl").read_text().splitlines()]
+    assert len(timings) == 2 and all(isinstance(t["pid"], int) for t in timings)  # one Ray trial per cell
+    assert len({t["pid"] for t in timings}) == (1 if reuse else 2)
+
+
 def test_unreachable_tracking_server_stops_before_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
