@@ -294,8 +294,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise GridError(f"--max-concurrent must be >= 1 (got {args.max_concurrent})")
     except GridError as err:
-        console.print(f"[red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
-        print(str(err), file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)  # once, on stderr (the console is stdout's)
         return EXIT_CONFIG
 
     from sweeps.tracking import TrackingUnreachable, absolute_tracking_uri, probe
@@ -311,8 +310,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     try:
         probe(uri, timeout=8.0)
     except TrackingUnreachable as err:
-        console.print(f"[red]error:[/] {err} (after {time.time() - t_probe:.1f} s); nothing was started")
-        print(str(err), file=sys.stderr)
+        print(f"error: {err} (after {time.time() - t_probe:.1f} s); nothing was started", file=sys.stderr)
         return EXIT_TRACKING
     ray_boot = RayBoot(grid, address).start()  # Ray starts while MLflow and the data are set up
     try:

@@ -103,8 +103,9 @@ def test_cli_exits_2_on_bad_grid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_with("grid", {"model.name": ["euclidnet"], "train.epochs": [0]})))
     assert main([str(bad), "--dry-run"]) == EXIT_CONFIG
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "bad.yaml" in err and "train.epochs" in err and "0" in err
+    assert err.count("error:") == 1 and "train.epochs" not in out  # said once, on stderr
     assert main([str(tmp_path / "missing.yaml")]) == EXIT_CONFIG
     assert main([str(QUICK), "--set", "seeds=[]"]) == EXIT_CONFIG
 
