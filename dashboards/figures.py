@@ -62,6 +62,7 @@ def save(fig, out: Path, name: str, *, outputs: list[Path] | None = None) -> lis
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=150)
+    fig.set_layout_engine("none")  # the PDF keeps the PNG's constrained layout instead of solving it again
     fig.savefig(paths[1])
     plt.close(fig)
     if outputs is not None:
