@@ -292,7 +292,7 @@ def test_interrupted_sweep_resumes_only_missing(ray_session: Any, tmp_path: Path
 def test_trials_share_a_worker_process_unless_told_not_to(ray_session: Any, tmp_path: Path, reuse: bool,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``ray.reuse_actors``: two one-cell trials in turn run in one worker process (imports and data paid once), or
-    each in a fresh one (Ray Tune's own default), with the same results either way."""
+    each in a fresh one (Ray Tune's own default); both finish."""
     monkeypatch.setenv("EQUITRACK_TIMINGS", str(tmp_path / "timings.jsonl"))
     code = _sweep(tmp_path, "--set", "seeds=1", "--set", "bundle=none", "--max-concurrent", "1",
                   "--set", f"ray.reuse_actors={str(reuse).lower()}")
