@@ -399,11 +399,11 @@ __all__ = [
     "TrialResult",
     "EarlyStopping",
     "config_hash",
+    "csv_text",
     "finalise_trial",
     "load_trial_splits",
     "restore_best",
     "run_trial",
     "seed_everything",
-    "csv_text",
     "write_table",
 ]
