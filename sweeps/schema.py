@@ -236,8 +236,13 @@ def _format_pydantic(err: ValidationError, *, source: str, prefix: str = "") -> 
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = f"unknown key; allowed: {', '.join(_allowed_keys(e['loc']))}"
-        lines.append(f"  {loc}: {msg} (got {e.get('input')!r})")
+        lines.append(f"  {loc}: {_with_input(msg, e.get('input'))}")
     return "\n".join(lines)
+
+
+def _with_input(msg: str, value: Any) -> str:
+    """``msg (got VALUE)``, unless the validator's message already ends by saying what it got."""
+    return msg if msg.endswith(")") and "(got " in msg else f"{msg} (got {value!r})"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -412,7 +417,7 @@ def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
                 msg = f"unknown key; allowed: {', '.join(_trial_allowed(loc))}"
-            lines.append(f"  {origin}: {dotted or '<root>'}: {msg} (got {e.get('input')!r})")
+            lines.append(f"  {origin}: {dotted or '<root>'}: {_with_input(msg, e.get('input'))}")
         raise GridError("\n".join(lines)) from None
 
 

@@ -79,6 +79,14 @@ def test_seed_axis_and_bad_seeds_are_rejected() -> None:
     assert "distinct" in _error(_with("seeds", [1, 1]), resolve_cells=False)
 
 
+def test_bad_value_is_named_once() -> None:
+    """A validator's message that already says what it got is not followed by a second '(got ...)'."""
+    text = _error(_with("seeds", 0), resolve_cells=False)
+    assert "a seed count must be >= 1 (got 0)" in text and text.count("(got 0)") == 1
+    assert _error(_with("seeds", [1, 1]), resolve_cells=False).count("(got [1, 1])") == 1
+    assert "(got 'fast')" in _error(_with("grid", {"model.name": ["euclidnet"], "train.lr": [0.001, "fast"]}))
+
+
 def test_missing_model_name() -> None:
     raw = _with("grid", {"train.lr": [0.001]})
     raw["models"] = {"euclidnet": {}, "interaction_network": {}}
