@@ -22,7 +22,7 @@ equivariance metrics) without the timing metric (per model in both); member j va
 a bundle often differ in training angle). Columns: seconds of the forwards alone and of the whole evaluation,
 the fastest of ``--steps`` rounds that run the four variants in turn.
 
-    .venv/bin/python benchmarks/bundle_throughput.py --ks 1 5 25 --steps 3 --out docs/benchmarks/bundle_throughput.csv
+    .venv/bin/python benchmarks/bundle_throughput.py --ks 1 5 25 --steps 3 --out benchmarks/results/bundle_throughput.csv
     .venv/bin/python benchmarks/bundle_throughput.py --device cuda   # on a GPU machine
     .venv/bin/python benchmarks/bundle_throughput.py --final-eval --ks 5 --test-graphs 2 \
         --models euclidnet interaction_network --presets paper_16

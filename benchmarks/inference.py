@@ -1,6 +1,6 @@
 """Inference and training-step speed of the model zoo, and against the public reference's layer structure.
 
-Two measurements (results and commands in docs/benchmarks/models.md):
+Two measurements (results and commands in docs/benchmarks.md; raw records in benchmarks/results/):
 
 1. ``batch``: milliseconds per forward pass over a PyG batch of ``--batch`` graphs (default 100, seed 002's
    Table 5 protocol) for every model and preset, ``torch.no_grad()``, median (and IQR) of ``--runs`` (≥ 30)

@@ -22,7 +22,7 @@ Reported:
 - on CUDA: trial-epochs per hour (per GPU when one GPU is used) and the mean GPU utilisation from nvidia-smi;
 - ``--profile``: a torch.profiler summary of one training epoch of a bundle (loop strategy), top operators.
 
-    .venv/bin/python benchmarks/sweep_e2e.py --out docs/benchmarks/sweep_e2e.json
+    .venv/bin/python benchmarks/sweep_e2e.py --out benchmarks/results/sweep_e2e.json
     .venv/bin/python benchmarks/sweep_e2e.py --profile-only
     .venv/bin/python benchmarks/sweep_e2e.py --device cuda --gpus-bundled 0.1 --gpus-unbundled 1 --concurrent 10 \
         --epochs 20   # on a GPU machine (not run here): trial-epochs per GPU-hour and nvidia-smi utilisation

@@ -4,7 +4,7 @@
 
 Fills a fresh SQLite MLflow backend with ``--runs`` finished trial runs (≈ 45 final metrics and 10 params each,
 the layout of docs/architecture.md), then times ``load_runs`` cold (MLflow search + typing + Parquet write), warm
-(fingerprint queries + Parquet read) and the Table 1 aggregation. Results go to docs/dashboards.md.
+(fingerprint queries + Parquet read) and the Table 1 aggregation. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
