@@ -1,6 +1,6 @@
 """Building blocks shared by the model zoo: MLPs, ψ, graph inputs, symmetrised edges, the model base class.
 
-Layout (speed, see docs/benchmarks/models.md): the message-passing models keep node and edge features
+Layout (speed, see docs/benchmarks.md): the message-passing models keep node and edge features
 *feature-major*, ``[channels, N]`` and ``[channels, E]``. With the zoo's small widths (4–64 channels) a
 row-major ``[E, 8]`` tensor makes every Linear, LayerNorm and gather/scatter pay per-row overheads; feature-major
 turns a Linear into one ``addmm(W, X)`` over long contiguous rows, LayerNorm into reductions across a few rows

@@ -14,7 +14,7 @@ Nodes are Cartesian hits (x, y, z) in metres (``node_features="xyz"``, from ``po
 the stored directed edges as in DeZoort's code; ``undirected=True`` adds the reversed edges internally
 ((dr, dφ, dz) negated, dR kept) and still returns one logit per stored edge.
 
-Implementation (speed; the arithmetic is the definition's, see docs/models.md and docs/benchmarks/models.md):
+Implementation (speed; the arithmetic is the definition's, see docs/models.md and docs/benchmarks.md):
 the whole network — every iteration and R2 — is one autograd function with a hand-written backward, on
 feature-major tensors ([C, N], [C, E]). Per iteration: one ``index_select`` gathers [x_i; x_j] for all edges at
 once, R1's first layer is one matmul on it plus the constant W_a a_ij + b (computed once per forward), the sum

@@ -155,7 +155,7 @@ def csv_text(rows: pd.DataFrame) -> str:
     (NaN as an empty field, as pandas' default ``na_rep``). Other column types, names that CSV would quote, and
     tables of fewer than two columns (where pandas quotes an empty field) go through pandas. A bundle of 100
     members writes 300 tables at its end, ``roc.csv`` with thousands of rows each, on the trial's one CPU
-    (docs/benchmarks/bundle.md).
+    (docs/benchmarks.md, "A member's end").
     """
     names = [str(c) for c in rows.columns]
     plain = len(names) >= 2 and all(dtype in (np.float64, np.int64) for dtype in rows.dtypes)
