@@ -100,9 +100,10 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The four validated arrays of a generated-sample file (see the module docstring)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise GeneratedFormatError(f"{path}: a single .npy array, expected {_EXPECTED}")
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise GeneratedFormatError(f"{path}: a single .npy array, expected {_EXPECTED}")
+        with f:
             missing = [k for k in ARRAYS if k not in f.files]
             if missing:
                 raise GeneratedFormatError(f"{path}: missing array(s) {missing}; expected {_EXPECTED}; found {f.files}")
