@@ -1,8 +1,9 @@
 """Bundled trials in sweeps: which grid cells share one Ray trial, and how that trial trains them.
 
-Cells that differ only along *bundle axes* (by default the seed plus every varied grid axis that
-:mod:`tracker.train.bundle` can bundle: training angle, lr, c, fraction, …) are grouped, up to ``max_bundle_size``
-per Ray trial, and trained together by :func:`tracker.train.bundle.run_bundle`. Each cell keeps its own MLflow
+Cells that differ only along *bundle axes* (by default the seed plus every varied grid axis that the grid's task
+can bundle, ``equitrack.task.Bundling.axes``; for tracking: training angle, lr, c, fraction, …) are grouped, up to
+``max_bundle_size`` per Ray trial, and trained together by the task's ``Bundling.run``; a task without bundled
+training gets one cell per Ray trial. Each cell keeps its own MLflow
 child run (config_id, seed, metrics, artifacts, status): every member reports through its own
 :class:`~sweeps.trainable.TuneReporter`, and a member that fails sends a ``fail`` event that
 :class:`BundleCallback` turns into that run's FAILED status while the other members go on.
@@ -13,7 +14,7 @@ Grid keys (top level, all optional)::
     bundle: [seed, train_rotation_deg]   # or an explicit list (short names or dotted keys)
     max_bundle_size: 25                  # cells per Ray trial at most, split evenly; default min(25, ceil(cells /
                                          # (2 x concurrent trials))): about two bundles per slot, for balance
-    bundle_strategy: auto                # auto | loop | vmap (see tracker.train.bundle)
+    bundle_strategy: auto                # auto | loop | vmap (tracking: see tracker.train.bundle)
     bundle_final_eval: auto              # auto | batched | per_member (run_bundle's final_eval)
     bundle_cuda_graphs: true             # vmap on CUDA: replay the stacked step from a CUDA graph
 """
@@ -28,21 +29,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from equitrack.task import get_task
 from sweeps.schema import Cell, GridError, GridFile, varied_keys
 
 MAX_AUTO_SIZE = 25
-#: short axis names accepted in ``bundle:``
-ALIASES = {
-    "seed": "train.seed", "seeds": "train.seed", "train_rotation_deg": "train.train_rotation_deg",
-    "rotation": "train.train_rotation_deg", "lr": "train.lr", "c": "model.c", "fraction": "train.fraction",
-    "random_rotation": "train.random_rotation",
-}
-
-
-def _bundleable() -> frozenset[str]:
-    from tracker.train.bundle import BUNDLEABLE, MODEL_BUNDLEABLE
-
-    return BUNDLEABLE | MODEL_BUNDLEABLE
 
 
 def bundle_axes(grid: GridFile, *, source: str = "<grid>") -> list[str]:
@@ -50,18 +40,21 @@ def bundle_axes(grid: GridFile, *, source: str = "<grid>") -> list[str]:
     spec = grid.bundle
     if spec in (None, "none", False) or spec == []:
         return []
-    allowed = _bundleable()
+    bundling = get_task(grid.task).bundling
+    if bundling is None:
+        if spec == "auto":
+            return []
+        raise GridError(f"{source}: bundle: {spec!r}, but task {grid.task!r} has no bundled training; use bundle: none")
+    allowed = bundling.axes
     if spec == "auto":
         if grid.bundle_strategy == "vmap":  # vmap batches parameters only: model.c etc. stay separate bundles
-            from tracker.train.bundle import BUNDLEABLE
-
-            allowed = BUNDLEABLE
+            allowed = bundling.vmap_axes
         if grid.scheduler.type == "asha":  # ASHA prunes whole Ray trials: keep one cell per trial
             return []
         return ["train.seed"] + [k for k in varied_keys(grid) if k in allowed and k != "train.seed"]
     axes = []
     for name in spec:
-        key = ALIASES.get(str(name), str(name))
+        key = bundling.aliases.get(str(name), str(name))
         if "." not in key:
             key = f"train.{key}"
         if key not in allowed and not key.startswith("eval."):
@@ -104,13 +97,13 @@ def plan_bundles(cells: Sequence[Cell], grid: GridFile, *, source: str = "<grid>
     """Group ``cells`` (in order) into bundles: equal except along the bundle axes, at most ``max_bundle_size``.
 
     A group larger than the limit is split into ``ceil(n / max)`` bundles of nearly equal size, so no Ray trial is
-    left with a small remainder. Every bundle is checked with :func:`tracker.train.bundle.validate_bundle`.
+    left with a small remainder. Every bundle is checked with the task's ``Bundling.validate``.
     """
     axes = bundle_axes(grid, source=source)
     if not axes:
         return [[c] for c in cells]
-    from tracker.train.bundle import BundleError, validate_bundle
-    from tracker.train.config import trial_from_dict
+    task = get_task(grid.task)
+    validate_bundle = task.bundling.validate  # type: ignore[union-attr]  # axes imply bundling
 
     groups: dict[str, list[Cell]] = {}
     for c in cells:
@@ -123,9 +116,9 @@ def plan_bundles(cells: Sequence[Cell], grid: GridFile, *, source: str = "<grid>
         for i in range(0, len(members), size):
             part = members[i : i + size]
             try:
-                diff = validate_bundle([trial_from_dict(c.trial, source=c.run_name) for c in part],
+                diff = validate_bundle([task.config_type.model_validate(c.trial) for c in part],
                                        strategy=grid.bundle_strategy)
-            except BundleError as err:
+            except ValueError as err:
                 raise GridError(f"{source}: bundle {[c.run_name for c in part]}: {err}") from None
             model_keys = [k for k in diff if k.startswith("model.")]
             if grid.bundle_final_eval == "batched" and model_keys:
@@ -150,8 +143,9 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
     from ray import tune
 
     from sweeps.trainable import TuneReporter, cell_key
-    from tracker.train.bundle import run_bundle
-    from tracker.train.config import trial_from_dict
+
+    task = get_task(plan.grid.task)
+    run_bundle = task.bundling.run  # type: ignore[union-attr]
 
     pending: list[dict[str, Any]] = []  # the round's epoch results, in the order the members reported them
 
@@ -179,7 +173,7 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
     for index, cell in members:
         wd = plan.workdir(cell)
         wd.mkdir(parents=True, exist_ok=True)
-        configs.append(trial_from_dict(cell.trial, source=cell.run_name))
+        configs.append(task.config_type.model_validate(cell.trial))
         reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
         workdirs.append(wd)
 

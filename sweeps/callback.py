@@ -23,9 +23,10 @@ from typing import Any
 
 from ray import tune
 
+from equitrack.task import get_task
 from sweeps.schema import Cell
 from sweeps.tracking import SweepTracker, WriteBehind, resolve_run_id
-from sweeps.trainable import EPOCH_KEYS, Plan, cell_key, read_state
+from sweeps.trainable import Plan, cell_key, read_state
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class SweepCallback(tune.Callback):
         self.existing = existing or {}
         self.trial_cells: dict[str, list[str]] = {}
         self.writer = writer if writer is not None else WriteBehind()
+        self.epoch_keys = get_task(plan.grid.task).epoch_metrics  # the per-epoch metrics logged with step=epoch
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its run config into the experiment state; the live writer stays on this driver."""
@@ -141,7 +143,7 @@ class SweepCallback(tune.Callback):
             return
         epoch = int(result["epoch"])
         if epoch > st.last_step and epoch not in st.logged:
-            self._write(st, "log_epoch", {k: result[k] for k in EPOCH_KEYS if k in result}, step=epoch,
+            self._write(st, "log_epoch", {k: result[k] for k in self.epoch_keys if k in result}, step=epoch,
                         tags={"last_epoch": str(epoch), "ray_node_id": str(result.get("node_id", ""))})
             st.logged.add(epoch)
         self.display.cell_epoch(st, epoch, result)
@@ -178,7 +180,7 @@ class SweepCallback(tune.Callback):
                     continue
                 if epoch > st.last_step and epoch not in st.logged:
                     values = {}
-                    for k in EPOCH_KEYS:
+                    for k in self.epoch_keys:
                         try:
                             values[k] = float(row[k])
                         except (KeyError, TypeError, ValueError):

@@ -252,9 +252,8 @@ def _gpus_per_trial(grid: GridFile, console: Console) -> float:
 
 
 def _prepare_data(cells: list[Cell], console: Console) -> list[str]:
-    """Build each distinct dataset once on the driver (trials only read the cache)."""
-    from tracker.data.dataset import prepare
-    from tracker.train.config import DataConfig
+    """Build each distinct dataset once on the driver, with the cells' task (trials only read the cache)."""
+    from equitrack.task import get_task
 
     keys: list[str] = []
     seen: set[str] = set()
@@ -264,7 +263,8 @@ def _prepare_data(cells: list[Cell], console: Console) -> list[str]:
             continue
         seen.add(blob)
         t0 = time.time()
-        key = str(prepare(DataConfig.model_validate(cell.trial["data"])))
+        task = get_task(cell.task)
+        key = task.prepare_data(task.config_type.model_validate(cell.trial))
         console.print(f"dataset {key} ready ({time.time() - t0:.1f} s)")
         keys.append(key)
     return keys

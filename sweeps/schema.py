@@ -3,8 +3,9 @@
 A grid file names an MLflow experiment, the shared data section, training/evaluation defaults, per-model
 defaults, grid axes over dotted trial keys (or an Optuna search space), seeds, scheduler, resources, Ray and
 MLflow settings. :func:`load_grid` validates it (pydantic, unknown keys are errors); :func:`resolve` turns it
-into :class:`Cell` objects, each a fully validated :class:`tracker.train.config.TrialConfig` plus the
-identity ``sweeps`` uses in MLflow (``config_id`` = hash of the trial without its seed, a readable run name).
+into :class:`Cell` objects, each a trial configuration validated by the grid's task (``task:``, see
+:mod:`equitrack.task`) plus the identity ``sweeps`` uses in MLflow (``config_id`` = hash of the trial without its
+seed, a readable run name from the task's run-name parts). Nothing here knows a task's physics.
 Every error is a :class:`GridError` whose message names the grid file, the key, the value and what is allowed.
 """
 
@@ -20,9 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tracker.train.config import RESULT_NEUTRAL_KEYS, TrialConfig, read_yaml
-
-SECTIONS = ("data", "model", "train", "eval")
+from equitrack.task import DEFAULT_TASK, SECTIONS, Task, TaskError, get_task
 
 
 class GridError(ValueError):
@@ -133,6 +132,7 @@ class GridFile(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     experiment: str = Field(min_length=1)
+    task: str = DEFAULT_TASK  # which science package runs the trials (equitrack.task: tracking, jets, ...)
     description: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
@@ -148,12 +148,21 @@ class GridFile(_Strict):
     bundle: list[str] | Literal["auto", "none"] = "auto"
     max_bundle_size: int | None = Field(None, ge=1)  # None: automatic (sweeps.bundling.auto_bundle_size)
     bundle_strategy: Literal["auto", "loop", "vmap"] = "auto"
-    # how a bundle's members get their final metrics (tracker.train.bundle.run_bundle's final_eval)
+    # how a bundle's members get their final metrics (the task's bundled training: final_eval)
     bundle_final_eval: Literal["auto", "batched", "per_member"] = "auto"
     # vmap bundles on CUDA: replay the stacked step from a CUDA graph (run_bundle's cuda_graphs)
     bundle_cuda_graphs: bool = True
     ray: RaySettings = RaySettings()
     mlflow: MlflowSettings = MlflowSettings()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        try:
+            get_task(v)
+        except TaskError as err:
+            raise ValueError(str(err)) from None
+        return v
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -259,6 +268,16 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return sorted(getattr(model, "model_fields", {}))
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML document of a grid file; a missing file or bad YAML is a :class:`GridError` naming it."""
+    if not path.is_file():
+        raise GridError(f"{path}: no such grid file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: not valid YAML: {err}") from None
+
+
 def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
     """Validate a mapping as a grid file."""
     if not isinstance(raw, dict):
@@ -270,17 +289,77 @@ def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
 
 
 def load_grid(path: str | Path, *, overrides: list[str] | None = None) -> GridFile:
-    """Read, optionally override (``key=value`` with YAML values, dotted into the grid file) and validate."""
+    """Read, optionally override (``key=value`` with YAML values, see :func:`apply_override`) and validate."""
     path = Path(path)
-    raw = read_yaml(path, what="grid file", error=GridError) or {}
+    raw = _read_yaml(path) or {}
     for item in overrides or []:
         if "=" not in item:
             raise GridError(f"{path}: override {item!r} must look like key=value (e.g. train.epochs=1)")
         key, value = item.split("=", 1)
         if not isinstance(raw, dict):
             break
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise GridError(f"{path}: override {item!r}: the value is not valid YAML: {err}") from None
+        apply_override(raw, key.strip(), parsed, source=str(path))
     return parse_grid(raw, source=str(path))
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any, *, source: str = "<grid>") -> None:
+    """Set one ``--set`` key in a raw grid mapping.
+
+    A key is dotted into the file (``train.epochs``, ``models.euclidnet.hidden``), except where the file's own keys
+    contain dots: grid axes and search dimensions are named by dotted trial keys, so everything after ``grid.`` is
+    one axis key and everything after ``search.space.`` one dimension key:
+
+    - ``grid.model.hidden=[8, 16]`` sets the axis ``model.hidden`` in every grid block that has it, or adds it to
+      every block when none has it (a scalar is a one-value axis); ``grid.model.hidden=null`` removes the axis;
+    - ``grid.1.model.hidden=[8]`` does that in block 1 only (0-based; the file's ``grid:`` list order);
+    - ``search.space.model.hidden={type: int, low: 4, high: 16}`` sets that dimension (``null`` removes it).
+    ``grid=...`` and ``search.space=...`` still replace the whole section.
+    """
+    if key.startswith("grid.") and len(key) > len("grid."):
+        _override_axis(raw, key[len("grid."):], value, source=source)
+    elif key.startswith("search.space.") and len(key) > len("search.space."):
+        search = raw.setdefault("search", {})
+        if not isinstance(search, dict):
+            raise GridError(f"{source}: override {key!r}: 'search' is not a mapping in the grid file")
+        space = search.setdefault("space", {})
+        if not isinstance(space, dict):
+            raise GridError(f"{source}: override {key!r}: 'search.space' is not a mapping in the grid file")
+        dim = key[len("search.space."):]
+        if value is None:
+            space.pop(dim, None)
+        else:
+            space[dim] = value
+    else:
+        _set_dotted(raw, key, value)
+
+
+def _override_axis(raw: dict[str, Any], rest: str, value: Any, *, source: str) -> None:
+    """``--set grid.[N.]AXIS=VALUES`` (see :func:`apply_override`)."""
+    grid = raw.get("grid")
+    blocks: list[Any] = [{}] if grid is None else (grid if isinstance(grid, list) else [grid])
+    raw["grid"] = blocks
+    head, _, axis = rest.partition(".")
+    if head.isdigit() and axis:
+        index = int(head)
+        if index >= len(blocks):
+            raise GridError(f"{source}: override 'grid.{rest}': block {index} does not exist (the grid has "
+                            f"{len(blocks)} block(s), numbered from 0)")
+        targets = [blocks[index]]
+    else:
+        axis = rest
+        having = [b for b in blocks if isinstance(b, dict) and axis in b]
+        targets = having or blocks
+    for block in targets:
+        if not isinstance(block, dict):
+            raise GridError(f"{source}: override 'grid.{rest}': grid block {block!r} is not a mapping")
+        if value is None:
+            block.pop(axis, None)
+        else:
+            block[axis] = value
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
@@ -301,7 +380,8 @@ class Cell(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    trial: dict[str, Any]  # TrialConfig.model_dump(mode="json"), validated
+    trial: dict[str, Any]  # the task's trial config, validated, as model_dump(mode="json")
+    task: str = DEFAULT_TASK
     config_id: str
     seed: int
     run_name: str
@@ -316,53 +396,20 @@ class Cell(BaseModel):
         return str(self.trial["model"]["name"])
 
 
-def config_id(trial: dict[str, Any]) -> str:
+def config_id(trial: dict[str, Any], *, task: str = DEFAULT_TASK) -> str:
     """Stable hash of a trial config without its seed (groups the seeds of one configuration)."""
     stripped = copy.deepcopy(trial)
     stripped.get("train", {}).pop("seed", None)
-    for section, key in RESULT_NEUTRAL_KEYS:  # e.g. checkpoint cadence: same results, same cell
+    for section, key in get_task(task).result_neutral_keys:  # e.g. checkpoint cadence: same results, same cell
         stripped.get(section, {}).pop(key, None)
     blob = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-_SHORT = {
-    "model.c": "c",
-    "train.train_rotation_deg": "rot",
-    "train.fraction": "frac",
-    "train.lr": "lr",
-    "model.hidden": "h",
-    "data.pt_min": "pt",
-    "train.random_rotation": "randrot",
-}
-
-
-def _fmt_value(key: str, value: Any) -> str:
-    if key == "train.train_rotation_deg":
-        return f"rot{int(round(float(value))):03d}"
-    if isinstance(value, float):
-        text = f"{value:.3g}"
-    else:
-        text = str(value)
-    return f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}{text}"
-
-
-def run_name(trial: dict[str, Any], seed: int, varied: list[str]) -> str:
-    """``euclidnet-paper_8-c0.005-rot045-s3``: model, size, the varied axes, the seed."""
-    model = trial["model"]
-    parts = [str(model["name"])]
-    if model.get("preset"):
-        parts.append(str(model["preset"]))
-    elif model.get("hidden") is not None:
-        parts.append(f"h{model['hidden']}")
-    for key in varied:
-        if key in ("model.name", "model.preset", "model.hidden"):
-            continue
-        value = _get_dotted(trial, key)
-        if value is not None:
-            parts.append(_fmt_value(key, value))
-    parts.append(f"s{seed}")
-    return "-".join(parts).replace("/", "_")
+def run_name(trial: dict[str, Any], seed: int, varied: list[str], *, task: str = DEFAULT_TASK) -> str:
+    """``euclidnet-paper_8-c0.005-rot045-s3``: the task's run-name parts (model, size, varied axes), the seed."""
+    parts = get_task(task).run_name_parts(trial, varied)
+    return "-".join([*parts, f"s{seed}"]).replace("/", "_")
 
 
 def _get_dotted(d: dict[str, Any], key: str) -> Any:
@@ -401,10 +448,12 @@ def _describe(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "no grid values"
 
 
-def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> TrialConfig:
-    """Validate one cell; a failure names the grid key and value (or the default section) and what is allowed."""
+def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any], task: Task | None = None) -> Any:
+    """Validate one cell with its task's trial schema; a failure names the grid key and value (or the default
+    section) and what is allowed."""
+    config_type = (task or get_task()).config_type
     try:
-        return TrialConfig.model_validate(raw)
+        return config_type.model_validate(raw)
     except ValidationError as err:
         lines = [f"{source}: cell ({_describe(overrides)}) is not a valid trial"]
         for e in err.errors():
@@ -416,13 +465,13 @@ def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any
                 origin = f"key {dotted!r} (from the '{loc[0]}:' section)" if loc else "the trial"
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
-                msg = f"unknown key; allowed: {', '.join(_trial_allowed(loc))}"
+                msg = f"unknown key; allowed: {', '.join(_trial_allowed(config_type, loc))}"
             lines.append(f"  {origin}: {dotted or '<root>'}: {_with_input(msg, e.get('input'))}")
         raise GridError("\n".join(lines)) from None
 
 
-def _trial_allowed(loc: tuple[str, ...]) -> list[str]:
-    model: Any = TrialConfig
+def _trial_allowed(config_type: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    model: Any = config_type
     for part in loc[:-1]:
         field = getattr(model, "model_fields", {}).get(part)
         ann = getattr(field, "annotation", None)
@@ -432,17 +481,13 @@ def _trial_allowed(loc: tuple[str, ...]) -> list[str]:
     return sorted(getattr(model, "model_fields", {}))
 
 
-def _check_model(cfg: TrialConfig, *, source: str, overrides: dict[str, Any], seen: dict[str, str | None]) -> None:
+def _check_model(cfg: Any, *, task: Task, source: str, overrides: dict[str, Any],
+                 seen: dict[str, str | None]) -> None:
     """Build the model once per distinct model section so bad names/hyperparameters fail before Ray starts."""
     key = json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True)
     if key not in seen:
         try:
-            from tracker.models import build_model
-        except ImportError:
-            seen[key] = None
-            return
-        try:
-            build_model(cfg.model.name, **cfg.model.hparams())
+            task.check_model(cfg)
             seen[key] = None
         except Exception as err:
             seen[key] = f"{type(err).__name__}: {err}"
@@ -480,16 +525,17 @@ def varied_keys(grid: GridFile) -> list[str]:
 def make_cells(grid: GridFile, overrides: dict[str, Any], *, source: str, check_model: bool = True,
                _seen: dict[str, str | None] | None = None) -> list[Cell]:
     """The cells (one per seed) of one combination of values."""
+    task = get_task(grid.task)
     raw = base_trial(grid, overrides)
-    cfg = validate_trial(raw, source=source, overrides=overrides)
+    cfg = validate_trial(raw, source=source, overrides=overrides, task=task)
     if check_model:
-        _check_model(cfg, source=source, overrides=overrides, seen=_seen if _seen is not None else {})
+        _check_model(cfg, task=task, source=source, overrides=overrides, seen=_seen if _seen is not None else {})
     varied = varied_keys(grid)
     cells = []
     for seed in grid.seeds:
         trial = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}).model_dump(mode="json")
-        cells.append(Cell(trial=trial, config_id=config_id(trial), seed=seed,
-                          run_name=run_name(trial, seed, varied), overrides=dict(overrides)))
+        cells.append(Cell(trial=trial, task=grid.task, config_id=config_id(trial, task=grid.task), seed=seed,
+                          run_name=run_name(trial, seed, varied, task=grid.task), overrides=dict(overrides)))
     return cells
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from equitrack.config import flatten
 from sweeps.schema import Cell
-from tracker.train.config import flatten
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -315,7 +315,8 @@ class SweepTracker:
     def create_child(self, cell: Cell, *, extra_tags: Mapping[str, str] | None = None) -> str:
         """A new nested run for ``cell``, SCHEDULED, with its params and identity tags."""
         assert self.parent_id is not None and self.sweep_id is not None
-        tags = {PARENT: self.parent_id, KIND: "trial", "sweep_id": self.sweep_id, "config_id": cell.config_id,
+        tags = {PARENT: self.parent_id, KIND: "trial", "sweep_id": self.sweep_id, "task": cell.task,
+                "config_id": cell.config_id,
                 "seed": str(cell.seed), "model": cell.model, "status": "scheduled", "attempts": "0",
                 **{f"grid.{k}": _param_value(v) for k, v in cell.overrides.items()}, **(extra_tags or {})}
         run = retry(lambda: self.client.create_run(self.experiment_id, run_name=cell.run_name, tags=tags),

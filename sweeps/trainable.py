@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one Ray trial trains one or more cells with ``tracker.train.run_trial``.
+"""The Ray Tune function trainable: one Ray trial trains one or more cells with the grid's task (``run_trial``).
 
 Nothing here talks to MLflow. Every epoch is sent to the driver with ``ray.tune.report`` together with a
 checkpoint (the trainer's checkpoint folder plus ``state.json`` saying which cell and epoch it belongs to);
@@ -27,7 +27,6 @@ from sweeps.schema import Cell, GridFile, grid_overrides, make_cells
 
 STATE_FILE = "state.json"
 FAULT_ENV = "EQUITRACK_FAULT"  # test hook: [{"match": "run-name substring", "epoch": 2, "times": 1}, ...]
-EPOCH_KEYS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
 
 
 @dataclass
@@ -67,7 +66,7 @@ class _Injected(RuntimeError):
 
 
 class TuneReporter:
-    """``tracker.train.reporter.Reporter`` that forwards a cell's life to Ray Tune."""
+    """A task's trial reporter (``tracker.train.reporter.Reporter`` protocol) that forwards a cell's life to Ray Tune."""
 
     def __init__(self, *, index: int, cell: Cell, workdir: Path, scratch: Path,
                  fault: list[dict[str, Any]] | None = None) -> None:
@@ -195,9 +194,9 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     """Ray Tune entry point (wrapped with ``tune.with_parameters(sweep_trainable, plan=plan)``)."""
     from ray import tune
 
-    from tracker.train import run_trial
-    from tracker.train.config import trial_from_dict
+    from equitrack.task import get_task
 
+    task = get_task(plan.grid.task)
     os.environ.update(plan.env)
     _limit_threads()
     cells = plan.cells_for(config)
@@ -228,8 +227,8 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
             workdir = plan.workdir(cell)
             workdir.mkdir(parents=True, exist_ok=True)
             reporter = TuneReporter(index=index, cell=cell, workdir=workdir, scratch=scratch, fault=plan.fault)
-            result = run_trial(trial_from_dict(cell.trial, source=cell.run_name), reporter, workdir=workdir,
-                               resume=True)
+            result = task.run_trial(task.config_type.model_validate(cell.trial), reporter, workdir=workdir,
+                                    resume=True)
             finals.append(dict(result.metrics))
         if len(cells) > 1 and finals:
             keys = set.intersection(*(set(f) for f in finals))

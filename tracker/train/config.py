@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from equitrack.config import flatten  # noqa: F401  (re-exported: trial code imports it from here)
+
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
 #: setting them (or a release adding them) neither invalidates checkpoints nor re-runs finished cells
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
@@ -122,18 +124,6 @@ class TrialConfig(_Section):
         if isinstance(v, dict) and "name" not in v:
             raise ValueError("model.name is required (e.g. euclidnet, interaction_network)")
         return v
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"hidden": 8}} -> {"model.hidden": 8}``: the dotted keys of grids, bundles and MLflow params."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 class ConfigError(ValueError):
