@@ -1,0 +1,307 @@
+"""One jets trial: train a tagger from a :class:`~jets.config.JetsTrialConfig`, keep the best epoch (lowest
+val_loss), evaluate it on the test split (also boosted), write the artifacts and tell a
+:class:`~tracker.train.reporter.Reporter` what happened — the contract of :func:`tracker.train.run_trial`.
+
+Training: Adam (``train.lr``, ``betas``, ``weight_decay``), the learning rate scheduled per epoch
+(``train.schedule``: cosine by default, or step, or constant), BCE-with-logits loss averaged over jets, early
+stopping on ``val_loss`` after ``train.patience`` epochs without improvement. Everything random (weights, batch
+order, boost augmentation) comes from ``train.seed``; checkpoints hold every random state, so a resumed trial
+ends with the same metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits
+
+from jets.config import RESULT_NEUTRAL_KEYS, JetsTrialConfig
+from jets.data.dataset import JetSet, Splits
+from jets.data.transforms import boost, random_boosts
+from jets.train.evaluate import DeviceJets, boosted, final_metrics, model_dtype, predict, resolve_device
+from tracker.train.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainer_state,
+)
+from tracker.train.config import yaml_text
+from tracker.train.reporter import Reporter
+
+EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
+#: final metrics that measure time and so differ between otherwise identical runs
+TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_batch100"})
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the trial stops (the message names the epoch)."""
+
+    def __init__(self, epoch: int, what: str, value: float) -> None:
+        self.epoch = epoch
+        super().__init__(f"non-finite {what} ({value}) at epoch {epoch}: the trial stops "
+                         "(lower train.lr, set train.grad_clip, or check the jets for NaN)")
+
+
+class CheckpointMismatchError(ValueError):
+    """``workdir/checkpoint`` belongs to a different trial configuration."""
+
+
+@dataclass
+class TrialResult:
+    """What a trial returns: the final metrics, the folder holding its artifacts, the per-epoch history."""
+
+    metrics: dict[str, float]
+    artifacts_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def config_hash(config: JetsTrialConfig) -> str:
+    """SHA-256 of the resolved configuration without the result-neutral keys: guards a checkpoint against reuse."""
+    resolved = config.model_dump(mode="json")
+    for section, key in RESULT_NEUTRAL_KEYS:
+        resolved[section].pop(key, None)
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+
+
+class EarlyStopping:
+    """The lowest val_loss so far, its epoch and weights (CPU copy), and the epochs since it."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, val_loss: float, model: nn.Module) -> bool:
+        """Record ``epoch``; returns True when training should stop."""
+        if self.best is None or val_loss < self.best:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.bad_epochs, self.best_state = state["bad_epochs"], state["best_state"]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def select_fraction(jets: JetSet, fraction: float, *, seed: int) -> JetSet:
+    """``fraction`` of the jets of each class (at least one), chosen with ``seed``, in their original order."""
+    if fraction >= 1:
+        return jets
+    rng = np.random.default_rng(seed)
+    keep = []
+    for cls in (0, 1):
+        idx = np.flatnonzero(jets.label == cls)
+        if idx.size:
+            keep.append(rng.permutation(idx)[: max(1, round(fraction * idx.size))])
+    return jets.take(np.sort(np.concatenate(keep)))
+
+
+def _boost_set(jets: JetSet, beta: float, axis: str) -> JetSet:
+    return JetSet(boost(jets.p4.astype(np.float64), beta, axis).astype(np.float32), jets.mask, jets.label)
+
+
+def load_jet_splits(config: JetsTrialConfig) -> Splits:
+    """The cached splits of ``config.data`` (built on first use, :mod:`jets.data.dataset`)."""
+    from jets.data.dataset import load_splits
+
+    return load_splits(config.data)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: JetsTrialConfig):
+    tc = config.train
+    if tc.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.epochs)
+    if tc.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=tc.lr_step, gamma=tc.lr_gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=1.0)  # constant
+
+
+def run_trial(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool = True,
+              splits: Splits | tuple[JetSet, JetSet, JetSet] | None = None) -> TrialResult:
+    """Train and evaluate one trial in ``workdir`` (created if needed) and return its final metrics.
+
+    ``resume=True`` continues from ``workdir/checkpoint`` when it exists (same config required), giving the same
+    metrics as an uninterrupted run; ``resume=False`` discards it. ``splits``: (train, val, test) jet sets already
+    in memory, instead of ``config.data`` through the dataset cache.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if config.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run(config, reporter, workdir=workdir, resume=resume, splits=splits)
+    finally:
+        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
+
+
+def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool, splits) -> TrialResult:
+    from jets.models import build_model, count_parameters
+
+    tc = config.train
+    if splits is None:
+        splits = load_jet_splits(config)
+    train_jets, val_jets, test_jets = (
+        (splits.train, splits.val, splits.test) if isinstance(splits, Splits) else tuple(splits))
+    train_jets = select_fraction(train_jets, tc.fraction, seed=tc.seed)
+    if tc.boost_beta:  # a boosted frame for training and validation; the test split stays in the lab frame
+        train_jets = _boost_set(train_jets, tc.boost_beta, tc.boost_axis)
+        val_jets = _boost_set(val_jets, tc.boost_beta, tc.boost_axis)
+    device = resolve_device(tc.device)
+    if device.type == "cuda" and tc.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    seed_everything(tc.seed)
+    model = build_model(config.model.name, **config.model.hparams()).to(device)
+    n_params = int(count_parameters(model))
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    scheduler = _scheduler(optimizer, config)
+    stopper = EarlyStopping(tc.patience)
+    generator = torch.Generator().manual_seed(tc.seed)
+    train_set, val_set, test_set = (DeviceJets(j, device) for j in (train_jets, val_jets, test_jets))
+
+    chash = config_hash(config)
+    history: list[dict[str, float]] = []
+    start_epoch, train_seconds, finished = 1, 0.0, False
+    state = load_checkpoint(workdir)
+    if state is not None and not resume:
+        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
+        state = None
+    if state is not None:
+        if state["config_hash"] != chash:
+            raise CheckpointMismatchError(f"{workdir / 'checkpoint'} was written by a different trial configuration; "
+                                          "remove it or call run_trial(..., resume=False)")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        stopper.load_state_dict(state["early_stopping"])
+        set_rng_state(state["rng"], generator)
+        history = [dict(h) for h in state["history"]]
+        start_epoch, train_seconds = int(state["epoch"]) + 1, float(state["train_seconds"])
+        finished = bool(state["finished"])
+
+    resolved = config.model_dump(mode="json")
+    reporter.start(config=resolved, n_params=n_params)
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml_text(resolved))
+    reporter.artifact(cfg_path)
+
+    dtype = model_dtype(model)
+    model.train()
+    for epoch in range(start_epoch, tc.epochs + 1):
+        if finished:
+            break
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        order = torch.randperm(len(train_set), generator=generator)
+        aug = random_boosts(len(train_set), tc.boost_augment, generator) if tc.boost_augment else None
+        loss_sum, n_jets = 0.0, 0
+        for p4, mask, label, idx in train_set.batches(order, tc.batch_size):
+            x = boosted(p4, aug[0][idx], aug[1][idx], dtype) if aug is not None else p4.to(dtype)
+            optimizer.zero_grad(set_to_none=True)
+            loss = binary_cross_entropy_with_logits(model(x, mask).reshape(-1), label.to(dtype))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch, "training loss", value)
+            loss.backward()
+            if tc.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            loss_sum += value * len(idx)
+            n_jets += len(idx)
+        scheduler.step()
+        val = predict(model, val_set)
+        if not math.isfinite(val.loss):
+            raise NonFiniteLossError(epoch, "validation loss", val.loss)
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        metrics = {"train_loss": loss_sum / max(n_jets, 1), "val_loss": val.loss, "val_auc": val.auc(), "lr": lr,
+                   "epoch_seconds": seconds}
+        history.append({"epoch": epoch, **metrics})
+        stop = stopper.update(epoch, val.loss, model)
+        finished = stop or epoch == tc.epochs
+        ckpt = None
+        if checkpoint_due(epoch, every=tc.checkpoint_every, finished=finished):
+            ckpt = save_checkpoint(workdir, trainer_state(
+                config_hash=chash, epoch=epoch, finished=finished, model=model, optimizer=optimizer,
+                scheduler=scheduler, early_stopping=stopper.state_dict(), rng=rng_state(generator), history=history,
+                train_seconds=train_seconds))
+        reporter.epoch(epoch=epoch, metrics=metrics, checkpoint_dir=ckpt)
+        if stop:
+            break
+
+    return _finalise(model, stopper=stopper, history=history, train_seconds=train_seconds, test_set=test_set,
+                     config=config, n_params=n_params, workdir=workdir, reporter=reporter)
+
+
+def _write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(rows.to_csv(index=False))
+    tmp.replace(path)
+    reporter.artifact(path)
+
+
+_ORDER = ("accuracy", "auc", "rejection_30", "rejection_50", "ant_factor_v2", "n_params", "test_loss", "threshold",
+          "best_epoch", "train_seconds", "seconds_per_epoch", "inference_ms_per_batch100", "on_cuda")
+
+
+def _finalise(model: nn.Module, *, stopper: EarlyStopping, history: list[dict[str, float]], train_seconds: float,
+              test_set: DeviceJets, config: JetsTrialConfig, n_params: int, workdir: Path,
+              reporter: Reporter) -> TrialResult:
+    """The best epoch's weights evaluated on the test split; artifacts written and reported; ``reporter.finish``."""
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
+    metrics, roc, boosts = final_metrics(model, test_set, cfg=config.eval, n_params=n_params)
+    metrics["best_epoch"] = float(stopper.best_epoch)
+    metrics["train_seconds"] = train_seconds
+    metrics["seconds_per_epoch"] = train_seconds / max(len(history), 1)
+    metrics["on_cuda"] = float(test_set.device.type == "cuda")
+    finite = {k: v for k, v in metrics.items() if math.isfinite(v)}  # non-finite values are left out
+    head = {k: finite[k] for k in _ORDER if k in finite}
+    ordered = {**head, **{k: finite[k] for k in sorted(finite) if k not in head}}
+
+    _write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
+    _write_table(workdir / "roc.csv", roc, reporter)
+    _write_table(workdir / "boost.csv", boosts, reporter)
+    weights = workdir / "model.pt"
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    reporter.artifact(weights)
+    out = workdir / "metrics.json"
+    out.write_text(json.dumps(ordered, indent=2))
+    reporter.artifact(out)
+    reporter.finish(metrics=ordered)
+    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
+
+
+__all__ = ["EPOCH_METRICS", "TIMING_METRICS", "CheckpointMismatchError", "EarlyStopping", "NonFiniteLossError",
+           "TrialResult", "config_hash", "load_jet_splits", "run_trial", "seed_everything", "select_fraction"]
