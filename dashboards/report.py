@@ -353,7 +353,9 @@ def build(
         _img(fig, out, "AUC vs size"),
         "",
         "AUC against the number of trainable parameters; error bars ± std over seeds; labels give the size "
-        "(preset or hidden) and n" + (", open markers: the paper's Table 1." if paper else "."),
+        "(preset or hidden) and n" + (". Open markers: the paper's Table 1 \"AUC\", a ROC AUC of thresholded "
+                                       "predictions, on the panel of our thresholded AUC (not our ROC AUC)."
+                                       if paper else "."),
         "",
     ]
 

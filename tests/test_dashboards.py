@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dashboards import compare, importance, report, rotation, size_vs_auc
-from dashboards.data import aggregate, load_runs
+from dashboards.data import RunSet, add_derived, aggregate, load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -290,7 +290,9 @@ def test_size_vs_auc_table1_and_figures(backend, tmp_path, capsys):
     pur = [0.730 + 2 * DELTA["interaction_network"][s] for s in SEEDS]
     assert t.loc[1, "purity_mean"] == pytest.approx(statistics.mean(pur), abs=1e-6)
     md = (out / "table1.md").read_text()
-    assert md.startswith("| size | model | config | params | AUC | efficiency | purity | n | failed |")
+    assert md.startswith(
+        "| size | model | config | params | ROC AUC | thresholded AUC | efficiency | purity | n | failed |"
+    )
     row = f"| 8 | EuclidNet | paper_8 | 967 | {statistics.mean(e8):.4f} ± {statistics.stdev(e8):.4f} |"
     assert row in md
     assert "1 failed left out" in md
@@ -298,6 +300,53 @@ def test_size_vs_auc_table1_and_figures(backend, tmp_path, capsys):
         backend, backend["ids"]["table_parent"]
     )
 
+
+
+def _runset(rows: list[dict]) -> RunSet:
+    """A RunSet of finished trial runs with the given params and metrics (no MLflow needed for the aggregation)."""
+    runs = add_derived(pd.DataFrame([{"status": "FINISHED", "tags.status": "finished", **r} for r in rows]))
+    return RunSet(experiment_name="x", experiment_id="1", tracking_uri="sqlite://", sweep_ids=["s"], runs=runs,
+                  parents=pd.DataFrame())
+
+
+def test_table1_never_puts_two_sizes_of_one_model_under_one_label():
+    """The IN at h = 8 (not a paper size) and at h = 16 (the paper's "8") get different size labels."""
+    rows = [
+        {"params.model.name": m, "params.model.hidden": h, "params.model.preset": p, "params.train.seed": s,
+         "tags.config_id": f"{m}-{h}-{p}", "metrics.n_params": n, "metrics.auc": 0.9 + 0.01 * s,
+         "metrics.auc_thresholded": 0.8 + 0.01 * s}
+        for m, h, p, n in [("interaction_network", 8, None, 528), ("interaction_network", 16, None, 1432),
+                           ("euclidnet", 8, None, 1874), ("euclidnet", 8, "paper_8", 967)]
+        for s in (0, 1)
+    ]
+    t = size_vs_auc.table1(_runset(rows))
+    assert len(t) == 4 and not t.duplicated(["model", "size"]).any()
+    by = {(r["model"], r["config"]): r["size"] for _, r in t.iterrows()}
+    assert by[("interaction_network", "h=16")] == "8" and by[("euclidnet", "paper_8")] == "8"
+    assert by[("interaction_network", "h=8")] == "h=8*" and by[("euclidnet", "h=8")] == "h=8*"
+    assert list(t["auc_thresholded_mean"]) == pytest.approx([0.805] * 4)
+    md = size_vs_auc.table1_markdown(t, _runset(rows))
+    assert "| h=8* | Interaction Network | h=8 |" in md and "| 8 | Interaction Network | h=16 |" in md
+    assert "not one of the paper's" in md
+
+
+def test_paper_overlay_is_drawn_against_the_thresholded_auc(backend, tmp_path, monkeypatch):
+    """--paper: the paper's Table 1 "AUC" (thresholded) sits on our thresholded-AUC panel, never on ROC AUC."""
+    drawn = []
+    save = size_vs_auc.figures.save
+    monkeypatch.setattr(size_vs_auc.figures, "save", lambda fig, out, name: drawn.append(fig) or save(fig, out, name))
+    rs = load_runs(experiment="table", sweep="tbl", tracking_uri=backend["uri"], cache_dir=backend["root"] / "c1")
+    size_vs_auc.figure(rs, tmp_path, paper=True)
+    size_vs_auc.figure(rs, tmp_path / "plain")
+    with_paper, plain = drawn
+    labels = {ax.get_ylabel(): ax.get_legend_handles_labels()[1] for ax in with_paper.axes}
+    assert set(labels) == {"ROC AUC", "thresholded AUC (balanced accuracy)"}
+    assert not [lab for lab in labels["ROC AUC"] if "paper" in lab]
+    paper = [lab for lab in labels["thresholded AUC (balanced accuracy)"] if "paper" in lab]
+    assert len(paper) == 2 and all("thresholded" in lab for lab in paper)
+    ours = [lab for lab in labels["thresholded AUC (balanced accuracy)"] if "this work" in lab]
+    assert len(ours) == 2 and all("thresholded AUC" in lab for lab in ours)
+    assert [ax.get_ylabel() for ax in plain.axes] == ["ROC AUC"]
 
 def test_no_log_flag_does_not_log(backend, tmp_path):
     assert rotation.main(_args(backend, "table", tmp_path, "--no-log")) == 0
