@@ -1,4 +1,4 @@
-"""Cached, disjoint train/val/test graph datasets built from a :class:`~tracker.train.config.DataConfig`.
+"""Cached, disjoint train/val/test graph datasets built from a :class:`~tracker.data.config.DataConfig`.
 
 ``prepare(cfg)`` builds the dataset once and returns its key; ``load_splits(cfg)`` reads it (building it first when
 needed). Sources:
@@ -39,8 +39,8 @@ import numpy as np
 from filelock import FileLock
 from torch_geometric.data import Data
 
+from tracker.data.config import DataConfig
 from tracker.graphs.io import from_dict, load_graphs, save_graphs, to_dict
-from tracker.train.config import DataConfig
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from equitrack.config import flatten  # noqa: F401  (re-exported: trial code imports it from here)
+from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data section lives in the data layer)
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
 #: setting them (or a release adding them) neither invalidates checkpoints nor re-runs finished cells
@@ -22,36 +23,6 @@ RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitSizes(_Section):
-    """Number of events (or graphs) in each split; the splits are disjoint."""
-
-    train: int = Field(8, ge=1)
-    val: int = Field(2, ge=1)
-    test: int = Field(2, ge=1)
-
-
-class DataConfig(_Section):
-    """Where the hit graphs come from and how they are built (the dataset cache key hashes all of it)."""
-
-    source: Literal["simulated", "trackml", "hitgraphs"] = "simulated"
-    path: str | None = None  # trackml: folder/zip of events; hitgraphs: folder of npz; simulated: unused
-    events: SplitSizes = SplitSizes()
-    pileup: float = Field(200.0, gt=0)  # simulated only
-    noise_fraction: float = Field(0.15, ge=0, lt=1)  # simulated only
-    pt_min: float = Field(1.5, gt=0)
-    phi_slope_max: float | None = None  # None: the recommended cut for pt_min (SCIENCE.md §3)
-    z0_max: float | None = None  # None: the recommended cut for pt_min
-    endcaps: bool = True
-    remove_intersecting: bool = True
-    remove_duplicates: bool = True  # keep one hit per particle and layer (the innermost), as the reference
-    dedup_triangles: bool = True  # un-label duplicate barrel→endcap segments of one particle (reference)
-    seed: int = 0
-    # symmetry-breaking knobs of the simulation (default off)
-    field_phi_modulation: float = 0.0
-    misalignment_mm: float = 0.0
-    dead_module_fraction: float = 0.0
 
 
 class ModelConfig(BaseModel):
