@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -30,21 +31,42 @@ def distributions(grid: GridFile) -> dict[str, BaseDistribution]:
     return out
 
 
-def sampler(grid: GridFile) -> optuna.samplers.BaseSampler:
+@dataclass(frozen=True)
+class SamplerSpec:
+    """What sampler to build, as plain data: Ray pickles and deep-copies its searcher, and some samplers hold
+    thread locks that do not pickle (optuna 5.1's ``NSGAIISampler``), so only this spec travels."""
+
+    kind: Literal["tpe", "nsga2"]
+    seed: int | None
+
+    def build(self, *, offset: int = 0) -> optuna.samplers.BaseSampler:
+        """A fresh sampler of this kind, seeded ``seed + offset`` (a restored search passes its trial count, so
+        it does not repeat the suggestions it made before it was saved)."""
+        seed = None if self.seed is None else self.seed + offset
+        if self.kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
+
+
+def sampler_spec(grid: GridFile) -> SamplerSpec:
     """Seeded TPE for one objective, seeded NSGA-II for several."""
-    if len(grid.search.objectives) > 1:
-        return optuna.samplers.NSGAIISampler(seed=grid.search.sampler_seed)
-    return optuna.samplers.TPESampler(seed=grid.search.sampler_seed)
+    kind: Literal["tpe", "nsga2"] = "nsga2" if len(grid.search.objectives) > 1 else "tpe"
+    return SamplerSpec(kind=kind, seed=grid.search.sampler_seed)
+
+
+def sampler(grid: GridFile) -> optuna.samplers.BaseSampler:
+    """The grid's sampler, built now (for use in this process only; see :class:`SamplerSpec`)."""
+    return sampler_spec(grid).build()
 
 
 def searcher(grid: GridFile) -> Any:
-    """Ray Tune's ``OptunaSearch`` over the grid's space and objectives."""
-    from ray.tune.search.optuna import OptunaSearch
+    """Ray Tune's ``OptunaSearch`` over the grid's space and objectives, with the sampler built lazily."""
+    from sweeps.optuna_searcher import LazySamplerOptunaSearch
 
     objs = grid.search.objectives
     metric: Any = [o.metric for o in objs] if len(objs) > 1 else objs[0].metric
     mode: Any = [o.mode for o in objs] if len(objs) > 1 else objs[0].mode
-    return OptunaSearch(space=distributions(grid), metric=metric, mode=mode, sampler=sampler(grid))
+    return LazySamplerOptunaSearch(spec=sampler_spec(grid), space=distributions(grid), metric=metric, mode=mode)
 
 
 def _parse(value: str) -> Any:

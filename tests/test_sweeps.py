@@ -338,6 +338,35 @@ def test_optuna_pareto_sweep_logs_importances(ray_session: Any, tmp_path: Path) 
     assert any(k.startswith("importance.auc.") for k in parent.data.metrics)
 
 
+def test_optuna_multi_objective_searcher_survives_rays_pickles(tmp_path: Path) -> None:
+    """The NSGA-II searcher of the shipped Pareto grid through what Ray does to it: cloudpickle (tuner.pkl),
+    deepcopy, and save/restore at experiment checkpoints; the restored searcher goes on with the same study."""
+    import copy
+    import pickle
+
+    import ray.cloudpickle
+
+    from sweeps.optuna_search import searcher
+
+    grid = load_grid(REPO / "sweeps/grids/optuna_pareto.yaml")
+    search = searcher(grid)
+    assert type(search._ot_study.sampler).__name__ == "NSGAIISampler"
+    first = search.suggest("t1")
+    for clone in (ray.cloudpickle.loads(ray.cloudpickle.dumps(search)), copy.deepcopy(search),
+                  pickle.loads(pickle.dumps(search))):
+        assert type(clone._ot_study.sampler).__name__ == "NSGAIISampler"
+        clone.on_trial_complete("t1", {"auc": 0.7, "n_params": 100.0})
+        assert [t.values for t in clone._ot_study.trials] == [[0.7, 100.0]]
+        assert clone._ot_study.trials[0].params == first
+    search.save(str(tmp_path / "searcher.pkl"))
+    restored = searcher(grid)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("t1", {"auc": 0.7, "n_params": 100.0})
+    second = restored.suggest("t2")
+    assert second != first and set(second) == set(first)
+    assert len(restored._ot_study.trials) == 2
+
+
 def test_write_behind_keeps_order_and_reraises(tmp_path: Path) -> None:
     """The driver's MLflow writer: child runs created behind, writes in submission order, failures re-raised."""
     from sweeps.tracking import SweepTracker, WriteBehind, resolve_run_id
