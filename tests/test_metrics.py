@@ -178,6 +178,33 @@ def test_threshold_tpr_tnr_is_the_closest_crossing():
     assert gap(thr) == pytest.approx(min(gap(t) for t in np.unique(s)))
 
 
+
+def test_threshold_tpr_tnr_hand_case_with_ties_and_no_exact_crossing():
+    """3 true, 4 false edges, a tie at 0.6 across the classes; TPR = TNR is reached nowhere, 0.6 is closest."""
+    y = [1, 1, 0, 1, 0, 0, 0]
+    s = [0.9, 0.6, 0.6, 0.5, 0.3, 0.2, 0.1]
+    # >= 0.9: TPR 1/3, TNR 4/4 (gap 2/3); >= 0.6: TPR 2/3, TNR 3/4 (gap 1/12); >= 0.5: TPR 1, TNR 3/4 (gap 1/4)
+    assert choose_threshold(y, s, "tpr_tnr") == 0.6
+    m = binary_metrics(y, s, 0.6)  # both edges at 0.6 are predicted true
+    assert m["edge_efficiency"] == pytest.approx(2 / 3) and m["edge_purity"] == pytest.approx(2 / 3)
+
+
+def test_equal_efficiency_from_different_models_on_a_small_split():
+    """Why two seeds can report the same edge_efficiency (issue 18, item 4): it is TP / P, in steps of 1 / P of the
+    test split's true edges (332 in the quick grid), and the TPR = TNR rule sets every model of similar quality at a
+    similar TPR. Different scores, ranks and thresholds, same TP count: same efficiency, different AUC."""
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    a = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.3, 0.2, 0.1])
+    b = np.array([0.5, 0.3, 0.9, 0.8, 0.35, 0.7, 0.1, 0.2])
+    ta, tb = choose_threshold(y, a, "tpr_tnr"), choose_threshold(y, b, "tpr_tnr")
+    # a: >= 0.6 passes 0.9, 0.8, 0.7 and the false 0.6 (TPR = TNR = 3/4); b: >= 0.5 passes 0.5, 0.9, 0.8 and the
+    # false 0.7 (TPR = TNR = 3/4)
+    assert (ta, tb) == (0.6, 0.5)
+    ma, mb = binary_metrics(y, a, ta), binary_metrics(y, b, tb)
+    assert ma["edge_efficiency"] == mb["edge_efficiency"] == 0.75
+    assert roc_auc(y, a) != roc_auc(y, b)
+
+
 def test_ant_factor():
     assert ant_factor(0.99, 1000) == pytest.approx(0.1)
     assert ant_factor(0.9913, 967) == pytest.approx(1 / (0.0087 * 967))
