@@ -292,3 +292,72 @@ def test_generator_end_to_end_is_deterministic(tmp_path, monkeypatch):
     for k, v in read_arrays(c).items():
         np.testing.assert_array_equal(v, arr_a[k])
     assert read_arrays(b)["offsets"].shape == (5,)
+
+
+# ---------------------------------------------------------------- the pipeline with a stand-in for Pythia
+
+
+class _ToyPythia:
+    """Stands in for ``pythia8mc.Pythia``: ``nextBatch`` gives awkward events in Pythia's layout (fields of
+    ``Pythia.nextBatch``: ``prt`` records with id, status, daughter1/2 and p = (px, py, pz, e)) whose final state is a
+    few collinear sprays around the hard partons, so that the clustering, selection and truth matching run."""
+
+    def __init__(self, process: str, seed: int):
+        self.process, self.rng = process, np.random.default_rng(seed)
+
+    def _spray(self, parton: list[float], n: int) -> list[list[float]]:
+        e, px, py, pz = parton
+        pt, eta, phi = np.hypot(px, py), np.arcsinh(pz / np.hypot(px, py)), np.arctan2(py, px)
+        shares = self.rng.dirichlet(np.ones(n))
+        return [p4(pt * s, eta + self.rng.normal(0, 0.05), phi + self.rng.normal(0, 0.05)) for s in shares]
+
+    def _event(self) -> dict:
+        eta, phi = self.rng.uniform(-1, 1), self.rng.uniform(-np.pi, np.pi)
+        pt = self.rng.uniform(560, 640) / 0.995
+        rows: list[tuple[int, int, int, int, list[float]]] = [(90, -11, 0, 0, [0.0, 0.0, 0.0, 0.0])]
+        if self.process == "top":
+            b, q1, q2 = p4(0.4 * pt, eta + 0.2, phi), p4(0.35 * pt, eta - 0.1, phi + 0.2), p4(0.25 * pt, eta, phi - 0.25)
+            w = list(np.add(q1, q2))
+            rows += [(6, -62, 2, 3, list(np.add(w, b))), (24, -22, 4, 5, w), (5, -23, 0, 0, b), (2, -23, 0, 0, q1)]
+            rows += [(-1, -23, 0, 0, q2)]
+            partons = [b, q1, q2]
+        else:
+            partons = [p4(pt, eta, phi)]
+            rows += [(21, -23, 0, 0, partons[0])]
+        for parton in partons:
+            rows += [(211, 91, 0, 0, q) for q in self._spray(parton, 6)]
+        rows += [(12, 91, 0, 0, p4(30, eta, phi)), (22, 91, 0, 0, p4(1, 3.5, 0))]  # invisible, forward
+        return {
+            "prt": [
+                {"id": i, "status": s, "daughter1": d1, "daughter2": d2, "p": dict(zip(("e", "px", "py", "pz"), q))}
+                for i, s, d1, d2, q in rows
+            ],
+            "info": {"pT2Hat": pt * pt},
+        }
+
+    def nextBatch(self, n: int):  # noqa: N802 - Pythia's name
+        import awkward as ak
+
+        return ak.Array([self._event() for _ in range(n)])
+
+
+@needs_fastjet
+def test_generate_pipeline_with_toy_pythia(tmp_path, monkeypatch):
+    import jets.generate as gen
+
+    monkeypatch.setattr(gen, "make_pythia", lambda process, seed: _ToyPythia(process, seed))
+    monkeypatch.setattr(gen, "require_generators", lambda: (None, None, __import__("awkward")))
+    monkeypatch.setattr(gen, "BATCH_EVENTS", 3)
+    path = gen.generate(tmp_path / "out", n_jets=10, seed=3, chunk_jets=2, command="python -m jets.generate test")
+    arr = read_arrays(path)
+    assert (arr["label"] == 1).sum() == 5 == (arr["label"] == 0).sum()
+    counts = np.diff(arr["offsets"])
+    assert set(counts[arr["label"] == 1].tolist()) == {18} and set(counts[arr["label"] == 0].tolist()) == {6}
+    np.testing.assert_allclose(np.add.reduceat(arr["constituents"], arr["offsets"][:-1]), arr["jet"], rtol=1e-5)
+    notes = (tmp_path / "out" / "SAMPLE.md").read_text()
+    assert "python -m jets.generate test" in notes and "| top | 5 |" in notes
+    again = gen.generate(tmp_path / "again", n_jets=10, seed=3, chunk_jets=2)
+    np.testing.assert_array_equal(read_arrays(again)["constituents"], arr["constituents"])
+    capped = read_arrays(gen.generate(tmp_path / "capped", n_jets=10, seed=3, chunk_jets=2, max_constituents=4))
+    assert np.diff(capped["offsets"]).max() == 4
+    np.testing.assert_array_equal(capped["jet"], arr["jet"])
