@@ -1,0 +1,188 @@
+"""Building blocks shared by the jet taggers: Minkowski products, ψ, masked aggregation, MLPs, jet kinematics.
+
+Conventions (docs/jets_models.md): a batch is ``p4 [B, N, 4]`` = (E, px, py, pz) in GeV, zero padded, and
+``mask [B, N]`` (True = a real constituent); a model returns one logit per jet ``[B]``. Every aggregation here
+takes the mask, so padded slots never reach an output (the padding-invariance tests check it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+#: GeV per unit of the scaled four-momenta the Lorentz models work with (a constant factor: invariance is kept)
+P4_SCALE = 100.0
+#: Minkowski metric signature (+, −, −, −)
+METRIC = (1.0, -1.0, -1.0, -1.0)
+
+
+def psi(a: Tensor) -> Tensor:
+    """ψ(a) = sgn(a)·log(|a| + 1): compresses the broad range of Minkowski products (LorentzNet eq. 4)."""
+    return torch.sign(a) * torch.log1p(a.abs())
+
+
+def metric_like(x: Tensor) -> Tensor:
+    """The metric diag(+1, −1, −1, −1) as a [4] tensor of ``x``'s dtype and device."""
+    return torch.tensor(METRIC, dtype=x.dtype, device=x.device)
+
+
+def minkowski(a: Tensor, b: Tensor) -> Tensor:
+    """⟨a, b⟩ = a⁰b⁰ − a·b over the last dimension (size 4), broadcasting the others."""
+    return (a * b * metric_like(a)).sum(-1)
+
+
+def minkowski_pairs(x: Tensor, y: Tensor | None = None) -> Tensor:
+    """All pairwise products ⟨x_i, y_j⟩ of ``x [B, N, (C,) 4]`` and ``y`` (default x) -> [B, N, N(, C)]."""
+    y = x if y is None else y
+    g = metric_like(x)
+    if x.dim() == 3:
+        return torch.einsum("bid,bjd->bij", x * g, y)
+    return torch.einsum("bicd,bjcd->bijc", x * g, y)
+
+
+def masked_p4(p4: Tensor, mask: Tensor) -> Tensor:
+    """``p4`` with padded slots set to exactly zero (whatever the caller left there)."""
+    return p4 * mask.unsqueeze(-1).to(p4.dtype)
+
+
+def pair_mask(mask: Tensor, *, self_loops: bool = False) -> Tensor:
+    """[B, N, N] bool: both constituents real (and i ≠ j unless ``self_loops``): the fully connected graph."""
+    pm = mask.unsqueeze(2) & mask.unsqueeze(1)
+    if not self_loops:
+        pm = pm & ~torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+    return pm
+
+
+def masked_sum(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
+    """Σ over ``dim`` of the entries where ``mask`` (broadcast over x's trailing feature dims) is True."""
+    m = mask.to(x.dtype)
+    while m.dim() < x.dim():
+        m = m.unsqueeze(-1)
+    return (x * m).sum(dim)
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
+    """Mean over ``dim`` of the entries where ``mask`` is True (0 where there are none)."""
+    count = mask.to(x.dtype).sum(dim).clamp(min=1.0)
+    while count.dim() < x.dim() - 1:
+        count = count.unsqueeze(-1)
+    return masked_sum(x, mask, dim) / count
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm over the feature (last) dim with statistics from the real entries only.
+
+    Same parameters, buffers and state-dict keys as ``nn.BatchNorm1d(width)`` (so reference weights load), but
+    the batch statistics skip padded constituents and non-edges: training is padding invariant too. In eval mode
+    it is the fixed per-channel affine map of the running statistics.
+    """
+
+    def __init__(self, width: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.width, self.eps, self.momentum = width, eps, momentum
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x [..., width]``, ``mask`` of x's leading shape."""
+        if self.training:
+            m = mask.to(x.dtype).unsqueeze(-1)
+            flat_m = m.reshape(-1, 1)
+            n = flat_m.sum()
+            if n > 1:
+                flat = x.reshape(-1, self.width)
+                mean = (flat * flat_m).sum(0) / n
+                var = (((flat - mean) ** 2) * flat_m).sum(0) / n
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                    unbiased = var.detach() * (n / (n - 1))
+                    self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+                    self.num_batches_tracked += 1
+                return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return torch.addcmul(self.bias - self.running_mean * scale, x, scale)
+
+    def extra_repr(self) -> str:
+        return f"{self.width}, eps={self.eps}, momentum={self.momentum}"
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
+}
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, depth: int, *, act: str = "relu") -> nn.Sequential:
+    """``depth`` hidden Linear(·, hidden) + activation layers, then Linear(·, out_dim) (depth 0: one Linear)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), ACTIVATIONS[act]()]
+        d = hidden
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+def mlp_count(in_dim: int, hidden: int, out_dim: int, depth: int) -> int:
+    """Parameters of :func:`mlp` with the same arguments."""
+    if depth == 0:
+        return (in_dim + 1) * out_dim
+    return (in_dim + 1) * hidden + (depth - 1) * (hidden + 1) * hidden + (hidden + 1) * out_dim
+
+
+# -- jet kinematics (for the non-Lorentz baselines) ------------------------------------------------------------
+def _safe(x: Tensor, mask: Tensor, fill: float = 1.0) -> Tensor:
+    """``x`` with padded entries replaced by ``fill`` (so logs and divisions stay finite, gradients too)."""
+    return torch.where(mask, x, torch.full_like(x, fill))
+
+
+def particle_features(p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The 7 per-constituent inputs of ParticleNet/PFN and the (Δη, Δφ) coordinates, relative to the jet axis.
+
+    Features [B, N, 7]: log pT, log E, Δη, Δφ, log(pT/pT_jet), log(E/E_jet), ΔR (GeV inside the logs); padded
+    slots are 0. Returns (features, coords [B, N, 2] = (Δη, Δφ)).
+    """
+    p4 = masked_p4(p4, mask)
+    e, px, py, pz = p4.unbind(-1)
+    pt = torch.sqrt(px * px + py * py)
+    jet = p4.sum(1)
+    jet_pt = torch.sqrt(jet[:, 1] ** 2 + jet[:, 2] ** 2).clamp(min=1e-8)
+    jet_e = jet[:, 0].clamp(min=1e-8)
+    jet_eta = torch.asinh(jet[:, 3] / jet_pt)
+    jet_phi = torch.atan2(jet[:, 2], jet[:, 1])
+    pt_s = _safe(pt, mask & (pt > 0))
+    eta = torch.asinh(_safe(pz, mask) / pt_s)
+    phi = torch.atan2(_safe(py, mask, 0.0), _safe(px, mask))
+    deta = eta - jet_eta.unsqueeze(1)
+    dphi = torch.remainder(phi - jet_phi.unsqueeze(1) + math.pi, 2 * math.pi) - math.pi
+    dr = torch.sqrt(deta * deta + dphi * dphi + 1e-12)
+    e_s = _safe(e, mask & (e > 0))
+    feats = torch.stack([
+        torch.log(pt_s), torch.log(e_s), deta, dphi,
+        torch.log(pt_s / jet_pt.unsqueeze(1)), torch.log(e_s / jet_e.unsqueeze(1)), dr,
+    ], dim=-1)
+    m = mask.unsqueeze(-1).to(p4.dtype)
+    return feats * m, torch.stack([deta, dphi], dim=-1) * m
+
+
+class JetTagger(nn.Module):
+    """Base class: ``forward(p4 [B, N, 4] GeV, mask [B, N]) -> Tensor[B]`` logits (no sigmoid inside)."""
+
+    #: registry name (set by subclasses)
+    name: str = ""
+    hparams: dict[str, Any]
+
+    def extra_repr(self) -> str:
+        hp = getattr(self, "hparams", None)
+        return ", ".join(f"{k}={v!r}" for k, v in hp.items()) if hp else ""
+
+
+__all__ = [
+    "P4_SCALE", "JetTagger", "MaskedBatchNorm", "masked_mean", "masked_p4", "masked_sum", "minkowski",
+    "minkowski_pairs", "mlp", "mlp_count", "pair_mask", "particle_features", "psi",
+]
