@@ -77,19 +77,66 @@ class Display:
             self.progress.update(self.task, status=", ".join(f"{k} {v}" for k, v in self.counts.items() if v))
 
 
-def results_table(states: Iterable[Any], *, title: str) -> Table:
-    """Final table: one row per cell run in this sweep with its status and headline metrics."""
-    table = Table(title=title)
-    table.add_column("run name")
-    table.add_column("config_id")
-    table.add_column("status")
-    for col in RESULT_COLUMNS:
-        table.add_column(col, justify="right")
-    for st in sorted(states, key=lambda s: s.cell.run_name):
-        final = st.final or {}
-        cells = []
-        for col in RESULT_COLUMNS:
-            v = final.get(col)
-            cells.append("" if v is None else (f"{v:.0f}" if col in ("n_params", "best_epoch") else f"{v:.4g}"))
-        table.add_row(st.cell.run_name, st.cell.config_id, st.status, *cells)
-    return table
+#: short headers, so the run names keep the width (``eff`` = edge efficiency, ``purity`` = edge purity)
+RESULT_HEADERS = {"edge_efficiency": "eff", "edge_purity": "purity", "best_epoch": "best ep",
+                  "train_seconds": "train s"}
+#: the order in which columns give way on a terminal too narrow for all of them (run name and seed always stay)
+DROP_ORDER = ("train_seconds", "best_epoch", "edge_purity", "edge_efficiency", "n_params", "config_id", "status",
+              "auc")
+
+
+class ResultsTable:
+    """The final results table, laid out for the width it is printed at.
+
+    Run names are never shortened (they end in the seed and, for a changed configuration, in its config id) and
+    each row also shows the seed: on a terminal too narrow for every column, columns are left out in
+    :data:`DROP_ORDER` (the caption says which); a name wider than the whole terminal wraps, whole."""
+
+    def __init__(self, states: Iterable[Any], *, title: str) -> None:
+        self.rows: list[dict[str, str]] = []
+        for st in sorted(states, key=lambda s: (s.cell.run_name, s.cell.seed)):
+            final = st.final or {}
+            row = {"run name": st.cell.run_name, "seed": str(st.cell.seed), "config_id": st.cell.config_id,
+                   "status": st.status}
+            for col in RESULT_COLUMNS:
+                v = final.get(col)
+                row[col] = "" if v is None else (f"{v:.0f}" if col in ("n_params", "best_epoch") else f"{v:.4g}")
+            self.rows.append(row)
+        self.title = title
+        self.columns = ["run name", "seed", "config_id", "status", *RESULT_COLUMNS]
+
+    def _width(self, col: str) -> int:
+        """Characters the column takes: its widest cell or header, padding and one border."""
+        return max([len(RESULT_HEADERS.get(col, col)), *(len(r[col]) for r in self.rows)]) + 3
+
+    def shown(self, max_width: int) -> list[str]:
+        """The columns that fit ``max_width`` characters."""
+        shown = list(self.columns)
+        for col in DROP_ORDER:
+            if 1 + sum(self._width(c) for c in shown) <= max_width:
+                break
+            shown.remove(col)
+        return shown
+
+    def table(self, max_width: int) -> Table:
+        """A rich Table of the columns that fit ``max_width``."""
+        shown = self.shown(max_width)
+        left_out = [c for c in self.columns if c not in shown]
+        caption = f"left out for the terminal's width: {', '.join(left_out)}" if left_out else None
+        table = Table(title=self.title, caption=caption)
+        for col in shown:
+            table.add_column(RESULT_HEADERS.get(col, col), overflow="fold", no_wrap=col != "run name",
+                             justify="left" if col in ("run name", "config_id", "status") else "right",
+                             min_width=min(self._width(col) - 3, max(1, max_width - 4)))
+        for row in self.rows:
+            table.add_row(*(row[c] for c in shown))
+        return table
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        yield self.table(options.max_width)
+
+
+def results_table(states: Iterable[Any], *, title: str) -> ResultsTable:
+    """Final table: one row per cell run in this sweep with its seed, status and headline metrics (whole run
+    names at any terminal width, see :class:`ResultsTable`)."""
+    return ResultsTable(states, title=title)

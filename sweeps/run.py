@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from sweeps.schema import Cell, GridError, GridFile, grid_overrides, load_grid, resolve
+from sweeps.schema import Cell, GridError, GridFile, distinct_names, grid_overrides, load_grid, resolve
 
 log = logging.getLogger("sweeps")
 
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-id", default=None, help="resume (or create) the sweep with this id")
     p.add_argument("--max-concurrent", type=int, default=None, help="override resources.max_concurrent")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a grid-file key (YAML value), e.g. --set train.epochs=1 --set seeds=1")
+                   help="override a grid-file key (YAML value), e.g. --set train.epochs=1 --set seeds=1; a grid "
+                        "axis is grid.AXIS (--set grid.model.hidden=[8,16]; grid.N.AXIS: block N only; =null "
+                        "removes it), a search dimension search.space.KEY (see docs/sweeps.md)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
 
@@ -112,6 +114,7 @@ def _dry_run(console: Console, grid: GridFile, cells: list[Cell], uri: str, addr
                       f"{', '.join(grid.search.space)}; objectives "
                       f"{', '.join(f'{o.mode} {o.metric}' for o in grid.search.objectives)}. "
                       "Cells below are the corners of the space (validated).")
+    cells = distinct_names(cells, {c.run_name: cid for (cid, _), c in existing.items()})
     plan = select(cells, existing, rerun_failed=args.rerun_failed, skip_failed=args.skip_failed)
     console.print(plan_table(_rows(grid, plan, grid.resources.gpus_per_trial),
                   title=f"{grid.name}: {grid.experiment}"))
@@ -346,11 +349,13 @@ def _run(args: argparse.Namespace, console: Console, grid: GridFile, cells: list
                                        meta["git_commit"].replace("+dirty", "")})
     console.print(f"sweep [bold]{tracker.sweep_id}[/] (parent run {parent}) in experiment "
                   f"[bold]{grid.experiment}[/] at {uri}")
+    tracker.describe(grid.description)
     tracker.parent_artifact(grid_path)
     tracker.parent_text(yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid_resolved.yaml")
+    existing = tracker.children()
+    cells = distinct_names(cells, {c.run_name: cid for (cid, _), c in existing.items()})
     tracker.parent_text(yaml.safe_dump([{"run_name": c.run_name, "config_id": c.config_id, "seed": c.seed,
                                          "trial": c.trial} for c in cells], sort_keys=False), "cells.yaml")
-    existing = tracker.children()
     saved_cache = os.environ.get("EQUITRACK_CACHE")
     try:
         return _run_cells(args, console, grid, cells, tracker, existing, ray_boot=ray_boot,

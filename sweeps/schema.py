@@ -15,6 +15,7 @@ import copy
 import hashlib
 import itertools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -555,6 +556,22 @@ def resolve(grid: GridFile, *, source: str = "<grid>", check_model: bool = True)
     names = [c.run_name for c in out]
     return [c.model_copy(update={"run_name": f"{c.run_name}-{c.config_id[:6]}"}) if names.count(c.run_name) > 1 else c
             for c in out]
+
+
+def distinct_names(cells: list[Cell], taken: Mapping[str, str]) -> list[Cell]:
+    """Cells whose run name another configuration already holds get the config id's first 6 digits appended.
+
+    ``taken`` maps run names already in the sweep to their config_id: a re-run with a changed setting (e.g.
+    ``--set train.epochs=12``) makes new configurations whose readable names equal the old ones'; the suffix keeps
+    the two apart in MLflow, the results table and the dashboards, while the old runs keep their names.
+    """
+    out = []
+    for c in cells:
+        holder = taken.get(c.run_name)
+        if holder is not None and holder != c.config_id:
+            c = c.model_copy(update={"run_name": f"{c.run_name}-{c.config_id[:6]}"})
+        out.append(c)
+    return out
 
 
 def _space_probes(grid: GridFile) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 KIND = "equitrack.kind"
 PARENT = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"  # the description the MLflow UI shows for an experiment or a run
 PACKAGES = ("torch", "torch-geometric", "ray", "mlflow", "optuna", "numpy", "pydantic", "scikit-learn")
 
 
@@ -187,6 +188,7 @@ class ChildRun:
     tag_status: str  # equitrack status tag: scheduled, running, finished, pruned, failed, killed
     last_step: int  # highest epoch logged (0 if none)
     metrics: dict[str, float]
+    run_name: str = ""  # MLflow run name (a new cell must not take one held by another configuration)
 
 
 # ------------------------------------------------------------------------------------------------ tracker
@@ -268,6 +270,16 @@ class SweepTracker:
                                        "status": "running"})
         return self.parent_id
 
+    def describe(self, description: str) -> None:
+        """The grid's ``description`` as the experiment's and the parent run's description (the tag
+        ``mlflow.note.content``, which the MLflow UI shows); an empty description changes nothing."""
+        if not description:
+            return
+        assert self.parent_id is not None
+        retry(lambda: self.client.set_experiment_tag(self.experiment_id, NOTE, description),
+              what="describe experiment")
+        self.set_tags(self.parent_id, {NOTE: description})
+
     def close_parent(self, status: str, *, summary: Mapping[str, Any]) -> None:
         assert self.parent_id is not None
         self.set_tags(self.parent_id, {"status": status.lower(), **{f"n_{k}": str(v) for k, v in summary.items()}})
@@ -304,7 +316,8 @@ class SweepTracker:
                 except (KeyError, ValueError):
                     continue
                 child = ChildRun(run.info.run_id, run.info.status, tags.get("status", ""),
-                                 int(tags.get("last_epoch", "0") or 0), dict(run.data.metrics))
+                                 int(tags.get("last_epoch", "0") or 0), dict(run.data.metrics),
+                                 run.info.run_name or "")
                 old = out.get(key)
                 if old is None or (child.status == "FINISHED" and old.status != "FINISHED"):
                     out[key] = child

@@ -216,3 +216,46 @@ def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path
         result = run_trial(cfg, NullReporter(), workdir=tmp_path / path.stem, resume=False)
         assert 0.0 <= result.metrics["auc"] <= 1.0, path.name
         assert result.metrics["n_params"] > 0
+
+
+def test_set_overrides_a_grid_axis_whose_key_has_dots(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--set grid.AXIS=...``: everything after ``grid.`` is one dotted axis key (set where it is, else added to
+    every block; ``grid.N.AXIS`` names a block; null removes); ``search.space.KEY`` likewise for a dimension."""
+    grid = load_grid(QUICK, overrides=["grid.model.hidden=[8, 16]"])
+    assert grid.grid == [{"model.name": ["euclidnet", "interaction_network"], "model.hidden": [8, 16]}]
+    assert len(resolve(grid)) == 2 * 2 * 2
+    assert load_grid(QUICK, overrides=["grid.model.name=euclidnet"]).grid == [{"model.name": ["euclidnet"]}]
+    assert load_grid(QUICK, overrides=["grid.model.name=null"]).grid == [{}]
+    table1 = REPO / "sweeps/grids/paper_table1.yaml"
+    blocks = load_grid(table1).grid
+    assert len(blocks) == 2 and "model.preset" in blocks[0] and "model.hidden" in blocks[1]
+    grid = load_grid(table1, overrides=["grid.model.hidden=[8]"])  # only the block that has the axis
+    assert grid.grid[1]["model.hidden"] == [8] and "model.hidden" not in grid.grid[0]
+    grid = load_grid(table1, overrides=["grid.1.train.lr=[0.01, 0.001]"])
+    assert grid.grid[1]["train.lr"] == [0.01, 0.001] and "train.lr" not in grid.grid[0]
+    with pytest.raises(GridError, match=r"grid\.5\.train\.lr.*block 5 does not exist"):
+        load_grid(table1, overrides=["grid.5.train.lr=[0.01]"])
+    pareto = REPO / "sweeps/grids/optuna_pareto.yaml"
+    grid = load_grid(pareto, overrides=["search.space.model.hidden={type: int, low: 8, high: 16, step: 8}",
+                                        "search.space.model.c=null"])
+    assert list(grid.search.space) == ["model.hidden", "train.lr"] and grid.search.space["model.hidden"].high == 16
+    with pytest.raises(GridError, match="grid key 'model.hiden'|model.hiden"):
+        resolve(load_grid(QUICK, overrides=["grid.model.hiden=[8]"]))
+    # the command line takes it too (it exited 2 before)
+    assert main([str(QUICK), "--dry-run", "--tracking-uri", "sqlite:////nonexistent/x.db",
+                 "--set", "grid.model.hidden=[8, 16]"]) == 0
+    assert "h16" in capsys.readouterr().out
+
+
+def test_a_changed_configuration_never_takes_an_existing_run_name() -> None:
+    """A cell whose readable name another configuration already holds in the sweep gets its config id suffix;
+    the configuration that holds it keeps it."""
+    from sweeps.schema import distinct_names
+
+    old = resolve(load_grid(QUICK))
+    new = resolve(load_grid(QUICK, overrides=["train.epochs=12"]))
+    taken = {c.run_name: c.config_id for c in old}
+    named = distinct_names(new, taken)
+    assert [c.run_name for c in named] == [f"{c.run_name}-{c.config_id[:6]}" for c in new]
+    assert not {c.run_name for c in named} & set(taken)
+    assert [c.run_name for c in distinct_names(old, taken)] == [c.run_name for c in old]

@@ -186,6 +186,9 @@ def test_quick_sweep_layout(quick_sweep: tuple[Path, int]) -> None:
     ptags = parent.data.tags
     assert parent.info.status == "FINISHED" and ptags["sweep_name"] == "quick" and ptags["sweep_id"]
     assert ptags["dataset_key"] and ptags["git_commit"] and ptags["version.mlflow"]
+    description = load_grid(QUICK).description  # what the MLflow UI shows for the experiment and the sweep
+    assert description and ptags["mlflow.note.content"] == description
+    assert client.get_experiment_by_name("equitrack-quick").tags["mlflow.note.content"] == description
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"quick.yaml", "grid_resolved.yaml",
                                                                           "cells.yaml"}
     expected = {(c.run_name, c.config_id, c.seed) for c in resolve(load_grid(QUICK))}
@@ -220,6 +223,24 @@ def test_rerun_creates_nothing_new(quick_sweep: tuple[Path, int], capsys: pytest
     _, parents_after, after = _runs(folder)
     assert [p.info.run_id for p in parents_after] == [p.info.run_id for p in parents]
     assert {r.info.run_id: r.info.end_time for r in after} == {r.info.run_id: r.info.end_time for r in before}
+
+
+def test_changed_setting_adds_runs_with_their_own_names(quick_sweep: tuple[Path, int]) -> None:
+    """``--set train.epochs=1`` on the finished quick sweep: four new runs in the same sweep, each named apart
+    from the run of the old configuration it would otherwise share a name with (config id suffix)."""
+    folder, _ = quick_sweep
+    _, _, before = _runs(folder)
+    assert _sweep(folder, "--set", "train.epochs=1") == EXIT_OK
+    _, parents, after = _runs(folder)
+    assert len(parents) == 1 and len(after) == len(before) + 4
+    old_names = {r.info.run_name for r in before}
+    new_runs = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
+    assert all(r.data.params["train.epochs"] == "1" for r in new_runs)
+    assert len({r.info.run_name for r in after}) == len(after)
+    for run in new_runs:
+        assert run.info.run_name not in old_names
+        assert run.info.run_name.endswith("-" + run.data.tags["config_id"][:6])
+        assert run.info.run_name.rsplit("-", 1)[0] in old_names
 
 
 def test_failing_trial_is_failed_and_others_finish(ray_session: Any, tmp_path: Path,
@@ -365,6 +386,37 @@ def test_optuna_multi_objective_searcher_survives_rays_pickles(tmp_path: Path) -
     second = restored.suggest("t2")
     assert second != first and set(second) == set(first)
     assert len(restored._ot_study.trials) == 2
+
+
+@pytest.mark.parametrize("width", [120, 80])
+def test_results_table_keeps_whole_run_names(width: int) -> None:
+    """At 120 (and 80) columns every run name of a four-axis grid is printed whole, seed included, with a seed
+    column; columns that do not fit are left out and named in the caption."""
+    from rich.console import Console
+
+    from sweeps.callback import CellState
+    from sweeps.display import results_table
+
+    grid = load_grid(REPO / "sweeps/grids/paper_rotation.yaml",
+                     overrides=["grid.train.lr=[0.001, 0.0003]", "grid.train.fraction=[0.5, 1.0]"])
+    states = []
+    for cell in resolve(grid, check_model=False)[:6]:
+        st = CellState(cell, "run-id", status="finished")
+        st.final = {"auc": 0.991234, "edge_efficiency": 0.95, "edge_purity": 0.9, "n_params": 1234.0,
+                    "best_epoch": 180.0, "train_seconds": 1234.5}
+        states.append(st)
+    assert max(len(st.cell.run_name) for st in states) > 40
+    console = Console(width=width, record=True)
+    console.print(results_table(states, title="results"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    lines = text.splitlines()
+    for st in states:
+        row = next(line for line in lines if st.cell.run_name in line)  # whole, on one line
+        assert f" {st.cell.seed} " in row.split(st.cell.run_name, 1)[1]
+    assert "0.9912" in text
+    if width == 80:
+        assert "left out for the terminal's width" in text
 
 
 def test_write_behind_keeps_order_and_reraises(tmp_path: Path) -> None:
