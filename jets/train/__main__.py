@@ -25,13 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    from jets.models import ModelConfigError, resolve_hparams
+
     try:
         config = load_trial(args.trial)
-    except ConfigError as err:
+        resolve_hparams(config.model.name, **config.model.hparams())  # fail fast, before any data is built
+    except (ConfigError, ModelConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from jets.models import ModelConfigError
     from jets.train.trial import CheckpointMismatchError, NonFiniteLossError, run_trial
     from tracker.train.console import ConsoleReporter
 
