@@ -54,7 +54,8 @@ _SIM_FIELDS = ("pileup", "noise_fraction", "field_phi_modulation", "misalignment
 _CODE = {
     "hitgraphs": ("data/hitgraphs.py", "data/geometry.py", "graphs/io.py"),
     "trackml": ("data/trackml.py", "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
-    "simulated": ("data/simulate.py", "data/trackml.py", "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
+    "simulated": ("data/simulate.py", "data/sim_detector.py", "data/sim_propagation.py", "data/trackml.py",
+                  "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
 }
 
 
