@@ -93,6 +93,18 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_input(path: Path) -> str:
+    """sha256 of an input file, remembered per (path, size, mtime) in this process (every trial asks for the key)."""
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    if memo not in _FILE_DIGESTS:
+        _FILE_DIGESTS[memo] = _sha256_file(path)
+    return _FILE_DIGESTS[memo]
+
+
 def _sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
@@ -113,7 +125,7 @@ def _input_files(cfg: DataConfig) -> list[list[Any]]:
     if cfg.source == "generated":
         if not path.is_file():
             raise FileNotFoundError(f"data.path={str(path)!r}: no such generated sample (an npz from jets.generate)")
-        return [[path.name, path.stat().st_size, _sha256_file(path)]]
+        return [[path.name, path.stat().st_size, _sha256_input(path)]]
     if not path.is_dir():
         raise FileNotFoundError(f"data.path={str(path)!r}: not a folder with train.h5, val.h5 and test.h5")
     from jets.data.toptag import FILES
