@@ -137,7 +137,7 @@ def build_model(name: str, **hparams: Any) -> nn.Module:
 
 def is_equivariant(name: str, **hparams: Any) -> bool:
     """Whether the logits of this configuration are SO+(1,3) invariant (vecnet: hidden_free = 0; lorentznet:
-    not with ``beams``, which leaves only z-boosts and z-rotations)."""
+    not with ``beams``, which leaves only rotations about the beam axis)."""
     hp = resolve_hparams(name, **hparams)
     if name == "vecnet":
         return hp["hidden_free"] == 0

@@ -18,8 +18,9 @@ Every MLP input is a Lorentz scalar, so the logit is invariant under SO⁺(1, 3)
 (tests/test_jets_models.py checks both). The constant ``scale`` (GeV) commutes with every Lorentz map.
 
 ``beams=True`` adds the two beam four-vectors (√2, 0, 0, ±1) GeV (mass 1 GeV, as the reference) as two extra
-nodes with scalars (ψ(m)·[particle], ψ(m)·[beam]) like the reference: the output is then only invariant under
-boosts along z and rotations about z.
+nodes with scalars (ψ(m)·[particle], ψ(m)·[beam]) like the reference. Fixed beam four-vectors are left unchanged
+only by rotations about z (a boost along z changes ⟨p_i, beam⟩: massive beams change direction in time, massless
+ones get rescaled), so the output is then only invariant under rotations about the beam axis.
 
 Dense, masked implementation (why): every jet graph is fully connected, so pair tensors [B, N, N, H] with a pair
 mask replace gather/scatter over an edge list (no index tensors, batched matmuls instead of scattered adds),
