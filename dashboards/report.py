@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from dashboards import cli, compare, figures, importance, rotation, size_vs_auc
+from dashboards import cli, compare, figures, importance, jets_report, rotation, size_vs_auc
 from dashboards.data import (
     DashboardError,
     RunSet,
@@ -96,7 +96,7 @@ def pareto_figure(rs: RunSet, out: Path) -> tuple[list[Path], pd.DataFrame]:
                 xytext=(5, 5),
                 fontsize=8,
             )
-        figures.legend(ax, loc="lower right")
+        figures.legend(ax, outside=True)  # beside the axes: a legend inside hid points
     else:
         ax.text(0.5, 0.5, "no finished runs with auc and n_params", transform=ax.transAxes, ha="center")
     ax.set_xscale("log")
@@ -119,7 +119,7 @@ def ant_figure(rs: RunSet, out: Path) -> list[Path]:
             ax.errorbar(
                 sub["n_params_mean"],
                 sub["ant_factor_mean"],
-                yerr=sub["ant_factor_std"].fillna(0),
+                yerr=figures.error_range(sub["ant_factor_mean"], sub["ant_factor_std"], low=0.0, log=True),
                 marker=figures.marker(i),
                 capsize=4,
                 color=c,
@@ -173,10 +173,11 @@ def curves_figure(rs: RunSet, out: Path, *, cache_dir: Path | None = None) -> li
                     ls=ls,
                     label=f"{model_label(cfg[MODEL])} {size_label(cfg['size'])} (n={int(g['count'].max())})",
                 )
+                low, high = figures.bounds(key)  # a val_auc band stops at 1
                 ax.fill_between(
                     g["step"],
-                    g["mean"] - g["std"].fillna(0),
-                    g["mean"] + g["std"].fillna(0),
+                    (g["mean"] - g["std"].fillna(0)).clip(lower=low),
+                    (g["mean"] + g["std"].fillna(0)).clip(upper=high),
                     color=c,
                     alpha=0.15,
                     lw=0,
@@ -341,6 +342,11 @@ def build(
         ),
         "",
     ]
+    if jets_report.is_jets(rs):  # top tagging: its own sections instead of the tracking ones
+        jmd, jfiles = jets_report.sections(
+            rs, out, image=_img, curves=lambda r: curves_figure(r, out, cache_dir=cache_dir)
+        )
+        return _finish(rs, out, md + jmd, files + jfiles)
 
     # Table 1 and size vs AUC
     t1, t1_files = size_vs_auc.write_table1(rs, out)
@@ -440,7 +446,12 @@ def build(
     except DashboardError as err:
         md += [f"Not computed: {err}.", ""]
 
-    md += ["## Failed and unfinished runs", "", failed_table(rs), ""]
+    return _finish(rs, out, md, files)
+
+
+def _finish(rs: RunSet, out: Path, md: list[str], files: list[Path]) -> tuple[Path, list[Path]]:
+    """The failed-runs section, then ``report.md`` and ``report.html``."""
+    md = md + ["## Failed and unfinished runs", "", failed_table(rs), ""]
     report_md = out / "report.md"
     report_md.write_text("\n".join(md))
     report_html = out / "report.html"
