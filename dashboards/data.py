@@ -69,6 +69,10 @@ LABELS: dict[str, str] = {
     "metrics.train_seconds": "training time [s]",
     "metrics.inference_ms_per_graph": "inference time [ms/graph]",
     "metrics.auc_rot_spread": "AUC spread over inference angles",
+    "metrics.accuracy": "accuracy",
+    "metrics.rejection_30": "background rejection 1/ε_B at ε_S = 30 %",
+    "metrics.rejection_50": "background rejection 1/ε_B at ε_S = 50 %",
+    "metrics.boost_spread": "AUC spread over test boosts β",
     "params.train.train_rotation_deg": "training rotation [deg]",
     "params.model.hidden": "hidden size",
     "params.model.name": "model",
@@ -79,6 +83,15 @@ MODEL_NAMES: dict[str, str] = {
     "interaction_network": "Interaction Network",
     "in": "Interaction Network",
     "egnn": "EGNN",
+    # jets task (top tagging)
+    "lorentznet": "LorentzNet",
+    "lorentznet_noneq": "LorentzNet (non-eq.)",
+    "lgn": "LGN",
+    "pelican": "PELICAN",
+    "vecnet": "VecNet",
+    "particlenet": "ParticleNet",
+    "pfn": "PFN",
+    "mlp": "MLP",
 }
 
 
