@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from equitrack.config import format_validation_error, problems, read_yaml
 from equitrack.task import DEFAULT_TASK, SECTIONS, Task, TaskError, get_task
 
 
@@ -238,47 +239,6 @@ def _check_dotted(key: str, *, where: str) -> None:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def _format_pydantic(err: ValidationError, *, source: str, prefix: str = "") -> str:
-    lines = [f"{source}: invalid grid file"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        loc = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "<root>")
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown key; allowed: {', '.join(_allowed_keys(e['loc']))}"
-        lines.append(f"  {loc}: {_with_input(msg, e.get('input'))}")
-    return "\n".join(lines)
-
-
-def _with_input(msg: str, value: Any) -> str:
-    """``msg (got VALUE)``, unless the validator's message already ends by saying what it got."""
-    return msg if msg.endswith(")") and "(got " in msg else f"{msg} (got {value!r})"
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model that owns the last element of ``loc`` (GridFile tree)."""
-    model: Any = GridFile
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            break
-        ann = field.annotation
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            return []
-    return sorted(getattr(model, "model_fields", {}))
-
-
-def _read_yaml(path: Path) -> Any:
-    """The YAML document of a grid file; a missing file or bad YAML is a :class:`GridError` naming it."""
-    if not path.is_file():
-        raise GridError(f"{path}: no such grid file")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise GridError(f"{path}: not valid YAML: {err}") from None
-
-
 def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
     """Validate a mapping as a grid file."""
     if not isinstance(raw, dict):
@@ -286,13 +246,13 @@ def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
     try:
         return GridFile.model_validate(raw)
     except ValidationError as err:
-        raise GridError(_format_pydantic(err, source=source)) from None
+        raise GridError(format_validation_error(err, source=source, title="invalid grid file", root=GridFile)) from None
 
 
 def load_grid(path: str | Path, *, overrides: list[str] | None = None) -> GridFile:
     """Read, optionally override (``key=value`` with YAML values, see :func:`apply_override`) and validate."""
     path = Path(path)
-    raw = _read_yaml(path) or {}
+    raw = read_yaml(path, what="grid file", error=GridError) or {}
     for item in overrides or []:
         if "=" not in item:
             raise GridError(f"{path}: override {item!r} must look like key=value (e.g. train.epochs=1)")
@@ -457,29 +417,14 @@ def validate_trial(raw: dict[str, Any], *, source: str, overrides: dict[str, Any
         return config_type.model_validate(raw)
     except ValidationError as err:
         lines = [f"{source}: cell ({_describe(overrides)}) is not a valid trial"]
-        for e in err.errors():
-            loc = tuple(str(p) for p in e["loc"])
-            dotted = ".".join(loc)
+        for loc, msg in problems(err, root=config_type):
+            dotted = ".".join(str(p) for p in loc)
             origin = next((f"grid key {k!r} value {overrides[k]!r}" for k in overrides
                            if dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".")), None)
             if origin is None:
                 origin = f"key {dotted!r} (from the '{loc[0]}:' section)" if loc else "the trial"
-            msg = e["msg"]
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown key; allowed: {', '.join(_trial_allowed(config_type, loc))}"
-            lines.append(f"  {origin}: {dotted or '<root>'}: {_with_input(msg, e.get('input'))}")
+            lines.append(f"  {origin}: {dotted or '<root>'}: {msg}")
         raise GridError("\n".join(lines)) from None
-
-
-def _trial_allowed(config_type: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
-    model: Any = config_type
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        ann = getattr(field, "annotation", None)
-        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            return []
-    return sorted(getattr(model, "model_fields", {}))
 
 
 def _check_model(cfg: Any, *, task: Task, source: str, overrides: dict[str, Any],

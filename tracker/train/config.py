@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from equitrack.config import flatten  # noqa: F401  (re-exported: trial code imports it from here)
+# re-exported: trial code and the jets task import these from here
+from equitrack.config import ConfigError, flatten, format_validation_error, read_yaml, yaml_text  # noqa: F401
 from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data section lives in the data layer)
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
@@ -97,36 +97,6 @@ class TrialConfig(_Section):
         return v
 
 
-class ConfigError(ValueError):
-    """A trial or grid file that does not validate; the message names the file, key and value."""
-
-
-def format_validation_error(err: ValidationError, *, source: str) -> str:
-    """One line per problem: ``source: key.path: message (got value)``."""
-    lines = [f"{source}: invalid configuration"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        got = e.get("input")
-        lines.append(f"  {loc}: {e['msg']} (got {got!r})")
-    return "\n".join(lines)
-
-
-def yaml_text(data: Any) -> str:
-    """``yaml.safe_dump(data, sort_keys=False)``, the same text, with libyaml's emitter where PyYAML has it (~5x
-    faster: a bundle of 100 members writes 100 ``config.yaml`` before its first step)."""
-    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
-
-
-def read_yaml(path: Path, *, what: str, error: type[Exception]) -> Any:
-    """The YAML document in ``path``; a missing file or bad YAML raises ``error`` naming the file."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what}") from None
-    except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from None
-
-
 def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConfig:
     """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
     if not isinstance(raw, dict):
@@ -134,7 +104,7 @@ def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConf
     try:
         return TrialConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=source)) from None
+        raise ConfigError(format_validation_error(err, source=source, root=TrialConfig)) from None
 
 
 def load_trial(path: str | Path) -> TrialConfig:
