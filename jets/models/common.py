@@ -48,6 +48,19 @@ def masked_p4(p4: Tensor, mask: Tensor) -> Tensor:
     return p4 * mask.unsqueeze(-1).to(p4.dtype)
 
 
+def compact(p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the slots that are padding in every jet of the batch (the dense pair models cost O(N²) per jet).
+
+    The outputs do not depend on padding, so this changes nothing but the cost; real constituents need not be
+    leading (any slot real in some jet is kept, in order).
+    """
+    keep = mask.any(0)
+    if bool(keep.all()):
+        return p4, mask
+    idx = keep.nonzero().squeeze(1)
+    return p4.index_select(1, idx), mask.index_select(1, idx)
+
+
 def pair_mask(mask: Tensor, *, self_loops: bool = False) -> Tensor:
     """[B, N, N] bool: both constituents real (and i ≠ j unless ``self_loops``): the fully connected graph."""
     pm = mask.unsqueeze(2) & mask.unsqueeze(1)
@@ -183,6 +196,6 @@ class JetTagger(nn.Module):
 
 
 __all__ = [
-    "P4_SCALE", "JetTagger", "MaskedBatchNorm", "masked_mean", "masked_p4", "masked_sum", "minkowski",
-    "minkowski_pairs", "mlp", "mlp_count", "pair_mask", "particle_features", "psi",
+    "P4_SCALE", "JetTagger", "MaskedBatchNorm", "compact", "masked_mean", "masked_p4", "masked_sum",
+    "minkowski", "minkowski_pairs", "mlp", "mlp_count", "pair_mask", "particle_features", "psi",
 ]

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from jets.models.common import (
     P4_SCALE,
     JetTagger,
+    compact,
     masked_mean,
     masked_p4,
     minkowski,
@@ -112,6 +113,7 @@ class LGN(JetTagger):
         return s, v
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
+        p4, mask = compact(p4, mask)
         s, v = self.embed(p4, mask)
         vbar = masked_mean(v, mask)  # [B, C, 4]
         return self.out(torch.cat([masked_mean(s, mask), psi(minkowski(vbar, vbar))], dim=-1)).squeeze(-1)

@@ -44,6 +44,7 @@ from jets.models.common import (
     P4_SCALE,
     JetTagger,
     MaskedBatchNorm,
+    compact,
     masked_mean,
     masked_p4,
     minkowski,
@@ -152,6 +153,7 @@ class LorentzNet(JetTagger):
 
     def inputs(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled coordinates x [B, N', 4], node scalars s [B, N', S] and mask [B, N'] (N' = N + 2 with beams)."""
+        p4, mask = compact(p4, mask)
         x = masked_p4(p4, mask) / self.scale
         if self.beams:
             b = torch.tensor([[math.sqrt(2.0), 0.0, 0.0, 1.0], [math.sqrt(2.0), 0.0, 0.0, -1.0]],
@@ -169,7 +171,8 @@ class LorentzNet(JetTagger):
         return x, s * mask.unsqueeze(-1).to(s.dtype), mask
 
     def embed(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Final node scalars h [B, N', H], coordinates x [B, N', 4] (equivariant) and the node mask."""
+        """Final node scalars h [B, N', H], coordinates x [B, N', 4] (equivariant) and the node mask (slots that
+        are padding in every jet dropped, the two beams prepended if ``beams``)."""
         x, s, mask = self.inputs(p4, mask)
         pm = pair_mask(mask)
         h = self.embedding(s)

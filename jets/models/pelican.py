@@ -27,7 +27,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import ACTIVATIONS, JetTagger, masked_p4, minkowski_pairs, mlp, pair_mask, psi
+from jets.models.common import (
+    ACTIVATIONS,
+    JetTagger,
+    compact,
+    masked_p4,
+    minkowski_pairs,
+    mlp,
+    pair_mask,
+    psi,
+)
 
 HPARAMS: dict[str, Any] = {"hidden": 8, "layers": 3, "decoder_depth": 1, "act": "leaky_relu"}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -90,6 +99,7 @@ class Pelican(JetTagger):
         self.decoder = mlp(2 * hidden, hidden, 1, decoder_depth, act=act)
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
+        p4, mask = compact(p4, mask)
         x = masked_p4(p4, mask)
         pm = pair_mask(mask, self_loops=True)
         pmf = pm.to(x.dtype).unsqueeze(-1)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from jets.models.common import (
     P4_SCALE,
     JetTagger,
+    compact,
     masked_mean,
     masked_p4,
     minkowski,
@@ -129,6 +130,7 @@ class VecNet(JetTagger):
         self.decoder = mlp(ce + cf, hidden, 1, mlp_depth + 1, act="silu")
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
+        p4, mask = compact(p4, mask)
         x = masked_p4(p4, mask) / self.scale
         m = mask.unsqueeze(-1).to(x.dtype)
         pm = pair_mask(mask)
