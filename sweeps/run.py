@@ -181,6 +181,11 @@ class RayBoot:
     sends when the *thread* that started them ends, so a thread that returned would take the local Ray with it.
     While the thread runs, SIGTERM ends the driver with ``sys.exit``, the handler ``ray.init`` installs when it runs
     on the main thread (on another thread it cannot, and says so; that warning is dropped).
+
+    A local Ray it starts is guarded by a :class:`sweeps.ray_watchdog.RayWatchdog` (started just before
+    ``ray.init``), which ends every process of that Ray once the driver is gone, however it ended (``kill -9`` too:
+    the parent-death signal reaches the GCS and raylet only, not the raylet's agents), or once :meth:`close` shut it
+    down.
     """
 
     def __init__(self, grid: GridFile, address: str | None) -> None:
@@ -191,6 +196,7 @@ class RayBoot:
         self._started = False
         self._error: BaseException | None = None
         self._sigterm: Any = None
+        self._watchdog: Any = None  # RayWatchdog of a local Ray this driver starts
 
     def start(self) -> RayBoot:
         logging.getLogger("ray._private.worker").addFilter(_not_main_thread_warning)
@@ -204,7 +210,15 @@ class RayBoot:
 
     def _main(self) -> None:
         try:
+            import ray
+
+            if not self._args[1] and not ray.is_initialized():  # a local Ray of this driver's own
+                from sweeps.ray_watchdog import RayWatchdog
+
+                self._watchdog = RayWatchdog()
             self._started = init_ray(*self._args)
+            if self._watchdog is not None:
+                self._watchdog.session(ray._private.worker._global_node.get_session_dir_path())
         except BaseException as err:  # noqa: BLE001 — raised again by wait() on the driver's thread
             self._error = err
         finally:
@@ -231,6 +245,9 @@ class RayBoot:
             self._release.set()
             self._thread.join(timeout=10)
             self._thread = None
+            if self._watchdog is not None:  # it reaps what the shutdown left, then exits
+                self._watchdog.close()
+                self._watchdog = None
             if self._sigterm in (signal.SIG_DFL, None) and signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
