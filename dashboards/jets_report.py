@@ -23,7 +23,6 @@ from dashboards.jets_runs import MODE, MODEL, VARIANT, is_jets, ok_runs, with_je
 __all__ = ["is_jets", "sections", "size_figure"]
 
 SIZE_PANELS = [("metrics.auc", False), ("metrics.rejection_30", True)]  # (metric, log y)
-JETS_LABELS = {"metrics.rejection_30": "background rejection 1/ε_B at ε_S = 30 %"}
 
 
 def _labelled(df: pd.DataFrame, *, with_mode: bool) -> pd.DataFrame:
@@ -49,8 +48,8 @@ def size_figure(rs: RunSet, out: Path, *, name: str = "jets_size") -> tuple[list
         if log_y and drawn:
             ax.set_yscale("log")
         ax.set_xlabel("trainable parameters (log scale)")
-        ax.set_ylabel(JETS_LABELS.get(metric, label(metric)))
-        ax.set_title(f"Model size vs {JETS_LABELS.get(metric, label(metric)).split(' at ')[0]}")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"Model size vs {label(metric).split(' at ')[0]}")
         if not drawn:
             ax.text(0.5, 0.5, f"no finished runs with n_params and {label(metric)}", transform=ax.transAxes,
                     ha="center")

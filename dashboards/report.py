@@ -1,5 +1,6 @@
 """One report of a sweep: every dashboard plus ant factor vs size, the AUC–size Pareto front, training curves with
 seed bands, equivariance deviation vs angle and ROC curves, as ``report.md`` and ``report.html`` with the images.
+A jets (top-tagging) experiment gets the sections of :mod:`dashboards.jets_report` instead of the tracking ones.
 
     python -m dashboards.report --experiment equitrack-paper-table1 --sweep ID --out reports/table1 [--paper]
 """
