@@ -7,7 +7,6 @@ and ``edge_attr`` (dr, dφ, dz, dR) is left unchanged: differences of φ and dR 
 from __future__ import annotations
 
 import math
-import random
 
 import torch
 from torch_geometric.data import Data
@@ -53,25 +52,3 @@ class Rotate(BaseTransform):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(theta={self.theta:.6g})"
-
-
-class RandomRotate(BaseTransform):
-    """Rotate each graph by an angle drawn uniformly from [-max_theta, max_theta] (default: full circle).
-
-    Pass a ``torch.Generator`` or a seed for reproducible draws.
-    """
-
-    def __init__(self, max_theta: float = math.pi, *, generator: torch.Generator | int | None = None) -> None:
-        self.max_theta = float(max_theta)
-        if isinstance(generator, int):
-            g = torch.Generator()
-            g.manual_seed(generator)
-            generator = g
-        self.generator = generator
-
-    def forward(self, data: Data) -> Data:
-        u = torch.rand((), generator=self.generator).item() if self.generator is not None else random.random()
-        return rotate(data, (2.0 * u - 1.0) * self.max_theta)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(max_theta={self.max_theta:.6g})"
