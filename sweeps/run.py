@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from equitrack.task import get_task
 from sweeps.schema import Cell, GridError, GridFile, distinct_names, grid_overrides, load_grid, resolve
 
 log = logging.getLogger("sweeps")
@@ -66,9 +67,10 @@ def _check_grid(grid: GridFile, source: str) -> None:
         if bad:
             raise GridError(f"{source}: search.space keys {bad} vary the dataset; the dataset is prepared once, "
                             "put data.* keys into a grid sweep instead")
-    if grid.scheduler.type == "asha" and grid.scheduler.metric not in ("train_loss", "val_loss", "val_auc"):
-        raise GridError(f"{source}: scheduler.metric {grid.scheduler.metric!r} is not a per-epoch metric; "
-                        "allowed: train_loss, val_loss, val_auc")
+    epoch_metrics = get_task(grid.task).epoch_metrics
+    if grid.scheduler.type == "asha" and grid.scheduler.metric not in epoch_metrics:
+        raise GridError(f"{source}: scheduler.metric {grid.scheduler.metric!r} is not a per-epoch metric of task "
+                        f"{grid.task!r}; allowed: {', '.join(epoch_metrics)}")
 
 
 def select(cells: list[Cell], existing: dict[tuple[str, int], Any], *, rerun_failed: bool,
