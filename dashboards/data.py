@@ -366,6 +366,41 @@ def _drop_duplicates(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return df.drop(index=drop), len(drop)
 
 
+def split_pooled_configs(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep configurations apart that the dashboards' groupings (model and size) would pool.
+
+    Runs of one model and size but different ``config_id`` that differ in a setting that is not a grid or search
+    axis of theirs (``tags.grid.<key>``: e.g. a sweep re-run with ``--set train.epochs=12``) are different
+    configurations, not more seeds: each gets the settings it differs in appended to its ``size`` label
+    (``16 [train.epochs=12]``); ``size_rank`` and ``paper_size`` stay. Axes such as the training rotation are left
+    to the figures that draw them. Returns the table and the number of configurations relabelled."""
+    needed = {"tags.config_id", "params.model.name", "size"}
+    if df.empty or not needed <= set(df.columns):
+        return df, 0
+    axes = {"params." + c[len("tags.grid."):] for c in df.columns if c.startswith("tags.grid.")}
+    settings = [c for c in df.columns if c.startswith("params.") and c not in axes
+                and c not in ("params.train.seed", "params.seed") and not c.endswith(".seed")]
+    df = df.copy()
+    df["size"] = df["size"].astype("string")
+    relabelled = 0
+    keyed = df[df["tags.config_id"].notna()]
+    for _, group in keyed.groupby(["params.model.name", "size"], dropna=False):
+        if group["tags.config_id"].nunique() < 2:
+            continue
+        differ = [c for c in settings if group[c].astype("string").nunique(dropna=False) > 1]
+        if not differ:
+            continue
+        for _, rows in group.groupby("tags.config_id"):
+            first = rows.iloc[0]
+            what = ", ".join(f"{c[len('params.'):]}={first[c]}" for c in differ[:3])
+            if len(differ) > 3:
+                what = f"config {first['tags.config_id'][:6]}"
+            base = first["size"]
+            df.loc[rows.index, "size"] = f"{'' if pd.isna(base) else base} [{what}]".lstrip()
+            relabelled += 1
+    return df, relabelled
+
+
 # --------------------------------------------------------------------------------------------------------------
 # cache
 
@@ -462,6 +497,7 @@ def load_runs(
             key_path.write_text(json.dumps(fingerprint))
 
     runs, dropped = _drop_duplicates(runs)
+    runs, split = split_pooled_configs(runs)
     found = sorted(str(s) for s in runs["tags.sweep_id"].dropna().unique()) if "tags.sweep_id" in runs else []
     ids = sweep_ids or found
     if sweep_ids is None and len(parents) and "tags.sweep_id" in parents and found:
@@ -478,6 +514,9 @@ def load_runs(
     )
     if runs.empty:
         rs.notes.append("no trial runs found")
+    if split:
+        rs.notes.append(f"{split} configurations share a model and size with another one; their size labels "
+                        "name the settings they differ in")
     return rs
 
 
@@ -535,7 +574,7 @@ def size_label(size: object) -> str:
     if size is None or size is pd.NA or (isinstance(size, float) and math.isnan(size)):
         return "?"
     text = str(size)
-    return f"h={text}" if re.fullmatch(r"\d+(\.\d+)?", text) else text
+    return f"h={text}" if re.fullmatch(r"\d+(\.\d+)?( \[.*\])?", text) else text
 
 
 def model_label(name: object) -> str:

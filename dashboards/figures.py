@@ -97,8 +97,54 @@ def footnote(fig, text: str) -> None:
     fig.text(0.01, -0.02, textwrap.fill(text, width_chars), fontsize=8, color="0.4", ha="left", va="top")
 
 
-def legend(ax, **kwargs) -> None:
-    """A legend only when something is labelled (an empty one draws a warning and a box)."""
+def legend(ax, *, outside: bool = False, **kwargs) -> None:
+    """A legend only when something is labelled (an empty one draws a warning and a box).
+
+    ``outside``: right of the axes, where it cannot hide a point (the constrained layout makes room for it)."""
     _handles, labels = ax.get_legend_handles_labels()
-    if labels:
-        ax.legend(**kwargs)
+    if not labels:
+        return
+    if outside:
+        kwargs.pop("loc", None)
+        kwargs.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.legend(**kwargs)
+
+
+def shades(base: Sequence[float], n: int) -> list[tuple[float, float, float]]:
+    """``n`` shades of one colour from dark to light, the first being ``base`` itself (one model, several
+    curves: the model keeps its colour)."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(base)
+    if n <= 1:
+        return [(r, g, b)]
+    out = []
+    for k in range(n):
+        t = 0.6 * k / (n - 1)  # towards white, at most 60 %
+        out.append((r + (1 - r) * t, g + (1 - g) * t, b + (1 - b) * t))
+    return out
+
+
+def error_range(mean, std, *, low: float | None = None, high: float | None = None, log: bool = False):
+    """Asymmetric ``yerr`` (2 × n) of mean ± std kept inside ``[low, high]``; on a log axis the lower end stays
+    positive (at most a factor 100 below the mean), so no bar runs off the axis or past a bound like AUC 1."""
+    import numpy as np
+
+    m = np.asarray(mean, dtype=float)
+    sd = np.nan_to_num(np.asarray(std, dtype=float), nan=0.0)
+    lo, hi = m - sd, m + sd
+    if low is not None:
+        lo = np.maximum(lo, low)
+    if high is not None:
+        hi = np.minimum(hi, high)
+    if log:
+        lo = np.where(lo > 0, lo, m * 1e-2)
+    return np.vstack([np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)])
+
+
+def bounds(metric: str) -> tuple[float | None, float | None]:
+    """The range a metric cannot leave: [0, 1] for AUCs, efficiency and purity, else none."""
+    name = metric.rsplit(".", 1)[-1]
+    if "auc" in name or name in ("edge_efficiency", "edge_purity"):
+        return 0.0, 1.0
+    return None, None

@@ -11,7 +11,6 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -46,6 +45,12 @@ def rotation_table(rs: RunSet) -> pd.DataFrame:
     return g.agg(["mean", "std", "count"]).rename(columns={"count": "n"}).reset_index()
 
 
+def on_angles(g: pd.DataFrame, angles: Sequence[int]) -> pd.DataFrame:
+    """``g`` (one curve: column ``angle`` and its values) on every angle of the figure, NaN where the curve has
+    none, so that matplotlib breaks the line there instead of bridging the missing angle."""
+    return g.set_index("angle").reindex(sorted(angles)).rename_axis("angle").reset_index()
+
+
 def figure(rs: RunSet, out: Path, *, name: str = "rotation") -> list[Path]:
     t = rotation_table(rs)
     panels = list(t[[MODEL, "size"]].drop_duplicates().itertuples(index=False)) if len(t) else [("none", "")]
@@ -53,19 +58,25 @@ def figure(rs: RunSet, out: Path, *, name: str = "rotation") -> list[Path]:
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = figures.new_figure(ncols, nrows, width=5.6, height=4.4, sharey=True)
     rotations = sorted(t[TRAIN_ROT].dropna().unique()) if len(t) else []
-    cmap = plt.get_cmap("viridis")
+    angles = sorted(t["angle"].unique()) if len(t) else []
+    models = sorted(t[MODEL].dropna().unique()) if len(t) else []
     for k, (model, size) in enumerate(panels):
         ax = axes[k // ncols, k % ncols]
         sub = t[(t[MODEL] == model) & (t["size"].astype("string") == size)] if len(t) else t
+        # the model's colour (EuclidNet blue, IN orange), one shade per training rotation, dark to light
+        colours = figures.shades(figures.color(model, models), len(rotations))
         for j, rot in enumerate(rotations):
-            cur = sub[sub[TRAIN_ROT] == rot].sort_values("angle")
+            cur = sub[sub[TRAIN_ROT] == rot]
             if cur.empty:
                 continue
-            c = cmap(j / max(len(rotations) - 1, 1))
+            cur = on_angles(cur, angles)  # a missing angle is a gap, not a straight line across it
+            c = colours[j]
             n = int(cur["n"].min())
             std = cur["std"].fillna(0.0)
-            ax.plot(cur["angle"], cur["mean"], marker="o", ms=4, color=c, label=f"train {rot:g}° (n={n})")
-            ax.fill_between(cur["angle"], cur["mean"] - std, cur["mean"] + std, color=c, alpha=0.2, lw=0)
+            ax.plot(cur["angle"], cur["mean"], marker=figures.marker(j), ms=4, color=c,
+                    label=f"train {rot:g}° (n={n})")
+            ax.fill_between(cur["angle"], (cur["mean"] - std).clip(lower=0.0), (cur["mean"] + std).clip(upper=1.0),
+                            color=c, alpha=0.2, lw=0)
         title = model_label(model) + (
             f" {size_label(size)}" if size not in ("", None) and not pd.isna(size) else ""
         )
@@ -94,6 +105,7 @@ def equivariance_figure(rs: RunSet, out: Path, *, name: str = "equivariance") ->
         ax.text(0.5, 0.5, "no equivariance_dev_XXX metrics", transform=ax.transAxes, ha="center")
     else:
         models = sorted(long[MODEL].dropna().unique())
+        angles = sorted(long["angle"].unique())  # before dropping values <= 0: those angles become gaps
         if (long["value"] > 0).any():  # log axis: exact zeros (θ = 0, or exact invariance) cannot be drawn
             n_zero = int((long["value"] <= 0).sum())
             long = long[long["value"] > 0]
@@ -108,7 +120,7 @@ def equivariance_figure(rs: RunSet, out: Path, *, name: str = "equivariance") ->
                 )
         groups = long.groupby([MODEL, "size_rank", "size"], dropna=False)
         for i, ((model, _, size), sub) in enumerate(groups):
-            g = sub.groupby("angle")["value"].agg(["mean", "std", "count"]).reset_index()
+            g = on_angles(sub.groupby("angle")["value"].agg(["mean", "std", "count"]).reset_index(), angles)
             c = figures.color(model, models)
             lo = np.maximum(g["mean"] - g["std"].fillna(0), g["mean"] * 1e-2)
             ax.plot(

@@ -157,7 +157,7 @@ def figure(
         if not drawn:
             ax.text(0.5, 0.5, "no finished runs with n_params and " + label(col), transform=ax.transAxes,
                     ha="center")
-        figures.legend(ax, loc="lower right")
+        figures.legend(ax, outside=True)  # beside the axes: a legend inside hid points
     figures.footnote(
         fig,
         "error bars: ± sample std over seeds; labels: preset or hidden width (n finished runs). "
@@ -184,7 +184,8 @@ def _ours(ax, ok: pd.DataFrame, models: list[str], metric: str) -> bool:
         ax.errorbar(
             agg["n_params_mean"],
             agg[f"{m}_mean"],
-            yerr=std,
+            yerr=figures.error_range(agg[f"{m}_mean"], std, low=figures.bounds(metric)[0],
+                                     high=figures.bounds(metric)[1]),  # an AUC bar never runs past 1
             marker=figures.marker(i),
             ms=7,
             capsize=4,
@@ -216,7 +217,7 @@ def _paper_points(ax, models: list[str]) -> None:
         ax.errorbar(
             sub["params"],
             sub["auc"],
-            yerr=sub["auc_std"],
+            yerr=figures.error_range(sub["auc"], sub["auc_std"], low=0.0, high=1.0),
             marker=figures.marker(i),
             mfc="white",
             ms=7,
