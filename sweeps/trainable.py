@@ -124,6 +124,10 @@ class TuneReporter:
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
         shutil.rmtree(staged, ignore_errors=True)
 
+    def fail(self, *, error: BaseException) -> None:
+        """A cell run alone raises instead (the Ray trial fails); a bundle member reports it
+        (sweeps.bundling's ``MemberReporter``)."""
+
     def _stage(self, kind: str, epoch: int) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"{kind}-{epoch:04d}-", dir=self.scratch))
         return path

@@ -15,6 +15,7 @@ from devices import DEVICES
 
 import tracker.train.bundle as bundle
 import tracker.train.evaluate as evaluate
+import tracker.train.final as final
 from tracker.data.hitgraphs import load_npz
 from tracker.train import run_trial
 from tracker.train.bundle import BundleError, run_bundle, validate_bundle, vmap_supported
@@ -249,7 +250,7 @@ def test_batched_final_eval_falls_back_per_member(splits, tmp_root, tmp_path, mo
     def broken(*args, **kwargs):
         raise RuntimeError("stacked forward failed")
 
-    monkeypatch.setattr(bundle, "final_predictions_stacked", broken)
+    monkeypatch.setattr(final, "final_predictions_stacked", broken)  # the batched final evaluation's forwards
     log: list[str] = []
     results, _ = _run("interaction_network", "vmap", splits, tmp_path, members=MEMBERS[1:], log=log.append)
     assert any("stacked forward failed" in line and "member by member" in line for line in log)

@@ -113,7 +113,8 @@ def _stacks(name: str, k: int, splits, lrs: list[float]):
     import copy
 
     from tracker.models import build_model
-    from tracker.train.bundle import StackedAdam, _PaddedPool
+    from tracker.train.strategies.stacked import StackedAdam
+    from tracker.train.strategies.vmap import PaddedPool
 
     hp = {"hidden": 8} if name == "interaction_network" else {"hidden": 4, "mlp_depth": 2, "iterations": 2}
     models, opts = [], []
@@ -129,7 +130,7 @@ def _stacks(name: str, k: int, splits, lrs: list[float]):
         os_ = [torch.optim.Adam(m.parameters(), **{key: o.defaults[key] for key in ("lr", "weight_decay")})
                for m, o in zip(ms, opts)]
         stacks.append(StackedAdam(ms, os_, grad_clips=clips, pos_weights=[None] * k, cuda_graphs=graphs))
-    padded = _PaddedPool([g.to("cuda") for g in splits[0]], device=torch.device("cuda"))
+    padded = PaddedPool([g.to("cuda") for g in splits[0]], device=torch.device("cuda"))
     return stacks, padded
 
 

@@ -274,16 +274,16 @@ def test_cuda_request_falls_back_to_cpu():
 
 
 def test_training_rotation_and_fraction_reach_the_step(graphs, small, tmp_path, monkeypatch):
-    import tracker.train.trial as trial_mod
+    import tracker.train.strategies.loop as loop_strategy  # the step a trial (a bundle of one) runs
 
     seen: list[tuple[int, torch.Tensor | None]] = []
-    real_step = trial_mod.train_step
+    real_step = loop_strategy.train_step
 
     def spy(model, optimizer, batch, theta=None, **kw):
         seen.append((int(batch.num_edges), None if theta is None else theta.clone()))
         return real_step(model, optimizer, batch, theta, **kw)
 
-    monkeypatch.setattr(trial_mod, "train_step", spy)
+    monkeypatch.setattr(loop_strategy, "train_step", spy)
     _, val, test = small
     cfg = _config(
         train={"epochs": 2, "train_rotation_deg": 45.0, "fraction": 0.5},

@@ -1,4 +1,6 @@
-"""Training and evaluation of one trial: :func:`run_trial` (config → metrics, artifacts, checkpoints).
+"""Training and evaluation of one trial: :func:`run_trial` (config → metrics, artifacts, checkpoints); bundles of
+K trials in one process: :func:`tracker.train.bundle.run_bundle`. Both run one trainer (docs/architecture.md,
+"One trainer").
 
 The names below are imported on first use so that ``tracker.train.config`` (imported by the data layer and by
 ``sweeps``) stays light and free of import cycles.
@@ -18,9 +20,9 @@ __all__ = [
 
 _LAZY = {
     "run_trial": "tracker.train.trial",
-    "TrialResult": "tracker.train.trial",
-    "NonFiniteLossError": "tracker.train.trial",
-    "CheckpointMismatchError": "tracker.train.trial",
+    "TrialResult": "tracker.train.member",
+    "NonFiniteLossError": "tracker.train.errors",
+    "CheckpointMismatchError": "tracker.train.errors",
     "ConsoleReporter": "tracker.train.console",
 }
 

@@ -64,3 +64,10 @@ class ConsoleReporter:
     def finish(self, *, metrics: Mapping[str, float]) -> None:
         self._close()
         self.console.print(metrics_table(metrics))
+
+    def fail(self, *, error: BaseException) -> None:
+        """A bundle member failed: close the bar and print the error (a trial run alone raises it instead)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self.console.print(f"[red]failed[/red]: {type(error).__name__}: {error}")

@@ -109,3 +109,55 @@ def epoch_plan(
     if random_rotation:
         theta = theta + (2.0 * torch.rand(n_graphs, generator=generator, dtype=torch.float64) - 1.0) * math.pi
     return order, theta
+
+
+class TrainPool:
+    """The training split resident on the device once, shared by every member of a bundle (a trial is a bundle
+    of one); with batch size 1 each graph is collated once, up front, for everyone."""
+
+    def __init__(self, graphs: Sequence[Data], *, device: torch.device, batch_size: int) -> None:
+        if len(graphs) == 0:
+            raise ValueError("the training split is empty")
+        self.graphs = [copy.copy(g).to(device) for g in graphs]  # Data.to is in place: leave the caller's graphs
+        self.batch_size = batch_size
+        self.device = device
+        self.single = [Batch.from_data_list([g]) for g in self.graphs] if batch_size == 1 else None
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def view(self, ids: Sequence[int]) -> PoolView:
+        """The graphs ``ids`` (a member's ``train.fraction``) as a :class:`PoolView`."""
+        return PoolView(self, ids)
+
+
+class PoolView:
+    """A member's training subset of a :class:`TrainPool`, batched like :meth:`GraphSet.batches`."""
+
+    def __init__(self, pool: TrainPool, ids: Sequence[int]) -> None:
+        self.pool = pool
+        self.ids = [int(i) for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def graphs(self) -> list[Data]:
+        return [self.pool.graphs[i] for i in self.ids]
+
+    def chunks(self, order: torch.Tensor) -> list[list[int]]:
+        """Positions (into this view) of each batch, in ``order``."""
+        idx = [int(i) for i in order]
+        bs = self.pool.batch_size
+        return [idx[s : s + bs] for s in range(0, len(idx), bs)]
+
+    def batches(self, order: torch.Tensor) -> list[tuple[Batch, torch.Tensor]]:
+        """``(batch, positions)`` pairs covering the view in ``order``."""
+        out = []
+        for chunk in self.chunks(order):
+            if self.pool.single is not None:
+                b = self.pool.single[self.ids[chunk[0]]]
+            else:
+                b = Batch.from_data_list([self.pool.graphs[self.ids[i]] for i in chunk])
+            out.append((b, torch.tensor(chunk, dtype=torch.long)))
+        return out

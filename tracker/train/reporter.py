@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class Reporter(Protocol):
-    """Receives a trial's life: start, one call per epoch, artifacts, the final metrics."""
+    """Receives a trial's life: start, one call per epoch, artifacts, then the final metrics or the failure."""
 
     def start(self, *, config: Mapping[str, Any], n_params: int) -> None:
         """Called once, before the first epoch (also on resume), with the resolved config."""
@@ -27,9 +27,10 @@ class Reporter(Protocol):
     def finish(self, *, metrics: Mapping[str, float]) -> None:
         """Called once with the final test metrics."""
 
-
-# Optional hook, looked up with getattr: ``fail(*, error: BaseException) -> None`` is called when a member of a
-# bundle fails (non-finite loss) while the others go on (tracker.train.bundle); a solo trial raises instead.
+    def fail(self, *, error: BaseException) -> None:
+        """Called once, instead of :meth:`finish`, when a member of a bundle fails (non-finite loss, an error in its
+        forward or evaluation) while the others go on (:func:`tracker.train.bundle.run_bundle`); a trial run alone
+        (:func:`tracker.train.run_trial`) raises ``error`` instead."""
 
 
 class NullReporter:
@@ -45,4 +46,7 @@ class NullReporter:
         pass
 
     def finish(self, *, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def fail(self, *, error: BaseException) -> None:
         pass
