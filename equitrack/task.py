@@ -24,8 +24,6 @@ from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "equitrack.tasks"
 DEFAULT_TASK = "tracking"
-#: the sections every task's trial configuration has (grid keys are dotted paths into them)
-SECTIONS = ("data", "model", "train", "eval")
 
 
 class TaskError(LookupError):
@@ -56,7 +54,8 @@ class Task(Protocol):
 
     #: the name grids use (``task: jets``); also the MLflow tag ``task`` of every trial run
     name: str
-    #: the pydantic model of one trial (fields ``data``, ``model``, ``train``, ``eval``; frozen, extra keys forbidden)
+    #: the pydantic model of one trial: its fields are the sections (at least ``data``, ``model``, ``train``, ``eval``;
+    #: any further one, e.g. ``pipeline``, is a top-level section of the task's grids), frozen, extra keys forbidden
     config_type: type[BaseModel]
     #: (section, key) pairs that change no result: left out of config ids and checkpoint hashes
     result_neutral_keys: tuple[tuple[str, str], ...]

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equitrack.config import format_validation_error, problems, read_yaml
-from equitrack.task import DEFAULT_TASK, SECTIONS, Task, TaskError, get_task
+from equitrack.task import DEFAULT_TASK, Task, TaskError, get_task
 
 
 class GridError(ValueError):
@@ -130,7 +130,10 @@ class MlflowSettings(_Strict):
 
 
 class GridFile(_Strict):
-    """The whole grid file (see docs/sweeps.md for every key)."""
+    """The whole grid file (see docs/sweeps.md for every key). Top-level keys beyond these are the extra trial
+    sections of the grid's task (e.g. a ``pipeline:`` section), shared by every cell like ``data:``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     experiment: str = Field(min_length=1)
@@ -184,7 +187,6 @@ class GridFile(_Strict):
     def _grid_keys(cls, v: list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
         for block in v:
             for key, vals in block.items():
-                _check_dotted(key, where="grid")
                 if key == "train.seed":
                     raise ValueError("train.seed is set by 'seeds:', not by a grid axis")
                 if not vals:
@@ -223,17 +225,42 @@ class GridFile(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _space_keys(self) -> GridFile:
-        for key in self.search.space:
-            _check_dotted(key, where="search.space")
+    def _dotted_keys(self) -> GridFile:
+        sections = trial_sections(self.task)
+        extra = [k for k in self.extra_sections() if k not in sections or k == "model"]
+        if extra:
+            raise ValueError(f"unknown top-level key(s) {extra}; allowed: {', '.join(sorted(type(self).model_fields))}"
+                             f" and the sections of task {self.task!r}: {', '.join(sections)}")
+        for where, keys in (("grid", [k for block in self.grid for k in block]), ("search.space", self.search.space)):
+            for key in keys:
+                if "." not in key or key.split(".", 1)[0] not in sections:
+                    raise ValueError(f"{where} key {key!r} must be a dotted trial key starting with one of "
+                                     f"{', '.join(sections)} (e.g. model.hidden, train.lr)")
         return self
 
+    def extra_sections(self) -> dict[str, Any]:
+        """Trial sections of the grid's task beyond data/train/eval (e.g. a ``pipeline:`` section)."""
+        return dict(self.model_extra or {})
 
-def _check_dotted(key: str, *, where: str) -> None:
-    head = key.split(".", 1)[0]
-    if "." not in key or head not in SECTIONS:
-        raise ValueError(f"{where} key {key!r} must be a dotted trial key starting with one of {', '.join(SECTIONS)} "
-                         f"(e.g. model.hidden, train.lr)")
+
+def trial_sections(task: str) -> tuple[str, ...]:
+    """The sections of a trial of ``task`` (the heads of dotted grid keys): its config type's fields."""
+    return tuple(get_task(task).config_type.model_fields)
+
+
+def _unknown_top_level(raw: dict[str, Any], *, source: str) -> str | None:
+    """The error for top-level keys that are neither grid-file keys nor sections of the task's trials."""
+    try:
+        sections = set(trial_sections(str(raw.get("task") or DEFAULT_TASK))) - {"model"}
+    except TaskError:
+        return None  # the task key's own validation reports it
+    known = set(GridFile.model_fields) | sections
+    bad = [k for k in raw if k not in known]
+    if not bad:
+        return None
+    allowed = ", ".join(sorted(known))
+    return "\n".join([f"{source}: invalid grid file"]
+                     + [f"  {k}: unknown key; allowed: {allowed} (got {raw[k]!r})" for k in bad])
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -243,6 +270,9 @@ def parse_grid(raw: Any, *, source: str = "<grid>") -> GridFile:
     """Validate a mapping as a grid file."""
     if not isinstance(raw, dict):
         raise GridError(f"{source}: a grid file must be a YAML mapping, got {type(raw).__name__}")
+    unknown = _unknown_top_level(raw, source=source)
+    if unknown:
+        raise GridError(unknown)
     try:
         return GridFile.model_validate(raw)
     except ValidationError as err:
@@ -389,6 +419,7 @@ def base_trial(grid: GridFile, overrides: dict[str, Any]) -> dict[str, Any]:
         "train": copy.deepcopy(grid.train),
         "eval": copy.deepcopy(grid.eval),
         "model": {},
+        **copy.deepcopy(grid.extra_sections()),
     }
     name = overrides.get("model.name")
     if name is None and len(grid.models) == 1:
