@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from equitrack.task import get_task
 from sweeps.run import EXIT_CONFIG, main
 from sweeps.schema import GridError, config_id, load_grid, parse_grid, resolve
 from tracker.train.config import trial_from_dict, yaml_text
@@ -134,8 +135,9 @@ def test_shipped_grid_parses_and_resolves(path: Path) -> None:
     assert len({c.run_name for c in cells}) == len(cells)
     for c in cells:
         assert c.trial["train"]["seed"] == c.seed and c.run_name.endswith(f"-s{c.seed}")
+        assert c.task == grid.task
         # each run's config.yaml artifact: libyaml's emitter writes PyYAML's text exactly
-        resolved = trial_from_dict(c.trial).model_dump(mode="json")
+        resolved = get_task(grid.task).config_type.model_validate(c.trial).model_dump(mode="json")
         assert yaml_text(resolved) == yaml.safe_dump(resolved, sort_keys=False)
 
 
@@ -144,6 +146,10 @@ def test_expected_cell_counts() -> None:
     assert counts["quick"] == 4
     assert counts["paper_table1"] == 2 * 3 * 5
     assert counts["paper_rotation"] == 2 * 5 * 5
+    assert counts["jets_quick"] == 8 * 2  # every tagger, 2 seeds
+    assert counts["jets_boost"] == 5 * 2 * 3  # models x (no augmentation, augmentation) x seeds
+    assert counts["jets_data_efficiency"] == 5 * 4 * 3
+    assert counts["jets_ablation"] == (2 + 3 * 3) * 3
     rot = load_grid(REPO / "sweeps/grids/paper_rotation.yaml")
     assert len(rot.eval["rotations_deg"]) == 10 and max(rot.eval["rotations_deg"]) == 180
 
@@ -187,33 +193,40 @@ def test_dry_run_prints_table_and_totals(capsys: pytest.CaptureFixture[str], mon
 
 
 TINY = {"train.epochs": 1, "eval.rotations_deg": [0, 90], "eval.timing": False, "eval.track_metrics": False}
+JETS_TINY = {"train.epochs": 1, "train.batch_size": 20, "eval.boosts_beta": [0.0, 0.5], "eval.timing": False}
+
+
+def _shrink(raw: dict, task: str, shared_trackml: Path) -> dict:
+    """The cell's trial with tiny data and one epoch, for its task."""
+    if task == "jets":
+        raw["data"].update(jets={"train": 40, "val": 20, "test": 20}, max_constituents=10)
+        tiny = JETS_TINY
+    elif raw["data"]["source"] == "hitgraphs":
+        raw["data"].update(path=str(shared_trackml / "hitgraphs_plus_1GeV5"), events={"train": 2, "val": 1, "test": 1})
+        tiny = TINY
+    else:
+        raw["data"].update(events={"train": 2, "val": 1, "test": 1}, pileup=10)
+        tiny = TINY
+    for key, value in tiny.items():
+        section, name = key.split(".")
+        raw[section][name] = value
+    return raw
 
 
 @pytest.mark.slow
 def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first cell of every shipped grid (data shrunk, one epoch) goes through the real trainer."""
+    """The first cell of every shipped grid (data shrunk, one epoch) goes through its task's real trainer."""
     monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
-    from tracker.data.dataset import prepare
-    from tracker.train import run_trial
-    from tracker.train.config import trial_from_dict
     from tracker.train.reporter import NullReporter
 
     for path in GRIDS:
         grid = load_grid(path)
+        task = get_task(grid.task)
         cell = resolve(grid, source=str(path))[0]
-        raw = copy.deepcopy(cell.trial)
-        if raw["data"]["source"] == "hitgraphs":
-            raw["data"].update(path=str(shared_trackml / "hitgraphs_plus_1GeV5"), events={"train": 2, "val": 1,
-                                                                                            "test": 1})
-        else:
-            raw["data"].update(events={"train": 2, "val": 1, "test": 1}, pileup=10)
-        for key, value in TINY.items():
-            section, name = key.split(".")
-            raw[section][name] = value
-        cfg = trial_from_dict(raw, source=f"{path.name} (tiny)")
-        prepare(cfg.data)
-        result = run_trial(cfg, NullReporter(), workdir=tmp_path / path.stem, resume=False)
+        cfg = task.config_type.model_validate(_shrink(copy.deepcopy(cell.trial), grid.task, shared_trackml))
+        task.prepare_data(cfg)
+        result = task.run_trial(cfg, NullReporter(), workdir=tmp_path / path.stem, resume=False)
         assert 0.0 <= result.metrics["auc"] <= 1.0, path.name
         assert result.metrics["n_params"] > 0
 
