@@ -5,7 +5,7 @@ For every model and size preset (a model without presets runs its defaults) it t
 
 - ``solo``: one model, ``tracker.train.step.train_step`` (what ``run_trial`` runs), batch = one graph;
 - ``loop K``: K models in one process, each stepping on its own graph in turn (``run_bundle(strategy="loop")``);
-- ``vmap K``: the K parameter sets stacked (``tracker.train.bundle.StackedAdam``, what ``strategy="vmap"`` runs),
+- ``vmap K``: the K parameter sets stacked (``tracker.train.strategies.stacked.StackedAdam``, what ``strategy="vmap"`` runs),
   each member on a different graph of the pre-padded pool, 6 steps per ``run_steps`` call (one host sync);
 - ``vmap_graph K``: the same with the stacked step captured once in a CUDA graph and replayed (``cuda_graphs``,
   the default of ``run_bundle`` on CUDA; on CPU it is ``vmap``).
@@ -61,13 +61,16 @@ from torch_geometric.data import Batch
 
 from tracker.data.hitgraphs import load_npz
 from tracker.models import REGISTRY, build_model, count_parameters
-from tracker.train.bundle import StackedAdam, _PaddedPool, final_predictions_stacked, vmap_supported
 from tracker.train.config import EvalConfig
 from tracker.train.data import GraphSet
+from tracker.train.early_stopping import EarlyStopping
 from tracker.train.evaluate import final_metrics, final_predictions
+from tracker.train.final import finalise_trial
+from tracker.train.member import EPOCH_METRICS
 from tracker.train.reporter import NullReporter
 from tracker.train.step import train_step
-from tracker.train.trial import EPOCH_METRICS, EarlyStopping, finalise_trial
+from tracker.train.strategies.stacked import StackedAdam
+from tracker.train.strategies.vmap import PaddedPool, final_predictions_stacked, vmap_supported
 
 GRAPHS = REPO.parent / "shared" / "trackml" / "hitgraphs_plus_1GeV5"
 PACKAGED = REPO / "tracker" / "data" / "resources" / "hitgraphs_plus_1GeV5"
@@ -112,7 +115,7 @@ def time_loop(name, preset, k, batches, rounds, device) -> float:
     return _best(round_fn, rounds, device)
 
 
-def time_vmap(name, preset, k, padded: _PaddedPool, rounds, device, *, graphs: bool = False,
+def time_vmap(name, preset, k, padded: PaddedPool, rounds, device, *, graphs: bool = False,
               steps_per_round: int = 6) -> float:
     """Seconds per step for the ``k`` members stacked: member j on graph j mod G (padded), ``steps_per_round``
     steps per ``run_steps`` call (an epoch of 6 training graphs: one host sync at its end, as in run_bundle);
@@ -242,23 +245,23 @@ def main_final_metrics(args, graphs, device) -> list[dict]:
 #: ``val_auc`` in the table = ``val_auc_member`` (in ``end_epoch``) + ``val_auc_batched`` (in ``predict_stacked``,
 #: so also inside ``val_forward``)
 BOOKKEEPING_PARTS = (
-    ("bundle", "_vmap_epoch", "vmap_epoch"),
+    ("VmapStrategy", "_epoch", "vmap_epoch"),
     ("StackedAdam", "step", "step"),  # before run_steps: one call per step
     ("StackedAdam", "run_steps", "step"),  # an epoch's steps in one call (one host sync)
     ("StackedAdam", "__init__", "stack_build"),
     ("StackedAdam", "write_back", "write_back"),  # before the lazy write-back: parameters and Adam state, per epoch
     ("StackedAdam", "write_back_params", "write_back_params"),
     ("StackedAdam", "write_back_state", "write_back_state"),  # called from end_epoch, when a checkpoint is due
-    ("bundle", "rng_state", "rng"),
-    ("bundle", "set_rng_state", "rng"),
-    ("bundle", "predict_stacked", "val_forward"),
-    ("_Member", "end_epoch", "end_epoch"),
+    ("member", "rng_state", "rng"),
+    ("member", "set_rng_state", "rng"),
+    ("vmap", "predict_stacked", "val_forward"),
+    ("MemberState", "end_epoch", "end_epoch"),
     ("StepLR", "step", "scheduler"),
     ("SplitPrediction", "auc", "val_auc_member"),  # before the batched epoch AUC: scikit-learn per member
     ("SplitPrediction", "epoch_auc", "val_auc_member"),  # in end_epoch: the value predict_stacked cached
-    ("bundle", "roc_auc_rows", "val_auc_batched"),  # in predict_stacked: all members' epoch AUCs at once
+    ("vmap", "roc_auc_rows", "val_auc_batched"),  # in predict_stacked: all members' epoch AUCs at once
     ("EarlyStopping", "update", "early_stopping"),
-    ("bundle", "save_checkpoint", "checkpoint"),
+    ("member", "save_checkpoint", "checkpoint"),
 )
 
 
@@ -267,10 +270,12 @@ def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges:
     """Seconds per member and epoch of each part of a vmap bundle's epoch (:data:`BOOKKEEPING_PARTS`), measured
     inside ``run_bundle`` by timers wrapped around those functions while the epochs run."""
     import tracker.train.bundle as bundle
+    import tracker.train.loop as loop
+    import tracker.train.member as member
+    import tracker.train.strategies.vmap as vmap
     from tracker.train.config import trial_from_dict
     from tracker.train.evaluate import SplitPrediction
     from tracker.train.reporter import NullReporter
-    from tracker.train.trial import EarlyStopping
 
     graphs = [load_npz(p) for p in sorted(PACKAGED.glob("*.npz"))]
     train = [g.edge_subgraph(torch.arange(train_edges)) for g in graphs[:train_graphs]]
@@ -281,9 +286,9 @@ def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges:
                   **({"checkpoint_every": checkpoint_every} if checkpoint_every != 1 else {})},
         "eval": {"rotations_deg": [0], "timing": False, "equivariance": False, "track_metrics": False},
     }) for seed in range(k)]
-    owners = {"bundle": bundle, "StackedAdam": bundle.StackedAdam, "_Member": bundle._Member,
-              "StepLR": torch.optim.lr_scheduler.StepLR, "SplitPrediction": SplitPrediction,
-              "EarlyStopping": EarlyStopping}
+    owners = {"vmap": vmap, "member": member, "VmapStrategy": vmap.VmapStrategy, "StackedAdam": StackedAdam,
+              "MemberState": member.MemberState, "StepLR": torch.optim.lr_scheduler.StepLR,
+              "SplitPrediction": SplitPrediction, "EarlyStopping": EarlyStopping}
     spent: dict[str, float] = {}
     state = {"on": False}
 
@@ -306,8 +311,8 @@ def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges:
 
     patches = [(owners[o], a, timed(getattr(owners[o], a), label)) for o, a, label in BOOKKEEPING_PARTS
                if hasattr(owners[o], a)]
-    patches.append((bundle, "_vmap_epoch", switch(patches[0][2], True)))  # timers on from the first epoch ...
-    patches.append((bundle, "_evaluate_batched", switch(bundle._evaluate_batched, False)))  # ... to the evaluation
+    patches.append((vmap.VmapStrategy, "_epoch", switch(patches[0][2], True)))  # timers on from the first epoch ...
+    patches.append((loop, "finish_batched", switch(loop.finish_batched, False)))  # ... to the final evaluation
     saved = [(obj, a, obj.__dict__.get(a)) for obj, a, _ in patches]
     try:
         for obj, a, fn in patches:
@@ -391,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [Batch.from_data_list([g]) for g in graphs]
     edges = [int(g.edge_index.shape[1]) for g in graphs]
     mean_e = sum(edges) / len(edges)
-    padded = _PaddedPool(graphs, device=device)
+    padded = PaddedPool(graphs, device=device)
     print(f"{len(graphs)} graphs, mean {mean_e:.0f} edges, padded to {padded.e_pad} edges / {padded.n_pad} nodes; "
           f"device {device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
           f"deterministic {args.deterministic}", flush=True)

@@ -218,8 +218,11 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     from tracker.data.hitgraphs import load_npz
-    from tracker.train import bundle as B
     from tracker.train.config import trial_from_dict
+    from tracker.train.data import GraphSet, TrainPool
+    from tracker.train.member import MemberState
+    from tracker.train.reporter import NullReporter
+    from tracker.train.strategies import make_strategy
 
     torch.set_num_threads(1)
     if args.deterministic != "off":  # as run_bundle runs a trial with train.deterministic (the default)
@@ -230,29 +233,29 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
                                 "train": {"epochs": 2, "lr": 1e-3, "seed": k // 2, "train_rotation_deg": 90 * (k % 2),
                                           "device": args.device}})
                for k in range(args.profile_members)]
-    pool = B._Pool(train, device=torch.device(args.device), batch_size=1)
-    from tracker.train.data import GraphSet
-
+    pool = TrainPool(train, device=torch.device(args.device), batch_size=1)
     val_set = GraphSet(val, device=torch.device(args.device))
     members = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, c in enumerate(configs):
-            m = B._Member(i, c, None, Path(tmp) / str(i))  # type: ignore[arg-type]
+            m = MemberState(i, c, NullReporter(), Path(tmp) / str(i))
             m.workdir.mkdir()
             m.build(device=torch.device(args.device), pool=pool, resume=False)
             members.append(m)
         cuda = args.device == "cuda"
-        padded = B._PaddedPool(pool.graphs, device=torch.device(args.device)) if args.profile_strategy == "vmap" \
-            else None
-        state: dict = {}  # the vmap stack (and its CUDA graph) kept from epoch to epoch, as run_bundle keeps it
+        # the strategy object keeps the vmap stack (and its CUDA graph) from epoch to epoch, as run_bundle does
+        strategy = make_strategy(args.profile_strategy, graphs=pool.graphs, device=torch.device(args.device),
+                                 cuda_graphs=cuda, log=None)
 
         def epoch() -> None:
-            if padded is not None:
-                state["stack"] = B._vmap_epoch(members, padded, state.get("stack"), cuda_graphs=cuda)[1]
+            trained = strategy.train_epoch(members)
+            failed = [out for out in trained.values() if isinstance(out, Exception)]
+            if failed:
+                raise failed[0]
+            if args.profile_strategy == "vmap":
                 return
             for m in members:
-                out = B._loop_epoch(m)
-                m.end_epoch(loss_sum=out[0], n_edges=out[1], lr=out[2], seconds_train=out[3], val_set=val_set)
+                m.end_epoch(trained[m.index], val_set=val_set)
 
         epoch()  # warm-up (CUDA context, kernels, allocator)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
