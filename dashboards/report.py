@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -269,53 +268,18 @@ def failed_table(rs: RunSet) -> str:
 
 
 def markdown_to_html(md: str, title: str) -> str:
-    """HTML of the report's own Markdown (headings, tables, images, links, paragraphs, code)."""
-    body, table, para = [], [], []
+    """A standalone HTML page of the report's Markdown (CommonMark with tables, rendered by markdown-it)."""
+    from markdown_it import MarkdownIt
 
-    def inline(text: str) -> str:
-        text = html.escape(text)
-        text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2" style="max-width:100%">', text)
-        text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r'<a href="\2">\1</a>', text)
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-
-    def flush() -> None:
-        if table:
-            rows = [r for r in table if not re.fullmatch(r"\|(\s*-+\s*\|)+", r.replace(":", "-"))]
-            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
-            h = "".join(f"<th>{inline(c)}</th>" for c in cells[0])
-            b = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
-            body.append(f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>")
-            table.clear()
-        if para:
-            body.append("<p>" + inline(" ".join(para)) + "</p>")
-            para.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            if para:
-                flush()
-            table.append(line)
-            continue
-        if table:
-            flush()
-        m = re.match(r"(#{1,4}) (.*)", line)
-        if m:
-            flush()
-            n = len(m.group(1))
-            body.append(f"<h{n}>{inline(m.group(2))}</h{n}>")
-        elif not line.strip():
-            flush()
-        else:
-            para.append(line)
-    flush()
+    body = MarkdownIt("commonmark").enable("table").render(md)
     style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}img{max-width:100%}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "th{background:#f3f3f3}code{background:#f3f3f3;padding:0 3px}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<style>{style}</style></head><body>\n{body}</body></html>\n"
     )
 
 

@@ -494,7 +494,7 @@ def test_report_writes_every_figure(backend, tmp_path):
         assert f"]({name}.png)" in md
     assert "1 failed left out" in md and "euclidnet-paper_8-rot000-s4" in md  # the failed run is listed
     html = (out / "report.html").read_text()
-    assert '<img alt="ROC curves" src="roc.png"' in html and "<table>" in html
+    assert '<img src="roc.png" alt="ROC curves"' in html and "<table>" in html and "<th>" in html
     logged = _logged(backend, backend["ids"]["table_parent"])
     assert {f"dashboards/{n}.png" for n in names} <= logged and "dashboards/report.html" in logged
 

@@ -397,7 +397,7 @@ def test_report_of_a_jets_experiment_has_jets_sections_only(backend, tmp_path, m
     assert [len(panel) for panel in drawn["training_curves"]] == [4, 4, 4]
     assert any("aug0.9" in label for label, _, _ in drawn["training_curves"][0])
     html = (out / "report.html").read_text()
-    assert '<img alt="accuracy and AUC vs boost" src="boost.png"' in html
+    assert '<img src="boost.png" alt="accuracy and AUC vs boost"' in html
     logged = {f.path for f in backend["client"].list_artifacts(backend["ids"]["boost_parent"], "dashboards")}
     assert {"dashboards/boost.png", "dashboards/report.md", "dashboards/ablation.md"} <= logged
 
