@@ -30,7 +30,9 @@ STYLE = {
 }
 
 _PALETTE = plt.get_cmap("tab10").colors
-_FIXED = {"euclidnet": 0, "interaction_network": 1, "in": 1, "egnn": 2, "euclidnet_noneq": 3, "vecnet": 4}
+_FIXED = {"euclidnet": 0, "interaction_network": 1, "in": 1, "egnn": 2, "euclidnet_noneq": 3, "vecnet": 4,
+          # jets taggers (never drawn beside the tracking models): LorentzNet blue, its non-equivariant twin red
+          "lorentznet": 0, "pfn": 1, "particlenet": 2, "lorentznet_noneq": 3, "lgn": 5, "pelican": 6, "mlp": 7}
 _MARKERS = "osD^vP*Xh<>"
 
 
