@@ -324,10 +324,9 @@ def test_ablation_table(backend, tmp_path):
     rs = _load(backend, "jets-abl")
     t = jets_tables.ablation(rs)
     assert len(t) == 4
-    variants = dict(zip(t["variant"], t["equivariant"]))
-    assert variants == {"small": variants["small"], "small eq=8 free=0": "yes", "small eq=4 free=4": "no"}
-    eq = {r["params.model.name"]: r["equivariant"] for _, r in t.iterrows() if r["variant"] == "small"}
-    assert eq == {"lorentznet": "yes", "lorentznet_noneq": "no"}
+    rows = {(r["params.model.name"], r["variant"]): r["equivariant"] for _, r in t.iterrows()}
+    assert rows == {("lorentznet", "small"): "yes", ("lorentznet_noneq", "small"): "no",
+                    ("vecnet", "small eq=8 free=0"): "yes", ("vecnet", "small eq=4 free=4"): "no"}
     for (model, extra), (acc, auc, r30, r50) in ABLATION.items():
         variant = "small" + "".join(f" {'eq' if 'equi' in k else 'free'}={v}" for k, v in extra)
         r = t[(t["params.model.name"] == model) & (t["variant"] == variant)].iloc[0]
