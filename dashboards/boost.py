@@ -49,7 +49,9 @@ def boost_table(rs: RunSet) -> pd.DataFrame:
         if long.empty:
             continue
         stats = long.groupby(GROUP + ["beta"], dropna=False)["value"].agg(["mean", "std", "count"])
-        pieces.append(stats.rename(columns={"mean": f"{name}_mean", "std": f"{name}_std", "count": f"{name}_n"}))
+        pieces.append(
+            stats.rename(columns={"mean": f"{name}_mean", "std": f"{name}_std", "count": f"{name}_n"})
+        )
     if not pieces:
         return pd.DataFrame(columns=cols)
     table = pd.concat(pieces, axis=1).reset_index().reindex(columns=cols)
@@ -62,8 +64,10 @@ def _ordered(table: pd.DataFrame, *, extra: Sequence[str] = ()) -> pd.DataFrame:
         return table
     order = {m: i for i, m in enumerate(mode_order(table[MODE].dropna()))}
     table = table.assign(_mode=table[MODE].map(order))
-    return table.sort_values([MODEL, "size", "_mode", *extra], na_position="last").drop(columns="_mode").reset_index(
-        drop=True
+    return (
+        table.sort_values([MODEL, "size", "_mode", *extra], na_position="last")
+        .drop(columns="_mode")
+        .reset_index(drop=True)
     )
 
 
@@ -86,7 +90,9 @@ def draw(rs: RunSet):
     lines = curves(table)
     models = sorted(lines[MODEL].dropna().astype(str).unique()) if len(lines) else []
     modes = mode_order(lines[MODE].dropna()) if len(lines) else []
-    sizes_per_model = lines.groupby(MODEL)["size"].nunique(dropna=False) if len(lines) else pd.Series(dtype=int)
+    sizes_per_model = (
+        lines.groupby(MODEL)["size"].nunique(dropna=False) if len(lines) else pd.Series(dtype=int)
+    )
     for ax, (prefix, name) in zip(axes[0], PANELS):
         for _, cur in lines.iterrows():
             sel = (table[MODEL] == cur[MODEL]) & (table[MODE] == cur[MODE])
@@ -99,13 +105,25 @@ def draw(rs: RunSet):
             c = figures.color(cur[MODEL], models)
             model_idx = models.index(str(cur[MODEL]))
             label = curve_label(
-                cur[MODEL], cur["size"], str(cur[MODE]), int(sub[f"{name}_n"].min()),
+                cur[MODEL],
+                cur["size"],
+                str(cur[MODE]),
+                int(sub[f"{name}_n"].min()),
                 show_size=int(sizes_per_model.get(cur[MODEL], 1)) > 1,
             )
-            ax.plot(sub["beta"], mean, color=c, ls=STYLES[modes.index(str(cur[MODE])) % len(STYLES)],
-                    marker=figures.marker(model_idx), ms=5, lw=1.6, label=label)
-            ax.fill_between(sub["beta"], np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=c, alpha=0.15,
-                            lw=0)
+            ax.plot(
+                sub["beta"],
+                mean,
+                color=c,
+                ls=STYLES[modes.index(str(cur[MODE])) % len(STYLES)],
+                marker=figures.marker(model_idx),
+                ms=5,
+                lw=1.6,
+                label=label,
+            )
+            ax.fill_between(
+                sub["beta"], np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=c, alpha=0.15, lw=0
+            )
         ax.set_xlabel("boost of the test jets β = v/c")
         ax.set_ylabel(TITLES[name])
         ax.set_title(f"{TITLES[name]} vs Lorentz boost")
@@ -157,7 +175,9 @@ def summary_markdown(s: pd.DataFrame, rs: RunSet) -> str:
                 "size": size_label(r["size"]),
                 "mode": r[MODE],
                 "params": "–" if pd.isna(params) else f"{params:.0f}",
-                "AUC at β = 0": fmt_pm(r.get("auc_boost_000_mean", np.nan), r.get("auc_boost_000_std", np.nan)),
+                "AUC at β = 0": fmt_pm(
+                    r.get("auc_boost_000_mean", np.nan), r.get("auc_boost_000_std", np.nan)
+                ),
                 "boost_spread": fmt_pm(r.get("boost_spread_mean", np.nan), r.get("boost_spread_std", np.nan)),
                 "n": int(r["n"]),
             }

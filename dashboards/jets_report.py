@@ -51,8 +51,13 @@ def size_figure(rs: RunSet, out: Path, *, name: str = "jets_size") -> tuple[list
         ax.set_ylabel(label(metric))
         ax.set_title(f"Model size vs {label(metric).split(' at ')[0]}")
         if not drawn:
-            ax.text(0.5, 0.5, f"no finished runs with n_params and {label(metric)}", transform=ax.transAxes,
-                    ha="center")
+            ax.text(
+                0.5,
+                0.5,
+                f"no finished runs with n_params and {label(metric)}",
+                transform=ax.transAxes,
+                ha="center",
+            )
         figures.legend(ax, loc="lower right", fontsize=9)
     figures.footnote(
         fig,

@@ -25,7 +25,12 @@ MODE = "mode"  # the derived column: plain / aug<β> / boosted <β>
 VARIANT = "variant"  # the derived column: size plus VecNet's eq=/free= channels
 
 #: metrics only a jets trial logs, and only a tracking trial logs (for runs without the ``task`` tag)
-JETS_METRICS = ("metrics.rejection_30", "metrics.rejection_50", "metrics.ant_factor_v2", "metrics.boost_spread")
+JETS_METRICS = (
+    "metrics.rejection_30",
+    "metrics.rejection_50",
+    "metrics.ant_factor_v2",
+    "metrics.boost_spread",
+)
 TRACKING_METRICS = ("metrics.edge_efficiency", "metrics.edge_purity", "metrics.auc_thresholded")
 
 

@@ -140,8 +140,14 @@ def data_efficiency_markdown(t: pd.DataFrame, rs: RunSet) -> str:
         fraction=[f"{f * 100:g} %" for f in TABLE3["fraction"]],
         inv_eps_b=[f"{v} ± {s}" for v, s in zip(TABLE3["inv_eps_b"], TABLE3["inv_eps_b_std"])],
     ).drop(columns="inv_eps_b_std")
-    pub = pub.rename(columns={"fraction": "training %", "accuracy": "accuracy", "auc": "AUC",
-                              "inv_eps_b": "1/ε_B (as published)"})
+    pub = pub.rename(
+        columns={
+            "fraction": "training %",
+            "accuracy": "accuracy",
+            "auc": "AUC",
+            "inv_eps_b": "1/ε_B (as published)",
+        }
+    )
     lines += [
         f"Published (seed 002 Table 3; {SOURCE}). Same metrics (accuracy, ROC AUC), but a different training set: "
         "a fraction there is of 1.2 M jets, so set them against ours by the number of jets, not the percentage. "
@@ -172,7 +178,11 @@ def ablation(rs: RunSet) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=[MODEL, VARIANT, "n"])
     extra = [c for c in (MODE, FRACTION) if ok[c].nunique(dropna=False) > 1]
-    free = ok["params.model.hidden_free"] if "params.model.hidden_free" in ok else pd.Series(None, index=ok.index)
+    free = (
+        ok["params.model.hidden_free"]
+        if "params.model.hidden_free" in ok
+        else pd.Series(None, index=ok.index)
+    )
     # a function of the model and its variant label (which holds free=), so it splits no group
     ok["equivariant"] = [equivariant(m, f) for m, f in zip(ok[MODEL], free)]
     by = [MODEL, VARIANT, "equivariant", *extra]
@@ -192,7 +202,11 @@ def ablation_markdown(t: pd.DataFrame, rs: RunSet) -> str:
     else:
         rows = []
         for _, r in t.iterrows():
-            row = {"model": model_label(r[MODEL]), "variant": r[VARIANT], "Lorentz-equivariant": r["equivariant"]}
+            row = {
+                "model": model_label(r[MODEL]),
+                "variant": r[VARIANT],
+                "Lorentz-equivariant": r["equivariant"],
+            }
             if MODE in t:
                 row["mode"] = r[MODE]
             if FRACTION in t:

@@ -64,8 +64,9 @@ def boost_values(model: str, augment: float | None, seed: int) -> dict[str, floa
     return out
 
 
-def _trial(client, exp_id, parent_id, sweep_id, *, model, seed, metrics, params=None, status="FINISHED",
-           task="jets") -> str:
+def _trial(
+    client, exp_id, parent_id, sweep_id, *, model, seed, metrics, params=None, status="FINISHED", task="jets"
+) -> str:
     """One child run in the sweep layout: identity tags (``grid.<key>`` for the grid axes: the model and the keys
     of ``params``), flattened params, final metrics at step 0, per-epoch histories."""
     axes = {"model.name": model, **(params or {})}
@@ -100,8 +101,13 @@ def _trial(client, exp_id, parent_id, sweep_id, *, model, seed, metrics, params=
     ts = int(time.time() * 1000)
     batch = [Metric(k, float(v), ts, 0) for k, v in metrics.items()]
     for e in range(1, EPOCHS + 1):
-        row = {"train_loss": 0.6 / e + 0.01 * seed, "val_loss": 0.65 / e, "val_auc": 0.9 + 0.01 * e,
-               "lr": 1e-3 / e, "epoch_seconds": 2.0}
+        row = {
+            "train_loss": 0.6 / e + 0.01 * seed,
+            "val_loss": 0.65 / e,
+            "val_auc": 0.9 + 0.01 * e,
+            "lr": 1e-3 / e,
+            "epoch_seconds": 2.0,
+        }
         batch += [Metric(k, v, ts + e, e) for k, v in row.items()]
     client.log_batch(rid, metrics=batch)
     client.set_terminated(rid, status=status)
@@ -109,15 +115,25 @@ def _trial(client, exp_id, parent_id, sweep_id, *, model, seed, metrics, params=
 
 
 def _parent(client, exp_id, sweep_id) -> str:
-    run = client.create_run(exp_id, run_name=sweep_id,
-                            tags={"equitrack.kind": "sweep", "sweep_id": sweep_id, "sweep_name": sweep_id})
+    run = client.create_run(
+        exp_id,
+        run_name=sweep_id,
+        tags={"equitrack.kind": "sweep", "sweep_id": sweep_id, "sweep_name": sweep_id},
+    )
     return run.info.run_id
 
 
 def _final(model: str, seed: int, acc: float, auc: float, *, r30: float = 500.0, r50: float = 100.0) -> dict:
     n = N_PARAMS[model]
-    return {"accuracy": acc, "auc": auc, "rejection_30": r30, "rejection_50": r50, "n_params": n,
-            "ant_factor_v2": 1.0 / ((1.0 - auc) * n), "test_loss": 0.3}
+    return {
+        "accuracy": acc,
+        "auc": auc,
+        "rejection_30": r30,
+        "rejection_50": r50,
+        "n_params": n,
+        "ant_factor_v2": 1.0 / ((1.0 - auc) * n),
+        "test_loss": 0.3,
+    }
 
 
 #: data efficiency: (model, fraction) -> (accuracy, AUC) means
@@ -149,12 +165,20 @@ def backend(tmp_path_factory):
 
     exp = client.create_experiment("jets-boost", artifact_location=art)
     parent = ids["boost_parent"] = _parent(client, exp, "jb")
-    for (model, augment) in BOOST_ACC:
+    for model, augment in BOOST_ACC:
         for seed in SEEDS:
             values = boost_values(model, augment, seed)
             metrics = {**_final(model, seed, values["acc_boost_000"], values["auc_boost_000"]), **values}
-            _trial(client, exp, parent, "jb", model=model, seed=seed, metrics=metrics,
-                   params={"train.boost_augment": augment})
+            _trial(
+                client,
+                exp,
+                parent,
+                "jb",
+                model=model,
+                seed=seed,
+                metrics=metrics,
+                params={"train.boost_augment": augment},
+            )
     # a failed run with absurd values: left out of every mean
     bad = {**_final("lorentznet", 3, 0.1, 0.2), **{k: 0.1 for k in boost_values("lorentznet", None, 1)}}
     _trial(client, exp, parent, "jb", model="lorentznet", seed=3, metrics=bad, status="FAILED")
@@ -166,8 +190,16 @@ def backend(tmp_path_factory):
         for seed in SEEDS:
             metrics = _final(model, seed, acc + off(model, seed), auc + off(model, seed) / 2)
             metrics["acc_boost_000"], metrics["auc_boost_000"] = metrics["accuracy"], metrics["auc"]
-            _trial(client, exp, parent, "je", model=model, seed=seed, metrics=metrics,
-                   params={"train.fraction": fraction})
+            _trial(
+                client,
+                exp,
+                parent,
+                "je",
+                model=model,
+                seed=seed,
+                metrics=metrics,
+                params={"train.fraction": fraction},
+            )
     client.set_terminated(parent)
 
     exp = client.create_experiment("jets-abl", artifact_location=art)
@@ -182,8 +214,17 @@ def backend(tmp_path_factory):
 
 
 def _args(backend, experiment, out, *extra):
-    return ["--experiment", experiment, "--out", str(out), "--tracking-uri", backend["uri"], "--cache-dir",
-            str(backend["root"] / "cache"), *extra]
+    return [
+        "--experiment",
+        experiment,
+        "--out",
+        str(out),
+        "--tracking-uri",
+        backend["uri"],
+        "--cache-dir",
+        str(backend["root"] / "cache"),
+        *extra,
+    ]
 
 
 def _load(backend, experiment) -> RunSet:
@@ -192,8 +233,14 @@ def _load(backend, experiment) -> RunSet:
 
 def _runset(rows: list[dict]) -> RunSet:
     runs = add_derived(pd.DataFrame([{"status": "FINISHED", "tags.status": "finished", **r} for r in rows]))
-    return RunSet(experiment_name="x", experiment_id="1", tracking_uri="sqlite://", sweep_ids=["s"], runs=runs,
-                  parents=pd.DataFrame())
+    return RunSet(
+        experiment_name="x",
+        experiment_id="1",
+        tracking_uri="sqlite://",
+        sweep_ids=["s"],
+        runs=runs,
+        parents=pd.DataFrame(),
+    )
 
 
 def pm(values: list[float], digits: int = 4) -> str:
@@ -216,8 +263,12 @@ def test_task_from_tag_else_from_metrics():
     assert task_of(_runset([{**base, "tags.task": "jets"}])) == "jets"
     assert task_of(_runset([{**base, "metrics.rejection_30": 500.0}])) == "jets"  # an old run without the tag
     assert task_of(_runset([{**base, "metrics.acc_boost_000": 0.9}])) == "jets"
-    tracking = {"params.model.name": "euclidnet", "params.train.seed": 1, "metrics.auc": 0.99,
-                "metrics.edge_efficiency": 0.95}
+    tracking = {
+        "params.model.name": "euclidnet",
+        "params.train.seed": 1,
+        "metrics.auc": 0.99,
+        "metrics.edge_efficiency": 0.95,
+    }
     assert task_of(_runset([tracking])) == "tracking"
     assert task_of(_runset([{**tracking, "tags.task": "tracking"}])) == "tracking"
     with pytest.raises(DashboardError, match="mixes tasks jets, tracking"):
@@ -267,7 +318,9 @@ def test_boost_figure_one_curve_per_model_and_mode_with_seed_means(backend):
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    row = table[(table["params.model.name"] == "pfn") & (table["mode"] == "plain") & (table["beta"] == 0.9)].iloc[0]
+    row = table[
+        (table["params.model.name"] == "pfn") & (table["mode"] == "plain") & (table["beta"] == 0.9)
+    ].iloc[0]
     assert row["auc_std"] == pytest.approx(statistics.stdev([0.60 - 0.02, 0.60 + 0.02]))
     assert row["auc_n"] == 2
 
@@ -325,25 +378,37 @@ def test_ablation_table(backend, tmp_path):
     t = jets_tables.ablation(rs)
     assert len(t) == 4
     rows = {(r["params.model.name"], r["variant"]): r["equivariant"] for _, r in t.iterrows()}
-    assert rows == {("lorentznet", "small"): "yes", ("lorentznet_noneq", "small"): "no",
-                    ("vecnet", "small eq=8 free=0"): "yes", ("vecnet", "small eq=4 free=4"): "no"}
+    assert rows == {
+        ("lorentznet", "small"): "yes",
+        ("lorentznet_noneq", "small"): "no",
+        ("vecnet", "small eq=8 free=0"): "yes",
+        ("vecnet", "small eq=4 free=4"): "no",
+    }
     for (model, extra), (acc, auc, r30, r50) in ABLATION.items():
         variant = "small" + "".join(f" {'eq' if 'equi' in k else 'free'}={v}" for k, v in extra)
         r = t[(t["params.model.name"] == model) & (t["variant"] == variant)].iloc[0]
         offs = [off(model, s) for s in SEEDS]
-        for name, values in [("accuracy", [acc + o for o in offs]), ("auc", [auc + o / 2 for o in offs]),
-                             ("rejection_30", [r30 + 1000 * o for o in offs]),
-                             ("rejection_50", [r50 + 100 * o for o in offs])]:
+        for name, values in [
+            ("accuracy", [acc + o for o in offs]),
+            ("auc", [auc + o / 2 for o in offs]),
+            ("rejection_30", [r30 + 1000 * o for o in offs]),
+            ("rejection_50", [r50 + 100 * o for o in offs]),
+        ]:
             assert r[f"{name}_mean"] == pytest.approx(statistics.mean(values)), (model, variant, name)
             assert r[f"{name}_std"] == pytest.approx(statistics.stdev(values)), (model, variant, name)
         assert r["n_params_mean"] == N_PARAMS[model] and r["n"] == 2
     jets_tables.build(rs, tmp_path)
     md = (tmp_path / "ablation.md").read_text()
     o = [off("vecnet", s) for s in SEEDS]
-    row = (f"| VecNet | small eq=8 free=0 | yes | {pm([0.88 + x for x in o])} | {pm([0.950 + x / 2 for x in o])} | "
-           f"{pm([400 + 1000 * x for x in o], 1)} | {pm([90 + 100 * x for x in o], 1)} | 2000 | 2 |")
+    row = (
+        f"| VecNet | small eq=8 free=0 | yes | {pm([0.88 + x for x in o])} | {pm([0.950 + x / 2 for x in o])} | "
+        f"{pm([400 + 1000 * x for x in o], 1)} | {pm([90 + 100 * x for x in o], 1)} | 2000 | 2 |"
+    )
     assert row in md
-    assert "| model | variant | Lorentz-equivariant | accuracy | AUC | rejection_30 | rejection_50 | params | n |" in md
+    assert (
+        "| model | variant | Lorentz-equivariant | accuracy | AUC | rejection_30 | rejection_50 | params | n |"
+        in md
+    )
     assert "Published (seed 002 Table 6" in md and "| LorentzNet | 0.942 | 0.9868 | 2195 ± 173 |" in md
     assert len(pd.read_csv(tmp_path / "ablation.csv")) == 4
 
@@ -357,10 +422,16 @@ def test_report_of_a_jets_experiment_has_jets_sections_only(backend, tmp_path, m
 
     def series(ax):
         """(label, x, y) of every labelled line and error-bar series of a panel."""
-        out = [(c.get_label(), list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata())) for c in ax.containers
-               if type(c).__name__ == "ErrorbarContainer"]
-        return out + [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()
-                      if not line.get_label().startswith("_")]
+        out = [
+            (c.get_label(), list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()))
+            for c in ax.containers
+            if type(c).__name__ == "ErrorbarContainer"
+        ]
+        return out + [
+            (line.get_label(), list(line.get_xdata()), list(line.get_ydata()))
+            for line in ax.get_lines()
+            if not line.get_label().startswith("_")
+        ]
 
     def keep(fig, out, name, **kwargs):
         drawn[name] = [series(ax) for ax in fig.axes]
@@ -370,23 +441,40 @@ def test_report_of_a_jets_experiment_has_jets_sections_only(backend, tmp_path, m
     out = tmp_path / "rep"
     assert report.main(_args(backend, "jets-boost", out)) == 0
     md = (out / "report.md").read_text()
-    for section in ("## Model size: AUC and background rejection", "## Robustness to Lorentz boosts",
-                    "## Data efficiency (seed 002 Table 3)", "## Equivariance ablation (seed 002 Table 6)",
-                    "## Training curves", "## Failed and unfinished runs"):
+    for section in (
+        "## Model size: AUC and background rejection",
+        "## Robustness to Lorentz boosts",
+        "## Data efficiency (seed 002 Table 3)",
+        "## Equivariance ablation (seed 002 Table 6)",
+        "## Training curves",
+        "## Failed and unfinished runs",
+    ):
         assert section in md, section
     for name in ("jets_size", "boost", "training_curves"):
         assert f"]({name}.png)" in md
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.pdf").exists()
     # nothing of the tracking report
-    for text in ("Table 1", "Rotation", "rotation", "Equivariance deviation", "Pareto", "Ant factor", "edge",
-                 "efficiency, purity", "thresholded"):
+    for text in (
+        "Table 1",
+        "Rotation",
+        "rotation",
+        "Equivariance deviation",
+        "Pareto",
+        "Ant factor",
+        "edge",
+        "efficiency, purity",
+        "thresholded",
+    ):
         assert text not in md, text
     for name in ("table1.md", "rotation.png", "equivariance.png", "pareto.png", "roc.png"):
         assert not (out / name).exists(), name
     assert set(drawn) == {"jets_size", "boost", "training_curves"}
     # size figure: plain runs only, one series per model; AUC and rejection_30 means at the model's n_params
     auc_panel, rej_panel = drawn["jets_size"]
-    assert sorted(label for label, _, _ in auc_panel) == ["LorentzNet (this work, ROC AUC)", "PFN (this work, ROC AUC)"]
+    assert sorted(label for label, _, _ in auc_panel) == [
+        "LorentzNet (this work, ROC AUC)",
+        "PFN (this work, ROC AUC)",
+    ]
     for label, x, y in auc_panel:
         model = "lorentznet" if label.startswith("Lorentz") else "pfn"
         assert x == [N_PARAMS[model]]
@@ -402,11 +490,29 @@ def test_report_of_a_jets_experiment_has_jets_sections_only(backend, tmp_path, m
 
 
 def test_jets_commands_as_modules(backend, tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": backend["uri"], "EQUITRACK_DASHBOARD_CACHE": str(tmp_path / "c")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": backend["uri"],
+        "EQUITRACK_DASHBOARD_CACHE": str(tmp_path / "c"),
+    }
     out = tmp_path / "tables"
     proc = subprocess.run(
-        [sys.executable, "-m", "dashboards.jets_tables", "--experiment", "jets-eff", "--out", str(out), "--no-log"],
-        cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dashboards.jets_tables",
+            "--experiment",
+            "jets-eff",
+            "--out",
+            str(out),
+            "--no-log",
+        ],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     for name in ("data_efficiency.md", "data_efficiency.csv", "ablation.md", "ablation.csv"):
