@@ -1,0 +1,95 @@
+"""Tracks from a learned space and their metrics: DBSCAN (scikit-learn) on the condensation (or embedding)
+coordinates, the ``eps`` × ``min_samples`` scan on validation, and the track metrics for particles above
+``pt_min`` built on :func:`tracker.metrics.tracks.match_event` (definitions in docs/clustering.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.cluster import DBSCAN
+
+from tracker.metrics.tracks import TrackCounts, match_event
+
+TRACK_METRICS = ("track_dm_eff", "track_perfect_eff", "track_lhc_eff", "track_fake_rate", "trackml_score")
+
+
+def singletons_for_noise(labels: np.ndarray) -> np.ndarray:
+    """DBSCAN's noise label −1 replaced by a fresh label per hit (each such hit is its own component)."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    noise = labels < 0
+    start = labels.max() + 1 if labels.size and (~noise).any() else 0
+    labels[noise] = start + np.arange(int(noise.sum()))
+    return labels
+
+
+def dbscan_labels(coords: np.ndarray, *, eps: float, min_samples: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """A track label per hit: DBSCAN clusters of ``coords`` (hits where ``keep`` is false and DBSCAN's noise each
+    get a label of their own)."""
+    coords = np.asarray(coords, dtype=np.float64)
+    n = coords.shape[0]
+    keep = np.ones(n, bool) if keep is None else np.asarray(keep, bool)
+    labels = np.full(n, -1, dtype=np.int64)
+    if keep.any():
+        labels[keep] = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(coords[keep])
+    return singletons_for_noise(labels)
+
+
+def event_counts(labels, pid, pt, *, pt_min: float, min_hits: int = 3) -> TrackCounts:
+    """Counts of one event (``match_event`` with its pT cut at ``pt_min``)."""
+    return match_event(labels, pid, pt=pt, min_hits=min_hits, pt_cut=pt_min)
+
+
+def track_metrics(counts: Sequence[TrackCounts]) -> dict[str, float]:
+    """``track_dm_eff``, ``track_perfect_eff``, ``track_lhc_eff`` over particles (tracks) above ``pt_min``,
+    ``track_fake_rate`` over all tracks, ``trackml_score`` averaged over events (docs/clustering.md)."""
+    total = TrackCounts(n_events=0)
+    for c in counts:
+        total = total + c
+
+    def r(a: float, b: float) -> float:
+        return a / b if b > 0 else math.nan
+
+    if total.pt_known:
+        dm, perfect, particles = total.n_dm_pt, total.n_perfect_pt, total.n_particles_pt
+        lhc, tracks = total.n_lhc_pt, total.n_tracks_pt
+    else:
+        dm, perfect, particles = total.n_dm, total.n_perfect, total.n_particles
+        lhc, tracks = total.n_lhc, total.n_tracks
+    return {
+        "track_dm_eff": r(dm, particles),
+        "track_perfect_eff": r(perfect, particles),
+        "track_lhc_eff": r(lhc, tracks),
+        "track_fake_rate": r(total.n_tracks - total.n_lhc, total.n_tracks),
+        "trackml_score": total.score_sum / total.n_events if total.n_events else math.nan,
+    }
+
+
+def scan_dbscan(events: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], *, eps: Sequence[float],
+                min_samples: Sequence[int], metric: str, pt_min: float,
+                min_hits: int = 3) -> tuple[tuple[float, int], dict[str, float], list[dict[str, float]]]:
+    """Pick (eps, min_samples) maximising ``metric`` over ``events`` = (coords, keep, pid, pt) per event (ties: the
+    first in scan order). Returns the choice, its metrics and one row per tried pair."""
+    if metric not in TRACK_METRICS:
+        raise ValueError(f"scan metric {metric!r}: expected one of {', '.join(TRACK_METRICS)}")
+    rows, best, best_metrics = [], None, {}
+    for e, m in itertools.product(eps, min_samples):
+        counts = [event_counts(dbscan_labels(c, eps=e, min_samples=m, keep=k), pid, pt, pt_min=pt_min,
+                               min_hits=min_hits) for c, k, pid, pt in events]
+        metrics = track_metrics(counts)
+        rows.append({"eps": float(e), "min_samples": int(m), **metrics})
+        value = metrics[metric]
+        value = -math.inf if not math.isfinite(value) else value
+        if best is None or value > best[0]:
+            best, best_metrics = (value, (float(e), int(m))), metrics
+    assert best is not None
+    return best[1], best_metrics, rows
+
+
+def evaluate_tracks(events, label_fn: Callable[..., np.ndarray], *, pt_min: float, min_hits: int = 3) -> dict[str, float]:
+    """Track metrics of ``events`` = (coords, keep, pid, pt) with ``label_fn(coords, keep)`` giving the labels."""
+    return track_metrics([event_counts(label_fn(c, k), pid, pt, pt_min=pt_min, min_hits=min_hits)
+                          for c, k, pid, pt in events])

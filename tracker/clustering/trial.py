@@ -1,0 +1,322 @@
+"""One clustering trial: train the pipeline's stages in order, scan DBSCAN on validation, evaluate on the test
+events (also rotated about z) and report through the :class:`~tracker.train.reporter.Reporter` protocol.
+
+Each stage is trained with Adam (``train.lr``), one event per step, for ``train.epochs`` (or
+``train.stage_epochs[stage]``) epochs; the weights of its epoch with the lowest validation loss are kept before
+the next stage is trained on the outputs of the stages before it (:func:`tracker.clustering.pipeline.infer`).
+Epochs are numbered across stages (the reporter sees one epoch sequence; ``stage`` says which stage, 0-based in
+pipeline order). Checkpoints are not written: a retried trial starts again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch_geometric.data import Data
+
+from tracker.clustering.config import ClusteringTrialConfig
+from tracker.clustering.graphs import edge_truth, gc_counts, gc_metrics
+from tracker.clustering.models import PREFIX, build_stage, count_parameters
+from tracker.clustering.pipeline import Event, Inference, infer, stage_loss
+from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, scan_dbscan, track_metrics
+from tracker.data.transforms import rotate
+from tracker.metrics.tracks import connected_tracks, match_event
+from tracker.train.config import yaml_text
+from tracker.train.reporter import Reporter
+
+EPOCH_METRICS = ("train_loss", "val_loss", "stage", "lr", "epoch_seconds")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A stage's loss became NaN or infinite; the message names the stage and epoch."""
+
+
+@dataclass
+class TrialResult:
+    """The final metrics, the folder of the artifacts and the per-epoch history."""
+
+    metrics: dict[str, float]
+    artifacts_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_events(config: ClusteringTrialConfig) -> tuple[list[Data], list[Data], list[Data]]:
+    from tracker.data.dataset import load_splits
+
+    s = load_splits(config.data)
+    return s.train, s.val, s.test
+
+
+def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool = True,
+              splits: tuple[list[Data], list[Data], list[Data]] | None = None) -> TrialResult:
+    """Train and evaluate one clustering trial in ``workdir``; ``splits`` = (train, val, test) events in memory
+    instead of ``config.data`` through the dataset cache. ``resume`` is accepted for the task protocol (there are
+    no checkpoints: a trial always starts from its first epoch)."""
+    del resume
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tc = config.train
+    device = _device(tc.device)
+    train, val, test = splits if splits is not None else _load_events(config)
+    train, val, test = ([g.to(device) for g in split] for split in (train, val, test))
+    _seed(tc.seed)
+    stages = list(config.pipeline.stages)
+    models = {s: build_stage(s, **config.model.stage_hparams(s)).to(device) for s in stages}
+    n_params = {s: count_parameters(m) for s, m in models.items()}
+    resolved = config.model_dump(mode="json")
+    reporter.start(config=resolved, n_params=sum(n_params.values()))
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml_text(resolved))
+    reporter.artifact(cfg_path)
+
+    generator = torch.Generator().manual_seed(tc.seed)
+    history: list[dict[str, float]] = []
+    trained: dict[str, nn.Module] = {}
+    best_epochs: dict[str, int] = {}
+    t_start = time.perf_counter()
+    for index, stage in enumerate(stages):
+        train_ev = [infer(trained, g, config).event for g in train]
+        val_ev = [infer(trained, g, config).event for g in val]
+        best_epochs[stage] = _train_stage(stage, index, models[stage], train_ev, val_ev, config, reporter=reporter,
+                                          history=history, generator=generator)
+        trained[stage] = models[stage]
+    train_seconds = time.perf_counter() - t_start
+
+    metrics = _evaluate(trained, val, test, config, workdir=workdir, reporter=reporter)
+    metrics["n_params"] = float(sum(n_params.values()))
+    for s, n in n_params.items():
+        metrics[f"n_params_{PREFIX[s]}"] = float(n)
+        metrics[f"best_epoch_{PREFIX[s]}"] = float(best_epochs[s])
+    metrics["train_seconds"] = train_seconds
+    metrics["on_cuda"] = float(device.type == "cuda")
+    return _finish(metrics, history, trained, workdir=workdir, reporter=reporter)
+
+
+def _train_stage(stage: str, index: int, model: nn.Module, train_ev: list[Event], val_ev: list[Event],
+                 config: ClusteringTrialConfig, *, reporter: Reporter, history: list[dict[str, float]],
+                 generator: torch.Generator) -> int:
+    """Train one stage; keep its best-validation-loss weights; return that epoch (stage-local, 1-based)."""
+    tc = config.train
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    noise_weight = _noise_weight(train_ev, tc.nc_noise_weight) if stage == "noise_classifier" else 1.0
+    best, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    prefix = PREFIX[stage]
+    for epoch in range(1, tc.epochs_of(stage) + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_ev), generator=generator).tolist()
+        total = 0.0
+        for i in order:
+            ev = train_ev[i]
+            data = ev.data
+            if tc.random_rotation:
+                data = rotate(data, float(torch.rand((), generator=generator)) * 2 * math.pi)
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = stage_loss(stage, model, ev, data, config, noise_weight=noise_weight)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"stage {stage}: non-finite training loss ({value}) at epoch {epoch}; "
+                                         "lower train.lr or set train.grad_clip")
+            if loss.requires_grad:
+                loss.backward()
+                if tc.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+            total += value
+        val_loss = _val_loss(stage, model, val_ev, config, noise_weight)
+        if val_loss < best:
+            best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        seconds = time.perf_counter() - t0
+        row = {"train_loss": total / max(len(train_ev), 1), "val_loss": val_loss, "stage": float(index),
+               "lr": tc.lr, "epoch_seconds": seconds}
+        row[f"{prefix}_train_loss"], row[f"{prefix}_val_loss"] = row["train_loss"], val_loss
+        history.append({"epoch": len(history) + 1, **row})
+        reporter.epoch(epoch=len(history), metrics={k: v for k, v in row.items() if math.isfinite(v)},
+                       checkpoint_dir=None)
+    model.load_state_dict(best_state)
+    model.eval()
+    return best_epoch
+
+
+@torch.no_grad()
+def _val_loss(stage: str, model: nn.Module, events: list[Event], config: ClusteringTrialConfig,
+              noise_weight: float) -> float:
+    model.eval()
+    values = [float(stage_loss(stage, model, ev, ev.data, config, noise_weight=noise_weight)[0]) for ev in events]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _noise_weight(events: list[Event], setting: float | str) -> float:
+    if setting != "auto":
+        return float(setting)
+    real = sum(int((ev.data.pid > 0).sum()) for ev in events)
+    noise = sum(int((ev.data.pid == 0).sum()) for ev in events)
+    return real / noise if noise else 1.0
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def _track_input(inf: Inference) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(coords on every hit, keep, pid, pt) for DBSCAN: condensation coordinates, else the embedding."""
+    coords = inf.coords if inf.coords is not None else inf.embedding
+    if coords is None:
+        return None
+    full = inf.event.full
+    out = np.zeros((full.num_nodes, coords.shape[1]))
+    keep = np.zeros(full.num_nodes, bool)
+    kept = inf.event.kept.cpu().numpy()
+    out[kept] = coords.double().cpu().numpy()
+    keep[kept] = True
+    return out, keep, full.pid.cpu().numpy(), full.pt.cpu().numpy()
+
+
+def _component_labels(inf: Inference) -> np.ndarray:
+    """Track labels from the pruned graph's connected components (a pipeline without a coordinate space)."""
+    full = inf.event.full
+    graph = inf.event.cache["oc_graph"]
+    kept = inf.event.kept.cpu().numpy()
+    labels = np.arange(full.num_nodes) + full.num_nodes
+    if kept.size:
+        ones = np.ones(graph.shape[1])
+        labels[kept] = connected_tracks(graph.cpu().numpy(), ones, 0.5, kept.size)
+    return labels
+
+
+def _tracks_of(infs: list[Inference], config: ClusteringTrialConfig, choice: tuple[float, int] | None) -> dict[str, float]:
+    ec = config.eval
+    counts = []
+    for inf in infs:
+        full = inf.event.full
+        ti = _track_input(inf)
+        if ti is not None and choice is not None:
+            labels = dbscan_labels(ti[0], eps=choice[0], min_samples=choice[1], keep=ti[1])
+        else:
+            labels = _component_labels(inf)
+        counts.append(match_event(labels, full.pid.cpu().numpy(), pt=full.pt.cpu().numpy(), min_hits=ec.min_hits,
+                                  pt_cut=ec.pt_min))
+    return track_metrics(counts)
+
+
+def _stage_metrics(infs: list[Inference], config: ClusteringTrialConfig) -> dict[str, float]:
+    """Test metrics of each stage: ``nc_*``, ``gc_*``, ``ec_*``, ``oc_*`` (docs/clustering.md)."""
+    stages, out = config.pipeline.stages, {}
+    if "noise_classifier" in stages:
+        score = np.concatenate([i.noise_scores.cpu().numpy() for i in infs])
+        real = np.concatenate([(i.event.full.pid > 0).cpu().numpy() for i in infs])
+        kept = score >= config.pipeline.noise_threshold
+        out["nc_real_kept"] = float(kept[real].mean()) if real.any() else math.nan
+        out["nc_noise_removed"] = float((~kept[~real]).mean()) if (~real).any() else math.nan
+        out["nc_auc"] = float(roc_auc_score(real, score)) if 0 < real.sum() < real.size else math.nan
+    counts = []
+    for inf in infs:
+        kept = inf.event.kept
+        full = inf.event.full
+        counts.append(gc_counts(kept[inf.event.cache["graph"]], full.pid, full.pt))
+    out.update(gc_metrics(counts))
+    if "edge_classifier" in stages:
+        y = np.concatenate([edge_truth(i.event.cache["graph"], i.event.data.pid).cpu().numpy() for i in infs])
+        s = np.concatenate([i.ec_scores.cpu().numpy() for i in infs])
+        kept = s >= config.pipeline.ec_threshold
+        out["ec_auc"] = float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else math.nan
+        out["ec_efficiency"] = float(kept[y > 0].mean()) if (y > 0).any() else math.nan
+        out["ec_purity"] = float(y[kept].mean()) if kept.any() else math.nan
+    if "object_condensation" in stages:
+        tc = config.train
+        parts = {k: [] for k in ("attractive", "repulsive", "coward", "background")}
+        from tracker.clustering.models.object_condensation import condensation_losses
+
+        for inf in infs:
+            for k, v in condensation_losses(inf.coords, inf.beta, inf.event.data.pid, q_min=tc.oc_q_min).items():
+                parts[k].append(float(v))
+        mean = {k: float(np.mean(v)) for k, v in parts.items()}
+        out.update({f"oc_{k}": v for k, v in mean.items()})
+        out["oc_loss"] = (tc.oc_attr_weight * mean["attractive"] + tc.oc_rep_weight * mean["repulsive"]
+                          + tc.oc_coward_weight * mean["coward"] + tc.oc_bkg_weight * mean["background"])
+    return out
+
+
+def _evaluate(models: dict[str, nn.Module], val: list[Data], test: list[Data], config: ClusteringTrialConfig, *,
+              workdir: Path, reporter: Reporter) -> dict[str, float]:
+    ec = config.eval
+    val_inf = [infer(models, g, config) for g in val]
+    test_inf = [infer(models, g, config) for g in test]
+    metrics = _stage_metrics(test_inf, config)
+    choice = None
+    val_track = [t for t in (_track_input(i) for i in val_inf) if t is not None]
+    if val_track:
+        choice, best, rows = scan_dbscan(val_track, eps=ec.eps, min_samples=ec.min_samples, metric=ec.scan_metric,
+                                         pt_min=ec.pt_min, min_hits=ec.min_hits)
+        metrics["dbscan_eps"], metrics["dbscan_min_samples"] = choice
+        metrics[f"val_{ec.scan_metric}"] = best[ec.scan_metric]
+        _write_table(workdir / "dbscan_scan.csv", pd.DataFrame(rows), reporter)
+    if "noise_classifier" in config.pipeline.stages and len(config.pipeline.stages) == 1:
+        return metrics  # a noise classifier alone builds no tracks
+    metrics.update(_tracks_of(test_inf, config, choice))
+    if ec.rotations_deg:
+        rows = []
+        for deg in ec.rotations_deg:
+            rot = [infer(models, rotate(g, math.radians(deg)), config) for g in test]
+            m = _tracks_of(rot, config, choice)
+            rows.append({"rotation_deg": float(deg), **m})
+            tag = f"{int(round(deg)):03d}"
+            for k in ("track_dm_eff", "track_perfect_eff", "trackml_score"):
+                metrics[f"{k}_rot_{tag}"] = m[k]
+        dm = [r["track_dm_eff"] for r in rows if math.isfinite(r["track_dm_eff"])]
+        if dm:
+            metrics["track_dm_eff_rot_spread"] = max(dm) - min(dm)
+        _write_table(workdir / "rotation.csv", pd.DataFrame(rows), reporter)
+    return metrics
+
+
+def _write_table(path: Path, frame: pd.DataFrame, reporter: Reporter) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(frame.to_csv(index=False))
+    tmp.replace(path)
+    reporter.artifact(path)
+
+
+_ORDER = (*TRACK_METRICS, "gc_efficiency", "gc_purity", "ec_auc", "oc_loss", "n_params", "train_seconds")
+
+
+def _finish(metrics: dict[str, Any], history: list[dict[str, float]], models: dict[str, nn.Module], *,
+            workdir: Path, reporter: Reporter) -> TrialResult:
+    finite = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}  # non-finite values left out
+    head = {k: finite[k] for k in _ORDER if k in finite}
+    ordered = {**head, **{k: finite[k] for k in sorted(finite) if k not in head}}
+    _write_table(workdir / "history.csv", pd.DataFrame(history), reporter)
+    weights = workdir / "model.pt"
+    torch.save({s: {k: v.detach().cpu() for k, v in m.state_dict().items()} for s, m in models.items()}, weights)
+    reporter.artifact(weights)
+    out = workdir / "metrics.json"
+    out.write_text(json.dumps(ordered, indent=2))
+    reporter.artifact(out)
+    reporter.finish(metrics=ordered)
+    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
+
+
+__all__ = ["EPOCH_METRICS", "NonFiniteLossError", "TrialResult", "run_trial"]
