@@ -405,7 +405,7 @@ def _sample_md(
             "",
             "## Counts",
             "",
-            "| class | jets in file | jets generated | events | jets in window | jets per event | CPU s | events/s |",
+            "| class | jets in file | jets generated | events | jets in window | jets per event | worker s | events/s |",
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
@@ -458,7 +458,10 @@ def generate(
     arrays = (const, offsets, label[order], jets[order])
     path = write_generated(out / "jets.npz", *arrays)
     command = command or f"python -m jets.generate --out {out} --jets {n_jets} --seed {seed}"
-    (out / "SAMPLE.md").write_text(_sample_md(command, seed, n_jets, max_constituents, summaries, arrays, time.perf_counter() - t0))
+    notes = _sample_md(command, seed, n_jets, max_constituents, summaries, arrays, time.perf_counter() - t0)
+    size = path.stat().st_size
+    notes += f"- file: `jets.npz`, {size} bytes ({size / 2**20:.2f} MiB), np.savez_compressed\n"
+    (out / "SAMPLE.md").write_text(notes)
     if not keep_chunks:
         shutil.rmtree(work)
     return path
