@@ -115,7 +115,7 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     """DBSCAN scan on validation, the track metrics' particle cut, rotated test events."""
 
-    eps: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
+    eps: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 0.8])
     min_samples: list[int] = Field(default_factory=lambda: [1, 2, 3])
     scan_metric: Literal["track_dm_eff", "track_perfect_eff", "trackml_score"] = "track_dm_eff"
     pt_min: float = Field(0.9, ge=0)  # track efficiencies count particles above this pT (GeV)

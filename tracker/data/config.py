@@ -38,6 +38,7 @@ class DataConfig(_Section):
     remove_intersecting: bool = True
     remove_duplicates: bool = True  # keep one hit per particle and layer (the innermost), as the reference
     dedup_triangles: bool = True  # un-label duplicate barrel→endcap segments of one particle (reference)
+    noise_hits: bool = False  # keep noise hits (pid 0) as nodes (the clustering task's noise classifier)
     seed: int = 0
     # symmetry-breaking knobs of the simulation (default off)
     field_phi_modulation: float = 0.0

@@ -141,6 +141,8 @@ def key_config(cfg: DataConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"source": cfg.source, "events": cfg.events.model_dump(), "seed": cfg.seed}
     if cfg.source in ("trackml", "simulated"):
         out.update({k: getattr(cfg, k) for k in _GRAPH_FIELDS})
+        if cfg.noise_hits:  # only when set: the keys of datasets without noise hits do not move
+            out["noise_hits"] = True
     if cfg.source == "simulated":
         out.update({k: getattr(cfg, k) for k in _SIM_FIELDS})
     return out
@@ -208,7 +210,7 @@ def _pick(n_files: int, cfg: DataConfig, what: str) -> dict[str, np.ndarray]:
 
 
 def _graph_options(cfg: DataConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in _GRAPH_FIELDS}
+    return {**{k: getattr(cfg, k) for k in _GRAPH_FIELDS}, "noise_hits": cfg.noise_hits}
 
 
 def _build_events(path: Path, event_ids: list[int], cfg: DataConfig) -> list[Data]:

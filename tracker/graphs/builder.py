@@ -99,9 +99,12 @@ def _lookup(keys: np.ndarray, table_keys: np.ndarray, table_values: np.ndarray, 
 
 def select_hits(
     hits: pd.DataFrame, particles: pd.DataFrame, truth: pd.DataFrame, *, pt_min: float, endcaps: bool = True,
-    remove_duplicates: bool = True,
+    remove_duplicates: bool = True, noise_hits: bool = False,
 ) -> pd.DataFrame:
-    """Pixel hits of particles with pT > pt_min (noise dropped), sorted by (layer, φ, hit_id).
+    """Pixel hits of particles with pT > pt_min (noise dropped unless ``noise_hits``), sorted by (layer, φ, hit_id).
+
+    With ``noise_hits`` the noise hits (particle_id 0, pT NaN) are kept too (the clustering pipeline's noise
+    classifier learns to drop them); duplicate removal never merges them.
 
     With ``remove_duplicates`` (the reference's choice: its graphs hold exactly one hit per particle per layer)
     only the innermost (smallest r) hit of a particle on a layer is kept; module overlaps otherwise give double hits.
@@ -125,6 +128,8 @@ def select_hits(
     good = (ppt > pt_min) & (ppid != 0)
     pt = _lookup(pid, ppid[good], ppt[good], np.nan)  # only the few particles above the cut are searched
     sel = np.isfinite(pt) & (pid != 0)
+    if noise_hits:
+        sel |= pid == 0
     idx = np.flatnonzero(keep)[sel]
     x = hits["x"].to_numpy(np.float64)[idx]
     y = hits["y"].to_numpy(np.float64)[idx]
@@ -133,6 +138,7 @@ def select_hits(
         o = np.lexsort((r_sel, layer[sel], pid[sel]))  # by particle, layer, then r: the first of a group is innermost
         first = np.ones(o.size, bool)
         first[1:] = (pid[sel][o][1:] != pid[sel][o][:-1]) | (layer[sel][o][1:] != layer[sel][o][:-1])
+        first |= pid[sel][o] == 0  # noise hits (kept with noise_hits) are never duplicates of each other
         keep_sel = np.zeros(idx.size, bool)
         keep_sel[o[first]] = True
         idx, x, y = idx[keep_sel], x[keep_sel], y[keep_sel]
@@ -256,14 +262,16 @@ def build_graph(
     undirected: bool = False,
     dedup_triangles: bool = True,
     event_id: int = -1,
+    noise_hits: bool = False,
 ) -> Data:
-    """Build the geometric hit graph of one event as a platform ``Data`` (fields of docs/architecture.md)."""
+    """Build the geometric hit graph of one event as a platform ``Data`` (fields of docs/architecture.md);
+    ``noise_hits`` keeps the noise hits (pid 0) as nodes, whose edges are never true."""
     opt = GraphOptions(pt_min=pt_min, phi_slope_max=phi_slope_max, z0_max=z0_max, endcaps=endcaps,
                        remove_duplicates=remove_duplicates,
                        remove_intersecting=remove_intersecting, undirected=undirected,
                        dedup_triangles=dedup_triangles).resolved()
     h = select_hits(hits, particles, truth, pt_min=opt.pt_min, endcaps=opt.endcaps,
-                    remove_duplicates=opt.remove_duplicates)
+                    remove_duplicates=opt.remove_duplicates, noise_hits=noise_hits)
     r, phi, z = h.r.to_numpy(), h.phi.to_numpy(), h.z.to_numpy()
     layer = h.layer.to_numpy().astype(np.int64)
     pid = h.particle_id.to_numpy().astype(np.int64)
@@ -286,7 +294,7 @@ def build_graph(
     d_eta = eta[dst] - eta[src]
     dR = np.sqrt(d_eta**2 + dphi**2)
     edge_attr = np.stack([dr / 1000.0, dphi / np.pi, dz / 1000.0, dR], axis=1)
-    y = (pid[src] == pid[dst]).astype(np.float32)
+    y = ((pid[src] == pid[dst]) & (pid[src] != 0)).astype(np.float32)
     if opt.dedup_triangles:
         _dedup_triangle_labels(y, src, dst, layer, pid)
     edge_index = np.stack([src, dst])
