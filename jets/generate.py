@@ -53,7 +53,7 @@ MAX_EVENTS_PER_JET = 100
 PROCESSES = ("top", "qcd")
 LABELS = {"top": 1, "qcd": 0}
 _NEUTRINOS = (12, 14, 16)
-_INSTALL = 'pip install -e ".[jetgen]"'
+_INSTALL = 'pip install -e ".[jetgen]" (with --prefer-binary, pip takes the newest pythia8mc wheel, not its source)'
 
 
 class GeneratorUnavailable(ImportError):

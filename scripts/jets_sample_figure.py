@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from jets.data.generated import SAMPLE_PATH, read_arrays  # noqa: E402
 from jets.substructure import tau32  # noqa: E402
@@ -36,8 +37,9 @@ def observables(path: Path) -> dict[str, np.ndarray]:
     return {"mass": mass, "tau32": t32, "label": arr["label"], "n_constituents": n}
 
 
-def summary(obs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per class: jets, median/quantiles of mass and tau32, fraction in the mass window, mean multiplicity."""
+def summary(obs: dict[str, np.ndarray]) -> dict:
+    """Per class: jets, median/quantiles of mass and tau32, fraction in the mass window, mean multiplicity;
+    and the ROC AUC of tau32 alone."""
     out = {}
     for name, lab in (("top", 1), ("qcd", 0)):
         sel = obs["label"] == lab
@@ -53,6 +55,10 @@ def summary(obs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
             "tau32_below_0.6": round(float((t < 0.6).mean()), 3),
             "constituents_mean": round(float(obs["n_constituents"][sel].mean()), 1),
         }
+    ok = np.isfinite(obs["tau32"])
+    # tau32 alone as a tagger (low = top): the classic cut-based baseline the networks must beat
+    out["tau32_auc"] = round(float(roc_auc_score(obs["label"][ok], -obs["tau32"][ok])), 4)
+    out["tau32_undefined_jets"] = int((~ok).sum())
     return out
 
 
