@@ -26,8 +26,12 @@ from torch_geometric.data import Data
 
 
 def psi(a: Tensor) -> Tensor:
-    """ψ(a) = sgn(a)·log(|a| + 1): compresses broad distributions (EuclidNet eq. 3.1)."""
-    return torch.sign(a) * torch.log1p(a.abs())
+    """ψ(a) = sgn(a)·log(|a| + 1): compresses broad distributions (EuclidNet eq. 3.1).
+
+    sgn is taken of ``a`` detached: its derivative is zero, and through autograd that zero costs a zero-filled
+    tensor, a product and a sum per call (values and gradients are the same).
+    """
+    return torch.sign(a.detach()) * torch.log1p(a.abs())
 
 
 # -- feature-major aggregation ([C, E] -> [C, N]) ------------------------------------------------------------
@@ -103,7 +107,11 @@ class _NormActFM(torch.autograd.Function):
                 gy.mul_(s).mul_(g)
         t = gy * y
         proj = t.mean(0, keepdim=True)
-        return gy.sub_(t.copy_(y).mul_(proj)).mul_(r), None, None
+        if torch._C._are_functorch_transforms_active():  # vmap has no batching rule for out=
+            yp = t.copy_(y).mul_(proj)
+        else:  # y·proj written into t's memory in one pass (no copy of y first)
+            yp = torch.mul(y, proj, out=t)
+        return gy.sub_(yp).mul_(r), None, None
 
 
 def norm_act_fm(xc: Tensor, act: str | None = None, eps: float = 1e-5) -> Tensor:
@@ -316,6 +324,18 @@ class SplitMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Row-major forward of the plain MLP (for reference and tests)."""
         return self.seq(x)
+
+
+def addmm_into(acc: Tensor, w: Tensor, x: Tensor) -> Tensor:
+    """``acc + w @ x`` written into ``acc``, a temporary of the caller's that no autograd node saved.
+
+    ``torch.addmm(acc, w, x)`` first copies ``acc`` into a fresh [C, M] result (at edge scale a pass over memory
+    as long as the product's); in place, the same BLAS call accumulates into ``acc`` (same values). Under
+    ``torch.func`` transforms (the vmap bundles) it stays out of place.
+    """
+    if torch._C._are_functorch_transforms_active():
+        return torch.addmm(acc, w, x)
+    return acc.addmm_(w, x)
 
 
 def gather_pair(proj: Tensor, dst: Tensor, src: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from torch_geometric.data import Data
 from tracker.models.common import (
     EdgeClassifier,
     SplitMLP,
+    addmm_into,
     begin_forward,
     gather_pair,
     mlp,
@@ -133,10 +134,10 @@ class EEB(nn.Module):
         diff, inv = geometric_invariants(v, src, dst)
         # eq. 3.2: e ← φ_e(ψn, ψd, e[, a])
         pre = torch.addmm(attr_term, self.phi_e.weight_of(1), e)
-        e = self.phi_e.finish(torch.addmm(pre, self.phi_e.weight_of(0), inv))
+        e = self.phi_e.finish(addmm_into(pre, self.phi_e.weight_of(0), inv))
         # eq. 3.1: m = φ_m(h_i, h_j, e, ψn, ψd); the h parts are projected per node, then gathered
         pre = gather_pair(self.phi_m.stacked(h, 0, 1), dst, src)
-        pre = torch.addmm(torch.addmm(pre, self.phi_m.weight_of(2), e), self.phi_m.weight_of(3), inv)
+        pre = addmm_into(addmm_into(pre, self.phi_m.weight_of(2), e), self.phi_m.weight_of(3), inv)
         pre.add_(self.phi_m.bias_col())
         m = self.phi_m.finish(pre)
         # eq. 3.3: x_i ← x_i + c Σ_j clamp(φ_x(m_ij) (x_i − x_j), ±100)
@@ -232,7 +233,7 @@ class EuclidNet(EdgeClassifier):
         """Logits [E] of the edges (src, dst) from invariant features (h_i, h_j, e_ij, ψ‖Δx‖², ψ⟨x_i, x_j⟩)."""
         _, inv = geometric_invariants(v, src, dst)
         pre = gather_pair(self.decoder.stacked(h, 0, 1), dst, src)
-        pre = torch.addmm(torch.addmm(pre, self.decoder.weight_of(2), e), self.decoder.weight_of(3), inv)
+        pre = addmm_into(addmm_into(pre, self.decoder.weight_of(2), e), self.decoder.weight_of(3), inv)
         pre.add_(self.decoder.bias_col())
         return self.decoder.finish(pre).squeeze(0)
 
