@@ -32,6 +32,9 @@ class ClusteringTask:
     config_type = ClusteringTrialConfig
     result_neutral_keys = RESULT_NEUTRAL_KEYS
     bundling = None
+    #: final metrics of the sweep's results table (name -> column header)
+    headline_metrics = {"track_dm_eff": "dm_eff", "track_perfect_eff": "perfect", "trackml_score": "trackml",
+                        "gc_efficiency": "gc_eff"}
 
     @property
     def epoch_metrics(self) -> tuple[str, ...]:
