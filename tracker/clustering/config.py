@@ -45,11 +45,13 @@ class PipelineConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """``name``: ``plain`` or ``so2`` (every stage SO(2)-equivariant unless its own ``equivariant`` says otherwise);
-    ``preset``: a size for every stage; per-stage mappings override both (``model.object_condensation.oc_dim``)."""
+    """``name``: ``plain`` (no stage equivariant), ``so2`` (every stage SO(2)-equivariant) or ``mixed`` (the stages
+    listed in ``equivariant``); ``preset``: a size for every stage; per-stage mappings override all of it
+    (``model.object_condensation.oc_dim``, ``model.edge_classifier.equivariant``)."""
 
-    name: Literal["plain", "so2"] = "plain"
+    name: Literal["plain", "so2", "mixed"] = "plain"
     preset: Literal["tiny", "small", "thesis"] | None = None
+    equivariant: list[Stage] | None = None  # with name mixed: the SO(2)-equivariant stages
     noise_classifier: dict[str, Any] = Field(default_factory=dict)
     metric_learning: dict[str, Any] = Field(default_factory=dict)
     edge_classifier: dict[str, Any] = Field(default_factory=dict)
@@ -57,7 +59,8 @@ class ModelConfig(_Section):
 
     def stage_hparams(self, stage: str) -> dict[str, Any]:
         """The hyperparameters ``build_stage(stage, ...)`` gets (validated by the stage registry)."""
-        hp: dict[str, Any] = {"equivariant": self.name == "so2"}
+        eq = self.name == "so2" or (self.name == "mixed" and stage in (self.equivariant or []))
+        hp: dict[str, Any] = {"equivariant": eq}
         if self.preset is not None:
             hp["preset"] = self.preset
         hp.update(getattr(self, stage))
@@ -65,6 +68,9 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _stages_resolve(self) -> ModelConfig:
+        if (self.name == "mixed") != (self.equivariant is not None):
+            raise ValueError(f"model.equivariant (the equivariant stages) goes with model.name mixed, and mixed needs "
+                             f"it (got name {self.name!r}, equivariant {self.equivariant!r})")
         for stage in STAGES:
             try:
                 resolve_stage(stage, **self.stage_hparams(stage))

@@ -22,7 +22,8 @@ LABELS = {
     "pipeline.max_neighbours": "k", "data.pt_min": "pt",
 }
 _SHORT = {"noise_classifier": "nc", "metric_learning": "ml", "edge_classifier": "ec", "object_condensation": "oc"}
-FORMATS = {"pipeline.stages": lambda v: "+".join(_SHORT[s] for s in v)}
+FORMATS = {"pipeline.stages": lambda v: "+".join(_SHORT[s] for s in v),
+           "model.equivariant": lambda v: "eq-" + ("+".join(_SHORT[s] for s in v) if v else "none")}
 
 
 class ClusteringTask:

@@ -97,12 +97,15 @@ def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Pat
     history: list[dict[str, float]] = []
     trained: dict[str, nn.Module] = {}
     best_epochs: dict[str, int] = {}
+    last_best = 0
     t_start = time.perf_counter()
     for index, stage in enumerate(stages):
         train_ev = [infer(trained, g, config).event for g in train]
         val_ev = [infer(trained, g, config).event for g in val]
+        offset = len(history)
         best_epochs[stage] = _train_stage(stage, index, models[stage], train_ev, val_ev, config, reporter=reporter,
                                           history=history, generator=generator)
+        last_best = offset + best_epochs[stage]  # the last stage's best epoch in the trial's epoch numbering
         trained[stage] = models[stage]
     train_seconds = time.perf_counter() - t_start
 
@@ -111,6 +114,7 @@ def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Pat
     for s, n in n_params.items():
         metrics[f"n_params_{PREFIX[s]}"] = float(n)
         metrics[f"best_epoch_{PREFIX[s]}"] = float(best_epochs[s])
+    metrics["best_epoch"] = float(last_best)
     metrics["train_seconds"] = train_seconds
     metrics["on_cuda"] = float(device.type == "cuda")
     return _finish(metrics, history, trained, workdir=workdir, reporter=reporter)
