@@ -3,14 +3,15 @@ included).
 
 Ray's GCS and raylet get a parent-death signal, but the raylet's children do not: after a ``kill -9`` of the driver
 the dashboard agent and the runtime-env agent try to report to the dead GCS and hang (Ray 2.60, still running
-minutes later). So a driver that starts a local Ray also starts this watchdog, ``python -m sweeps.ray_watchdog
-DRIVER_PID RAY_DIR START``, in a session of its own (a signal to the driver's process group does not reach it) with a pipe
-on its standard input:
+minutes later). So a driver that starts a local Ray also starts this watchdog, ``python sweeps/ray_watchdog.py
+DRIVER_PID RAY_DIR START``, in a session of its own (a signal to the driver's process group does not reach it)
+with a pipe on its standard input:
 
-- every 0.2 s it remembers (pid, start time) of the Ray processes of the driver: its children started after
-  ``START`` (when the driver launched the watchdog, before ``ray.init``) that run a program of the ``ray`` package (``RAY_DIR``: GCS, raylet, log monitor, dashboard), and all
-  their descendants (agents, workers); Ray processes that were already running (another Ray of the same driver, a
-  cluster a test started) are never taken;
+- every 0.2 s while Ray starts, every second once it is up, it remembers (pid, start time) of the Ray processes
+  of the driver: its children started after ``START`` (when the driver launched the watchdog, before
+  ``ray.init``) that run a program of the ``ray`` package (``RAY_DIR``: GCS, raylet, log monitor, dashboard), and
+  all their descendants (agents, workers); Ray processes that were already running (another Ray of the same
+  driver, a cluster a test started) are never taken;
 - the driver writes one line, the session directory, once Ray is up;
 - end of file on the pipe means the driver closed it (``RayWatchdog.close``, after ``ray.shutdown()``) or died (the
   kernel closes it): the watchdog then sends SIGTERM to every remembered process still running (same pid and start
@@ -32,7 +33,8 @@ from pathlib import Path
 
 import psutil
 
-POLL_S = 0.2
+POLL_S = 0.2  # while Ray starts (its processes appear)
+POLL_UP_S = 1.0  # once the driver said Ray is up (workers come and go; they exit by themselves with the raylet)
 GRACE_S = 2.0
 
 Key = tuple[int, float]  # (pid, create_time): a pid alone may be reused
@@ -127,7 +129,7 @@ def watch(driver_pid: int, ray_dir: str, since: float) -> None:
     buffer = b""
     while True:
         known.update(ray_processes(driver, ray_dir, since))
-        ready, _, _ = select.select([stdin], [], [], POLL_S)
+        ready, _, _ = select.select([stdin], [], [], POLL_UP_S if session_dir else POLL_S)
         if not ready:
             continue
         chunk = os.read(stdin, 4096)
