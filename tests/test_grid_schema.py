@@ -150,6 +150,7 @@ def test_expected_cell_counts() -> None:
     assert counts["jets_boost"] == 5 * 2 * 3  # models x (no augmentation, augmentation) x seeds
     assert counts["jets_data_efficiency"] == 5 * 4 * 3
     assert counts["jets_ablation"] == (2 + 3 * 3) * 3
+    assert counts["oc_quick"] == 2 * 2 and counts["oc_equivariance"] == (2 + 4) * 3
     rot = load_grid(REPO / "sweeps/grids/paper_rotation.yaml")
     assert len(rot.eval["rotations_deg"]) == 10 and max(rot.eval["rotations_deg"]) == 180
 
@@ -193,6 +194,7 @@ def test_dry_run_prints_table_and_totals(capsys: pytest.CaptureFixture[str], mon
 
 
 TINY = {"train.epochs": 1, "eval.rotations_deg": [0, 90], "eval.timing": False, "eval.track_metrics": False}
+CLUSTERING_TINY = {"train.epochs": 1, "eval.rotations_deg": [0, 90], "eval.eps": [0.2], "eval.min_samples": [1]}
 JETS_TINY = {"train.epochs": 1, "train.batch_size": 20, "eval.boosts_beta": [0.0, 0.5], "eval.timing": False}
 
 
@@ -201,6 +203,9 @@ def _shrink(raw: dict, task: str, shared_trackml: Path) -> dict:
     if task == "jets":
         raw["data"].update(jets={"train": 40, "val": 20, "test": 20}, max_constituents=10)
         tiny = JETS_TINY
+    elif task == "clustering":
+        raw["data"].update(events={"train": 2, "val": 1, "test": 1}, pileup=10)
+        tiny = CLUSTERING_TINY
     elif raw["data"]["source"] == "hitgraphs":
         raw["data"].update(path=str(shared_trackml / "hitgraphs_plus_1GeV5"), events={"train": 2, "val": 1, "test": 1})
         tiny = TINY
@@ -227,7 +232,8 @@ def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path
         cfg = task.config_type.model_validate(_shrink(copy.deepcopy(cell.trial), grid.task, shared_trackml))
         task.prepare_data(cfg)
         result = task.run_trial(cfg, NullReporter(), workdir=tmp_path / path.stem, resume=False)
-        assert 0.0 <= result.metrics["auc"] <= 1.0, path.name
+        headline = "track_dm_eff" if grid.task == "clustering" else "auc"
+        assert 0.0 <= result.metrics[headline] <= 1.0, path.name
         assert result.metrics["n_params"] > 0
 
 
