@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from devices import DEVICES
 from torch import nn
 
 from jets.models import (
@@ -19,7 +20,7 @@ from jets.models import (
     is_equivariant,
     resolve_hparams,
 )
-from jets.models.common import MaskedBatchNorm, minkowski, psi
+from jets.models.common import minkowski, psi
 from jets.models.particlenet import knn_edge_index
 
 torch.set_num_threads(1)
@@ -231,6 +232,17 @@ def test_permutation_invariance(name):
     assert torch.allclose(model(p4[:, perm], mask[:, perm]), model(p4, mask), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_same_logits_on_every_device(name, device):
+    p4, mask = make_jets(4, 10, seed=15)
+    model = seeded(name).double().eval()
+    expected = model(p4, mask)
+    out = model.to(device)(p4.to(device), mask.to(device))
+    assert out.device.type == device
+    assert torch.allclose(out.cpu(), expected, rtol=1e-8, atol=1e-10)
+
+
 def test_outputs_differ_between_jets():
     p4, mask = make_jets(6, 10, seed=5)
     for name in MODEL_NAMES:
@@ -364,18 +376,6 @@ def test_pelican_layer_is_permutation_equivariant_with_15_independent_maps():
             layer.weight[a] = torch.eye(3, dtype=torch.float64)
         basis.append(layer(t, n).flatten())
     assert torch.linalg.matrix_rank(torch.stack(basis)) == 15
-
-
-def test_masked_batch_norm_matches_batchnorm_on_real_entries():
-    torch.manual_seed(0)
-    x = torch.randn(3, 7, 4, dtype=torch.float64)
-    mask = torch.rand(3, 7) > 0.4
-    ours, ref = MaskedBatchNorm(4).double(), nn.BatchNorm1d(4).double()
-    assert set(ours.state_dict()) == set(ref.state_dict())
-    assert torch.allclose(ours(x, mask)[mask], ref(x[mask]))
-    assert torch.allclose(ours.running_mean, ref.running_mean) and torch.allclose(ours.running_var, ref.running_var)
-    ours.eval(), ref.eval()
-    assert torch.allclose(ours(x, mask)[mask], ref(x[mask]))
 
 
 def test_knn_edges_are_the_nearest_real_neighbours():

@@ -85,46 +85,6 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     return masked_sum(x, mask, dim) / count
 
 
-class MaskedBatchNorm(nn.Module):
-    """BatchNorm over the feature (last) dim with statistics from the real entries only.
-
-    Same parameters, buffers and state-dict keys as ``nn.BatchNorm1d(width)`` (so reference weights load), but
-    the batch statistics skip padded constituents and non-edges: training is padding invariant too. In eval mode
-    it is the fixed per-channel affine map of the running statistics.
-    """
-
-    def __init__(self, width: int, *, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__()
-        self.width, self.eps, self.momentum = width, eps, momentum
-        self.weight = nn.Parameter(torch.ones(width))
-        self.bias = nn.Parameter(torch.zeros(width))
-        self.register_buffer("running_mean", torch.zeros(width))
-        self.register_buffer("running_var", torch.ones(width))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``x [..., width]``, ``mask`` of x's leading shape."""
-        if self.training:
-            m = mask.to(x.dtype).unsqueeze(-1)
-            flat_m = m.reshape(-1, 1)
-            n = flat_m.sum()
-            if n > 1:
-                flat = x.reshape(-1, self.width)
-                mean = (flat * flat_m).sum(0) / n
-                var = (((flat - mean) ** 2) * flat_m).sum(0) / n
-                with torch.no_grad():
-                    self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
-                    unbiased = var.detach() * (n / (n - 1))
-                    self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
-                    self.num_batches_tracked += 1
-                return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        return torch.addcmul(self.bias - self.running_mean * scale, x, scale)
-
-    def extra_repr(self) -> str:
-        return f"{self.width}, eps={self.eps}, momentum={self.momentum}"
-
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
 }
@@ -196,6 +156,6 @@ class JetTagger(nn.Module):
 
 
 __all__ = [
-    "P4_SCALE", "JetTagger", "MaskedBatchNorm", "compact", "masked_mean", "masked_p4", "masked_sum",
+    "P4_SCALE", "JetTagger", "compact", "masked_mean", "masked_p4", "masked_sum",
     "minkowski", "minkowski_pairs", "mlp", "mlp_count", "pair_mask", "particle_features", "psi",
 ]

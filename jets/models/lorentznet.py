@@ -7,8 +7,7 @@ group equivariant block (LGEB, ``layers`` of them), over pairs i ≠ j of real c
 - m_ij = φ_e(h_i, h_j, ψ(⟨x_i − x_j, x_i − x_j⟩), ψ(⟨x_i, x_j⟩)) · w_ij,  w_ij = sigmoid(φ_m(m̃_ij))
 - x_i ← x_i + c · mean_j φ_x(m_ij) · x_j     (``x_update="neighbour"``, the paper's equation; ``"difference"``
   uses x_i − x_j as the public reference code does); the last block has no φ_x. The reference's clamp of each
-  term at ±100 ("never activated", it says) is left out: it would break equivariance, and without it the sum is
-  one batched matmul
+  term at ±100 ("never activated", it says; it can act on inputs in GeV) is left out: it breaks equivariance
 - h_i ← h_i + φ_h(h_i, Σ_j m_ij, s_i)
 
 then logit = φ_dec(mean_i h_i). φ_e = Linear(no bias) → BatchNorm → ReLU → Linear → ReLU,
@@ -22,10 +21,14 @@ nodes with scalars (ψ(m)·[particle], ψ(m)·[beam]) like the reference. Fixed 
 only by rotations about z (a boost along z changes ⟨p_i, beam⟩: massive beams change direction in time, massless
 ones get rescaled), so the output is then only invariant under rotations about the beam axis.
 
-Dense, masked implementation (why): every jet graph is fully connected, so pair tensors [B, N, N, H] with a pair
-mask replace gather/scatter over an edge list (no index tensors, batched matmuls instead of scattered adds),
-and φ_e's first layer is applied as per-node projections W_i h_i + W_j h_j broadcast over pairs (N ≪ N²).
-BatchNorm statistics come from real pairs/constituents only (:class:`MaskedBatchNorm`): padding never matters.
+Implementation: message passing over an edge list of the real pairs (i ≠ j, both real, same jet) of all jets of
+the batch, real constituents flattened to nodes — so padding costs nothing and batch-norm statistics see real
+pairs and constituents only (``nn.BatchNorm1d``, as the reference: training is padding invariant too). A dense
+[B, N, N, H] version was measured 2.6× slower per training step than the public code on real jets (padding to
+the batch's largest jet wastes about half of the pairs, and broadcast products have costly backward passes).
+φ_e's first layer on [h_i, h_j, ψ‖x_i − x_j‖², ψ⟨x_i, x_j⟩] is split: W_i h and W_j h are computed per node and
+gathered per edge (no [E, 2H + 2] concatenation, a GEMM of width 2 instead of 2H + 2); in eval mode the batch
+norm after it is folded into these weights.
 
 :class:`LorentzNetNonEq` (``lorentznet_noneq``) is table 6's "w/o" twin: the same blocks, but the scaled
 components of x_i are also fed as scalars (to the embedding and φ_h), φ_e also reads the raw components of x_i and
@@ -40,18 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import (
-    P4_SCALE,
-    JetTagger,
-    MaskedBatchNorm,
-    compact,
-    masked_mean,
-    masked_p4,
-    minkowski,
-    minkowski_pairs,
-    pair_mask,
-    psi,
-)
+from jets.models.common import P4_SCALE, JetTagger, compact, masked_p4, minkowski, pair_mask, psi
 
 X_UPDATES = ("neighbour", "difference")
 
@@ -76,8 +68,41 @@ NONEQ_PRESET_COUNTS: dict[str, int] = {"tiny": 1371, "small": 14188, "paper": 23
 PAPER_COUNT = 220_000  # seed 002 table 1
 
 
+def bn_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """(scale, shift) of an eval-mode batch norm: x ↦ x·scale + shift."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+class Graph:
+    """The real constituents of a batch as nodes and their pairs within each jet as edges (i ← j)."""
+
+    def __init__(self, mask: Tensor) -> None:
+        b, n = mask.shape
+        self.mask = mask
+        flat = torch.cumsum(mask.reshape(-1).long(), 0).view(b, n) - 1  # node number of each real slot
+        self.n_nodes = int(mask.sum())
+        self.batch = torch.arange(b, device=mask.device).unsqueeze(1).expand(b, n)[mask]  # jet of each node
+        jet, i, j = pair_mask(mask).nonzero(as_tuple=True)
+        self.dst, self.src = flat[jet, i], flat[jet, j]  # message j -> i
+        deg = torch.zeros(self.n_nodes, dtype=torch.long, device=mask.device).index_add_(
+            0, self.dst, torch.ones_like(self.dst)
+        )
+        self.deg = deg.clamp(min=1)
+        self.jet_size = mask.sum(1).clamp(min=1)
+
+    def aggregate(self, values: Tensor) -> Tensor:
+        """Σ_j values_ij per node i: [E, C] -> [n_nodes, C]."""
+        return values.new_zeros((self.n_nodes, values.shape[1])).index_add_(0, self.dst, values)
+
+    def jet_mean(self, h: Tensor) -> Tensor:
+        """Mean over each jet's nodes: [n_nodes, C] -> [B, C]."""
+        out = h.new_zeros((self.mask.shape[0], h.shape[1])).index_add_(0, self.batch, h)
+        return out / self.jet_size.unsqueeze(1).to(h.dtype)
+
+
 class LGEB(nn.Module):
-    """One Lorentz group equivariant block (dense over the pairs of a jet)."""
+    """One Lorentz group equivariant block on the batch's edge list."""
 
     def __init__(self, *, hidden: int, n_scalar: int, c: float, last_layer: bool, x_update: str,
                  equivariant: bool = True) -> None:
@@ -86,45 +111,46 @@ class LGEB(nn.Module):
         self.c, self.last_layer, self.x_update, self.equivariant = float(c), last_layer, x_update, equivariant
         n_edge = 2 if equivariant else 2 + 8  # (ψ‖x_i − x_j‖², ψ⟨x_i, x_j⟩) [+ raw x_i, x_j]
         self.phi_e = nn.Sequential(
-            nn.Linear(2 * h + n_edge, h, bias=False), MaskedBatchNorm(h), nn.ReLU(), nn.Linear(h, h), nn.ReLU()
+            nn.Linear(2 * h + n_edge, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, h), nn.ReLU()
         )
-        self.phi_h = nn.Sequential(nn.Linear(2 * h + n_scalar, h), MaskedBatchNorm(h), nn.ReLU(), nn.Linear(h, h))
+        self.phi_h = nn.Sequential(nn.Linear(2 * h + n_scalar, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, h))
         if not last_layer:
             out = nn.Linear(h, 1 if equivariant else 4, bias=False)
             nn.init.xavier_uniform_(out.weight, gain=0.001)
             self.phi_x = nn.Sequential(nn.Linear(h, h), nn.ReLU(), out)
         self.phi_m = nn.Sequential(nn.Linear(h, 1), nn.Sigmoid())
 
-    def forward(self, h: Tensor, x: Tensor, s: Tensor, mask: Tensor, pm: Tensor) -> tuple[Tensor, Tensor]:
-        """h [B, N, H], x [B, N, 4], scalars s [B, N, S], node mask [B, N], pair mask [B, N, N] -> (h, x)."""
+    def forward(self, h: Tensor, x: Tensor, s: Tensor, g: Graph) -> tuple[Tensor, Tensor]:
+        """Node scalars h [M, H], coordinates x [M, 4], input scalars s [M, S] -> (h, x)."""
         H = h.shape[-1]
         w = self.phi_e[0].weight
-        dots = minkowski_pairs(x)  # ⟨x_i, x_j⟩ [B, N, N]
-        sq = torch.diagonal(dots, dim1=1, dim2=2)
-        norms = sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * dots  # ⟨x_i − x_j, x_i − x_j⟩
-        pre = torch.stack([psi(norms), psi(dots)], dim=-1) @ w[:, 2 * H:2 * H + 2].T  # [B, N, N, H]
-        pre = pre + (h @ w[:, :H].T).unsqueeze(2)
-        pre += (h @ w[:, H:2 * H].T).unsqueeze(1)
+        w_h, w_inv, w_x = w[:, :2 * H], w[:, 2 * H:2 * H + 2], w[:, 2 * H + 2:]
+        fold = not self.training
+        if fold:  # eval: the batch norm after φ_e's first layer is an affine map; fold it into the weights
+            scale, shift = bn_affine(self.phi_e[1])
+            w_h, w_inv, w_x = w_h * scale.unsqueeze(1), w_inv * scale.unsqueeze(1), w_x * scale.unsqueeze(1)
+        a = h @ w_h[:, :H].T  # W_i h_i, per node
+        b = h @ w_h[:, H:].T  # W_j h_j
+        if fold:
+            a = a + shift
         if not self.equivariant:
-            pre += (x @ w[:, 2 * H + 2:2 * H + 6].T).unsqueeze(2)
-            pre += (x @ w[:, 2 * H + 6:].T).unsqueeze(1)
-        e = torch.relu_(self.phi_e[1](pre, pm))
+            a = a + x @ w_x[:, :4].T
+            b = b + x @ w_x[:, 4:].T
+        xi, xj = x.index_select(0, g.dst), x.index_select(0, g.src)
+        diff = xi - xj
+        inv = psi(torch.stack([minkowski(diff, diff), minkowski(xi, xj)], dim=1))  # [E, 2]
+        pre = torch.addmm(a.index_select(0, g.dst), inv, w_inv.T).add_(b.index_select(0, g.src))
+        e = torch.relu_(pre if fold else self.phi_e[1](pre))
         e = torch.relu_(self.phi_e[3](e))
-        pmf = pm.to(e.dtype)
-        m = e * (self.phi_m(e) * pmf.unsqueeze(-1))  # [B, N, N, H], zero off the graph
+        weight = self.phi_m(e)
+        m = e.mul_(weight) if not torch.is_grad_enabled() else e * weight  # m_ij [E, H]
         if not self.last_layer:
-            count = pmf.sum(2).clamp(min=1.0).unsqueeze(-1)  # neighbours of i
-            t = self.phi_x(m)
-            if self.equivariant:  # Σ_j t_ij x_j as one batched matmul
-                t = t.squeeze(-1) * pmf
-                upd = torch.bmm(t, x)
-                if self.x_update == "difference":
-                    upd = x * t.sum(2, keepdim=True) - upd
-            else:
-                upd = (t * pmf.unsqueeze(-1)).sum(2)
-            x = x + self.c * (upd / count)
-        u = self.phi_h[0](torch.cat([h, m.sum(2), s], dim=-1))
-        u = self.phi_h[3](torch.relu(self.phi_h[1](u, mask)))
+            t = self.phi_x[2](torch.relu_(self.phi_x[0](m)))
+            if self.equivariant:
+                t = t * (diff if self.x_update == "difference" else xj)
+            x = x + self.c * g.aggregate(t) / g.deg.unsqueeze(1).to(x.dtype)
+        u = self.phi_h[0](torch.cat([h, g.aggregate(m), s], dim=-1))
+        u = self.phi_h[3](torch.relu_(self.phi_h[1](u)))
         return h + u, x
 
 
@@ -170,19 +196,27 @@ class LorentzNet(JetTagger):
             s = torch.cat([s, x], dim=-1)
         return x, s * mask.unsqueeze(-1).to(s.dtype), mask
 
-    def embed(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Final node scalars h [B, N', H], coordinates x [B, N', 4] (equivariant) and the node mask (slots that
-        are padding in every jet dropped, the two beams prepended if ``beams``)."""
+    def _run(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Graph]:
         x, s, mask = self.inputs(p4, mask)
-        pm = pair_mask(mask)
+        g = Graph(mask)
+        x, s = x[mask], s[mask]
         h = self.embedding(s)
         for block in self.LGEBs:
-            h, x = block(h, x, s, mask, pm)
-        return h, x, mask
+            h, x = block(h, x, s, g)
+        return h, x, g
+
+    def embed(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Final node scalars h [B, N', H], coordinates x [B, N', 4] (equivariant) and the node mask (slots that
+        are padding in every jet dropped, the two beams prepended if ``beams``; zeros at padding)."""
+        h, x, g = self._run(p4, mask)
+        dense_h = h.new_zeros((*g.mask.shape, h.shape[1]))
+        dense_x = x.new_zeros((*g.mask.shape, 4))
+        dense_h[g.mask], dense_x[g.mask] = h, x
+        return dense_h, dense_x, g.mask
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
-        h, _, mask = self.embed(p4, mask)
-        return self.graph_dec(masked_mean(h, mask)).squeeze(-1)
+        h, _, g = self._run(p4, mask)
+        return self.graph_dec(g.jet_mean(h)).squeeze(-1)
 
 
 class LorentzNetNonEq(LorentzNet):
