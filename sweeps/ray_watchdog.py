@@ -18,7 +18,8 @@ with a pipe on its standard input:
   time) and its descendants, and to every other process with a file open under the session directory (one started
   between two polls), waits up to 2 s, sends SIGKILL to what is left, and exits.
 
-If the watchdog itself is killed, nothing reaps for it; ``docs/sweeps.md`` says what is left then.
+If the watchdog itself is killed, nothing reaps for it at that time; the next driver that starts a local Ray first
+ends such leftovers (:func:`reap_orphans`: ``ray::`` processes whose raylet is gone).
 """
 
 from __future__ import annotations
@@ -116,6 +117,31 @@ def reap(procs: dict[Key, psutil.Process], *, grace: float = GRACE_S) -> list[in
     return sorted(p.pid for p in live)
 
 
+def reap_orphans() -> list[int]:
+    """End the ``ray::`` processes (agents, workers) whose raylet is gone, left by a Ray whose driver and watchdog
+    both died; returns their pids. The raylet is ``RAY_RAYLET_PID`` of the process's environment (Ray sets it in
+    every process the raylet starts); it is gone when no process has that pid, it is a zombie, or the process with
+    that pid started after the one that names it (a reused pid)."""
+    orphans: dict[Key, psutil.Process] = {}
+    for p in psutil.process_iter(["name"]):
+        try:
+            if not (p.info["name"] or "").startswith("ray::"):
+                continue
+            raylet_pid = p.environ().get("RAY_RAYLET_PID")
+            if not raylet_pid or not raylet_pid.isdigit():
+                continue
+            try:
+                raylet = psutil.Process(int(raylet_pid))
+                gone = not _alive(raylet) or raylet.create_time() > p.create_time()
+            except psutil.NoSuchProcess:
+                gone = True
+            if gone:
+                orphans[_key(p)] = p
+        except psutil.Error:
+            continue
+    return reap(orphans)
+
+
 def watch(driver_pid: int, ray_dir: str, since: float) -> None:
     """The watchdog's loop: remember the Ray processes started since ``since`` (epoch s), wait for end of file on
     standard input, reap."""
@@ -144,11 +170,13 @@ def watch(driver_pid: int, ray_dir: str, since: float) -> None:
 
 
 class RayWatchdog:
-    """The driver's end: start the watchdog process, tell it the session directory, close it after shutdown."""
+    """The driver's end: end the orphans of earlier Rays (:func:`reap_orphans`), start the watchdog process, tell it
+    the session directory, close it after shutdown."""
 
     def __init__(self) -> None:
         import ray
 
+        reap_orphans()  # what a Ray left whose driver and watchdog were both killed
         self._ray_dir = os.path.dirname(os.path.abspath(ray.__file__))  # as Ray names its programs
         self._proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), str(os.getpid()), self._ray_dir, repr(time.time())],

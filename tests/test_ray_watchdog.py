@@ -92,3 +92,46 @@ def test_kill_9_of_the_driver_leaves_no_ray_process(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         reap({(p.pid, p.create_time()): p for p in procs if _alive(p)}, grace=0.5)  # never leave them behind
+
+
+ORPHAN = """
+import ctypes, os, sys, time
+if os.fork():
+    os._exit(0)  # the grandchild is orphaned, as a Ray agent is when its raylet dies
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: ray::... like Ray's processes
+print(os.getpid(), flush=True)
+time.sleep(300)
+"""
+
+
+def _orphan(name: str, raylet_pid: int) -> psutil.Process:
+    env = {**os.environ, "RAY_RAYLET_PID": str(raylet_pid)}
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN, name], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    return psutil.Process(pid)
+
+
+def test_orphans_of_a_dead_raylet_are_ended_before_a_new_ray() -> None:
+    """What a Ray leaves when its driver and its watchdog were both killed: ``ray::`` processes whose raylet is gone
+    are ended by ``reap_orphans`` (run before every local Ray start); one whose raylet runs is left alone."""
+    from sweeps.ray_watchdog import reap_orphans
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: the dead raylet
+    orphan = _orphan("ray::TestOrphan", dead.pid)
+    kept = _orphan("ray::TestKept", os.getpid())  # its "raylet" (this test) runs and is older
+    try:
+        assert _alive(orphan) and _alive(kept) and orphan.name().startswith("ray::")
+        ended = reap_orphans()
+        assert orphan.pid in ended and kept.pid not in ended
+        deadline = time.monotonic() + 10
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(orphan) and _alive(kept)
+    finally:
+        for p in (orphan, kept):
+            if _alive(p):
+                p.kill()
