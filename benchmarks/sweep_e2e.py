@@ -16,7 +16,7 @@ Reported:
   (target >= 5x);
 - per-run equality: every (config_id, seed) has the same final metrics in both (timing metrics excluded);
 - Ray's per-trial overhead, submit -> first epoch: from the driver's trial-start event to the first epoch report
-  of the trial (a bundle's first round), minus the training time of the epochs in it (``EQUITRACK_TIMINGS``
+  of the trial (a bundle's first round), minus the training time of the epochs in it (``--timings``
   written by ``sweeps.bundling``);
 - the share of the sweep spent outside training: 1 - sum(train_seconds) / (wall x concurrent trials);
 - on CUDA: trial-epochs per hour (per GPU when one GPU is used) and the mean GPU utilisation from nvidia-smi;
@@ -88,10 +88,10 @@ def run_variant(args: argparse.Namespace, variant: str, base: Path) -> dict[str,
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     grid = scaled_grid(args, variant=variant, root=root)
-    env = {**os.environ, "EQUITRACK_CACHE": str(root / "cache"), "EQUITRACK_TIMINGS": str(root / "timings.jsonl"),
+    env = {**os.environ, "EQUITRACK_CACHE": str(root / "cache"),
            "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
-    cmd = [sys.executable, "-m", "sweeps.run", str(grid), "--quiet", "--fresh"]
+    cmd = [sys.executable, "-m", "sweeps.run", str(grid), "--quiet", "--fresh", "--timings", str(root / "timings.jsonl")]
     print(f"[{variant}] {' '.join(cmd)}", flush=True)
     sampler = _gpu_sampler(root / "gpu_util.csv") if args.device == "cuda" else None
     t0 = time.perf_counter()

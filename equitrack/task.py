@@ -61,6 +61,8 @@ class Task(Protocol):
     result_neutral_keys: tuple[tuple[str, str], ...]
     #: names of the per-epoch metrics a trial reports (the scheduler's metric must be one of them)
     epoch_metrics: tuple[str, ...]
+    #: final metrics shown in the sweep's terminal results table, name -> short column header, most important first
+    headline_metrics: Mapping[str, str]
     #: optional bundled training; ``None``: one cell per Ray trial
     bundling: Bundling | None
 

@@ -5,8 +5,8 @@ can bundle, ``equitrack.task.Bundling.axes``; for tracking: training angle, lr, 
 ``max_bundle_size`` per Ray trial, and trained together by the task's ``Bundling.run``; a task without bundled
 training gets one cell per Ray trial. Each cell keeps its own MLflow
 child run (config_id, seed, metrics, artifacts, status): every member reports through its own
-:class:`~sweeps.trainable.TuneReporter`, and a member that fails sends a ``fail`` event that
-:class:`BundleCallback` turns into that run's FAILED status while the other members go on.
+:class:`~sweeps.trainable.TuneReporter`, and a member that fails sends a ``fail`` event that the driver's
+:class:`~sweeps.callback.SweepCallback` turns into that run's FAILED status while the other members go on.
 
 Grid keys (top level, all optional)::
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from equitrack.task import get_task
+from sweeps.protocol import Event
 from sweeps.schema import Cell, GridError, GridFile, varied_keys
 
 MAX_AUTO_SIZE = 25
@@ -116,8 +117,7 @@ def plan_bundles(cells: Sequence[Cell], grid: GridFile, *, source: str = "<grid>
         for i in range(0, len(members), size):
             part = members[i : i + size]
             try:
-                diff = validate_bundle([task.config_type.model_validate(c.trial) for c in part],
-                                       strategy=grid.bundle_strategy)
+                diff = validate_bundle([c.config for c in part], strategy=grid.bundle_strategy)
             except ValueError as err:
                 raise GridError(f"{source}: bundle {[c.run_name for c in part]}: {err}") from None
             model_keys = [k for k in diff if k.startswith("model.")]
@@ -151,7 +151,7 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
 
     def flush() -> None:
         if pending:
-            tune.report({"event": "epochs", "members": list(pending), "epoch": max(r["epoch"] for r in pending)})
+            tune.report({"event": Event.EPOCHS, "members": list(pending), "epoch": max(r["epoch"] for r in pending)})
             pending.clear()
 
     class MemberReporter(TuneReporter):
@@ -166,14 +166,14 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
 
         def fail(self, *, error: BaseException) -> None:
             flush()
-            tune.report({"event": "fail", "cell": self.index, "cell_key": cell_key(self.cell),
+            tune.report({"event": Event.FAIL, "cell": self.index, "cell_key": cell_key(self.cell),
                          "error": f"{type(error).__name__}: {error}", "epoch": self.last_epoch})
 
     configs, reporters, workdirs = [], [], []
     for index, cell in members:
         wd = plan.workdir(cell)
         wd.mkdir(parents=True, exist_ok=True)
-        configs.append(task.config_type.model_validate(cell.trial))
+        configs.append(cell.config)
         reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
         workdirs.append(wd)
 
@@ -188,62 +188,3 @@ def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Pat
                          cuda_graphs=plan.grid.bundle_cuda_graphs)
     flush()
     return [dict(r.metrics) for r in results if r.status == "FINISHED"]
-
-
-# -- driver side ---------------------------------------------------------------------------------------------------
-def callback_class() -> type:
-    """:class:`sweeps.callback.SweepCallback` plus member failures (``fail`` events) and per-trial timings.
-
-    A ``fail`` event ends that cell's run FAILED with its error while the Ray trial (the bundle) goes on. With
-    ``$EQUITRACK_TIMINGS`` set, one JSON line per Ray trial is appended there: driver times of the trial's start,
-    its first epoch report (a bundle's first round) with the cells it held and the worker's pid, its end, and its
-    number of cells (benchmarks/sweep_e2e.py reads them).
-    """
-    import os
-    import time
-
-    from sweeps.callback import SweepCallback
-
-    class BundleCallback(SweepCallback):
-        def _times(self, trial: Any) -> dict[str, Any]:
-            store = self.__dict__.setdefault("_timings", {})
-            return store.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "start": None,
-                                                     "first_epoch": None, "first_cell_key": None, "end": None})
-
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            super().on_trial_start(iteration, trials, trial, **info)
-            t = self._times(trial)
-            t["start"] = time.time() if t["start"] is None else t["start"]
-
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            if result.get("event") == "fail":
-                st = self.states.get(result.get("cell_key"))
-                if st is not None:
-                    self._end(st, "failed", error=str(result.get("error", "member failed")))
-                return
-            if result.get("event") in ("epoch", "epochs"):
-                t = self._times(trial)
-                if t["first_epoch"] is None:
-                    keys = [m.get("cell_key") for m in (result.get("members") or [result])]
-                    t["first_epoch"], t["first_cell_key"], t["first_cell_keys"] = time.time(), keys[0], keys
-                    t["pid"] = result.get("pid")  # the worker process (Tune fills it in): reused or fresh
-            super().on_trial_result(iteration, trials, trial, result, **info)
-
-        def _flush(self, trial: Any) -> None:
-            t = self._times(trial)
-            t["end"] = time.time()
-            t["cells"] = len(self.trial_cells.get(trial.trial_id, []))
-            path = os.environ.get("EQUITRACK_TIMINGS")
-            if path:
-                with open(path, "a") as fh:
-                    fh.write(json.dumps(t) + "\n")
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            super().on_trial_complete(iteration, trials, trial, **info)
-            self._flush(trial)
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            super().on_trial_error(iteration, trials, trial, **info)
-            self._flush(trial)
-
-    return BundleCallback

@@ -5,13 +5,18 @@ The hooks therefore only read results and queue MLflow writes on :class:`~sweeps
 thread is the only MLflow writer while Tune runs, in the order the events came. Per-epoch results become metrics
 with ``step=epoch`` (epochs already logged by an earlier attempt are skipped); a bundle sends all its members'
 epochs of a round in one ``epochs`` report; a ``finish`` report logs the final metrics, and its checkpoint (the
-trainer's artifacts) is copied aside and uploaded in :meth:`on_checkpoint`; errors after the last retry mark the
-cell's run FAILED with the traceback.
+trainer's artifacts) is copied aside and uploaded in :meth:`on_checkpoint`; a ``fail`` report (a bundle member
+that failed while the others go on) and errors after the last retry mark the cell's run FAILED with the error.
+
+With ``timings`` (a benchmark's hook, ``--timings FILE``), one JSON line per Ray trial is appended to that file:
+driver times of the trial's start, its first epoch report (a bundle's first round) with the cells it held and the
+worker's pid, its end, and its number of cells (benchmarks/sweep_e2e.py reads them).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import tempfile
@@ -24,6 +29,7 @@ from typing import Any
 from ray import tune
 
 from equitrack.task import get_task
+from sweeps.protocol import Event, Status
 from sweeps.schema import Cell
 from sweeps.tracking import SweepTracker, WriteBehind, resolve_run_id
 from sweeps.trainable import Plan, cell_key, read_state
@@ -36,7 +42,7 @@ class CellState:
     cell: Cell
     run: str | Future[str]  # the child run's id, or the writer's future of it (created behind, WriteBehind)
     last_step: int = 0  # epochs 1..last_step were logged by an earlier invocation
-    status: str = "scheduled"  # scheduled, running, finished, pruned, failed, killed
+    status: Status = Status.SCHEDULED
     final: dict[str, float] | None = None
     artifacts: bool = False
     started: float = 0.0
@@ -52,16 +58,19 @@ class SweepCallback(tune.Callback):
     """Receives ``on_trial_*`` events on the driver and writes them to MLflow through ``tracker``."""
 
     def __init__(self, *, tracker: SweepTracker, plan: Plan, states: dict[str, CellState], display: Any,
-                 existing: dict[tuple[str, int], Any] | None = None, writer: WriteBehind | None = None) -> None:
+                 existing: dict[tuple[str, int], Any] | None = None, writer: WriteBehind | None = None,
+                 timings: Path | None = None) -> None:
         self.tracker, self.plan, self.states, self.display = tracker, plan, states, display
         self.existing = existing or {}
         self.trial_cells: dict[str, list[str]] = {}
+        self.timings = timings
+        self._times: dict[str, dict[str, Any]] = {}
         self.writer = writer if writer is not None else WriteBehind()
         self.epoch_keys = get_task(plan.grid.task).epoch_metrics  # the per-epoch metrics logged with step=epoch
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its run config into the experiment state; the live writer stays on this driver."""
-        return {"trial_cells": self.trial_cells}
+        return {"trial_cells": self.trial_cells, "timings": self.timings, "_times": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -94,10 +103,10 @@ class SweepCallback(tune.Callback):
             self.trial_cells[trial.trial_id] = keys
         return [self.states[k] for k in keys]
 
-    def _end(self, st: CellState, status: str, *, error: str | None = None) -> None:
-        if st.status in ("finished", "pruned", "failed", "killed"):
+    def _end(self, st: CellState, status: Status, *, error: str | None = None) -> None:
+        if st.status.ended:
             return
-        if status == "finished" and not st.artifacts:
+        if status == Status.FINISHED and not st.artifacts:
             self._write(st, "set_tags", {"artifacts": "missing"})
         self._write(st, "end_child", status, error=error)
         st.status = status
@@ -105,25 +114,46 @@ class SweepCallback(tune.Callback):
 
     # Tune hooks --------------------------------------------------------------------------------------------
 
+    def _timing(self, trial: Any) -> dict[str, Any]:
+        return self._times.setdefault(trial.trial_id, {"trial_id": trial.trial_id, "start": None,
+                                                       "first_epoch": None, "first_cell_key": None, "end": None})
+
+    def _flush_timing(self, trial: Any) -> None:
+        if self.timings is None:
+            return
+        t = self._timing(trial)
+        t["end"] = time.time()
+        t["cells"] = len(self.trial_cells.get(trial.trial_id, []))
+        with open(self.timings, "a") as fh:
+            fh.write(json.dumps(t) + "\n")
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        t = self._timing(trial)
+        t["start"] = time.time() if t["start"] is None else t["start"]
         attempt = int(getattr(trial, "num_failures", 0)) + 1
         for st in self._cells(trial):
-            if st.status in ("finished", "pruned"):
+            if st.status in (Status.FINISHED, Status.PRUNED):
                 continue
             self._write(st, "start_child", attempt=attempt, ray_trial_id=trial.trial_id)
-            st.status, st.started = "running", time.time()
+            st.status, st.started = Status.RUNNING, time.time()
             self.display.cell_start(st, attempt)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for st in self._cells(trial):
-            if st.status == "running":
+            if st.status == Status.RUNNING:
                 self._write(st, "set_tags", {"retries": str(int(getattr(trial, "num_failures", 0)))})
         self.display.note(f"[yellow]retrying[/] {trial.trial_id} from its last checkpoint "
                           f"(failure {getattr(trial, 'num_failures', '?')})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         event = result.get("event")
-        if event == "epochs":  # a bundle's round: every member's epoch in one report
+        if event in (Event.EPOCH, Event.EPOCHS):
+            t = self._timing(trial)
+            if t["first_epoch"] is None:
+                keys = [m.get("cell_key") for m in (result.get("members") or [result])]
+                t["first_epoch"], t["first_cell_key"], t["first_cell_keys"] = time.time(), keys[0], keys
+                t["pid"] = result.get("pid")  # the worker process (Tune fills it in): reused or fresh
+        if event == Event.EPOCHS:  # a bundle's round: every member's epoch in one report
             for member in result.get("members") or []:
                 self._epoch(member)
             return
@@ -131,9 +161,11 @@ class SweepCallback(tune.Callback):
         st = self.states.get(key) if key else None
         if st is None:
             return
-        if event == "epoch":
+        if event == Event.EPOCH:
             self._epoch(result)
-        elif event == "finish":
+        elif event == Event.FAIL:  # a bundle member; the bundle goes on
+            self._end(st, Status.FAILED, error=str(result.get("error", "member failed")))
+        elif event == Event.FINISH:
             st.final = dict(result.get("final") or {})
             self._write(st, "log_metrics", st.final, step=0)
 
@@ -154,7 +186,7 @@ class SweepCallback(tune.Callback):
             if not state or state.get("kind") != "final":
                 return
             st = self.states.get(state["cell_key"])
-            if st is None or st.status in ("finished", "failed"):
+            if st is None or st.status in (Status.FINISHED, Status.FAILED):
                 return
             if st.final is None:
                 st.final = dict(state.get("final") or {})
@@ -166,7 +198,7 @@ class SweepCallback(tune.Callback):
             self._write(st, "log_artifacts", staged)
             self.writer.submit(shutil.rmtree, staged, ignore_errors=True)
             st.artifacts = True
-        self._end(st, "finished")
+        self._end(st, Status.FINISHED)
 
     def _backfill(self, st: CellState, history: Path) -> None:
         """Log epochs the driver never received (a crash between the trainer's checkpoint and its report)."""
@@ -192,24 +224,26 @@ class SweepCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for st in self._cells(trial):
-            if st.status not in ("running", "scheduled"):
+            if st.status.ended:
                 continue
             # the trial ended without this cell's artifacts: final metrics mean finished, none mean pruned
-            self._end(st, "finished" if st.final is not None else "pruned")
+            self._end(st, Status.FINISHED if st.final is not None else Status.PRUNED)
+        self._flush_timing(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
         for st in self._cells(trial):
-            if st.status in ("running", "scheduled"):
-                self._end(st, "failed", error=error)
+            if not st.status.ended:
+                self._end(st, Status.FAILED, error=error)
+        self._flush_timing(trial)
 
     def kill_unfinished(self) -> int:
         """After an interrupted ``fit``: every cell this sweep started or scheduled but did not end -> KILLED."""
         n = 0
         for st in self.states.values():
-            if st.status in ("running", "scheduled"):
-                self._write(st, "end_child", "killed")
-                st.status = "killed"
+            if not st.status.ended:
+                self._write(st, "end_child", Status.KILLED)
+                st.status = Status.KILLED
                 n += 1
         return n
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-RESULT_COLUMNS = ("auc", "edge_efficiency", "edge_purity", "n_params", "best_epoch", "train_seconds")
+from sweeps.protocol import Status
+
+#: columns every task's results table ends with (final metrics every trial reports), with their short headers
+COMMON_COLUMNS = {"n_params": "n_params", "best_epoch": "best ep", "train_seconds": "train s"}
+INTEGER_COLUMNS = ("n_params", "best_epoch")
 
 
 def plan_table(rows: list[dict[str, Any]], *, title: str) -> Table:
@@ -40,7 +44,7 @@ class Display:
         self.progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                  TextColumn("{task.fields[status]}"), console=self.console, transient=False)
         self.task = self.progress.add_task("cells", total=total, status="")
-        self.counts = {"finished": 0, "pruned": 0, "failed": 0}
+        self.counts = {Status.FINISHED: 0, Status.PRUNED: 0, Status.FAILED: 0}
         self.t0 = time.time()
 
     def __enter__(self) -> Display:
@@ -64,8 +68,9 @@ class Display:
         vals = "  ".join(f"{k}={result[k]:.4g}" for k in ("train_loss", "val_loss", "val_auc") if k in result)
         self.note(f"[dim]epoch[/]  {st.cell.run_name} {epoch}/{total}  {vals}")
 
-    def cell_end(self, st: Any, status: str, *, error: str | None = None) -> None:
-        colour = {"finished": "green", "pruned": "yellow", "failed": "red", "killed": "magenta"}.get(status, "white")
+    def cell_end(self, st: Any, status: Status, *, error: str | None = None) -> None:
+        colour = {Status.FINISHED: "green", Status.PRUNED: "yellow", Status.FAILED: "red",
+                  Status.KILLED: "magenta"}.get(status, "white")
         auc = (st.final or {}).get("auc")
         extra = f"  auc={auc:.4f}" if auc is not None else ""
         if error:
@@ -77,42 +82,42 @@ class Display:
             self.progress.update(self.task, status=", ".join(f"{k} {v}" for k, v in self.counts.items() if v))
 
 
-#: short headers, so the run names keep the width (``eff`` = edge efficiency, ``purity`` = edge purity)
-RESULT_HEADERS = {"edge_efficiency": "eff", "edge_purity": "purity", "best_epoch": "best ep",
-                  "train_seconds": "train s"}
-#: the order in which columns give way on a terminal too narrow for all of them (run name and seed always stay)
-DROP_ORDER = ("train_seconds", "best_epoch", "edge_purity", "edge_efficiency", "n_params", "config_id", "status",
-              "auc")
 
 
 class ResultsTable:
     """The final results table, laid out for the width it is printed at.
 
-    Run names are never shortened (they end in the seed and, for a changed configuration, in its config id) and
-    each row also shows the seed: on a terminal too narrow for every column, columns are left out in
-    :data:`DROP_ORDER` (the caption says which); a name wider than the whole terminal wraps, whole."""
+    The metric columns are the task's headline metrics (``equitrack.task.Task.headline_metrics``: name -> short
+    header) and :data:`COMMON_COLUMNS`. Run names are never shortened (they end in the seed and, for a changed
+    configuration, in its config id) and each row also shows the seed: on a terminal too narrow for every column,
+    columns are left out (the caption says which): the common ones, then the headline metrics from the last,
+    then config_id and status; a name wider than the whole terminal wraps, whole."""
 
-    def __init__(self, states: Iterable[Any], *, title: str) -> None:
+    def __init__(self, states: Iterable[Any], *, title: str, headline: Mapping[str, str]) -> None:
+        self.headers = {**dict(headline), **COMMON_COLUMNS}
+        metrics = list(self.headers)
         self.rows: list[dict[str, str]] = []
         for st in sorted(states, key=lambda s: (s.cell.run_name, s.cell.seed)):
             final = st.final or {}
             row = {"run name": st.cell.run_name, "seed": str(st.cell.seed), "config_id": st.cell.config_id,
-                   "status": st.status}
-            for col in RESULT_COLUMNS:
+                   "status": str(st.status)}
+            for col in metrics:
                 v = final.get(col)
-                row[col] = "" if v is None else (f"{v:.0f}" if col in ("n_params", "best_epoch") else f"{v:.4g}")
+                row[col] = "" if v is None else (f"{v:.0f}" if col in INTEGER_COLUMNS else f"{v:.4g}")
             self.rows.append(row)
         self.title = title
-        self.columns = ["run name", "seed", "config_id", "status", *RESULT_COLUMNS]
+        self.columns = ["run name", "seed", "config_id", "status", *metrics]
+        head = list(headline)
+        self.drop_order = [*reversed(COMMON_COLUMNS), *reversed(head[1:]), "config_id", "status", *head[:1]]
 
     def _width(self, col: str) -> int:
         """Characters the column takes: its widest cell or header, padding and one border."""
-        return max([len(RESULT_HEADERS.get(col, col)), *(len(r[col]) for r in self.rows)]) + 3
+        return max([len(self.headers.get(col, col)), *(len(r[col]) for r in self.rows)]) + 3
 
     def shown(self, max_width: int) -> list[str]:
         """The columns that fit ``max_width`` characters."""
         shown = list(self.columns)
-        for col in DROP_ORDER:
+        for col in self.drop_order:
             if 1 + sum(self._width(c) for c in shown) <= max_width:
                 break
             shown.remove(col)
@@ -125,7 +130,7 @@ class ResultsTable:
         caption = f"left out for the terminal's width: {', '.join(left_out)}" if left_out else None
         table = Table(title=self.title, caption=caption)
         for col in shown:
-            table.add_column(RESULT_HEADERS.get(col, col), overflow="fold", no_wrap=col != "run name",
+            table.add_column(self.headers.get(col, col), overflow="fold", no_wrap=col != "run name",
                              justify="left" if col in ("run name", "config_id", "status") else "right",
                              min_width=min(self._width(col) - 3, max(1, max_width - 4)))
         for row in self.rows:
@@ -136,7 +141,7 @@ class ResultsTable:
         yield self.table(options.max_width)
 
 
-def results_table(states: Iterable[Any], *, title: str) -> ResultsTable:
-    """Final table: one row per cell run in this sweep with its seed, status and headline metrics (whole run
-    names at any terminal width, see :class:`ResultsTable`)."""
-    return ResultsTable(states, title=title)
+def results_table(states: Iterable[Any], *, title: str, headline: Mapping[str, str]) -> ResultsTable:
+    """Final table: one row per cell run in this sweep with its seed, status and the task's headline metrics
+    (whole run names at any terminal width, see :class:`ResultsTable`)."""
+    return ResultsTable(states, title=title, headline=headline)

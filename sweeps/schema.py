@@ -377,6 +377,8 @@ class Cell(BaseModel):
     seed: int
     run_name: str
     overrides: dict[str, Any]  # the grid/space values that made this cell
+    #: the validated trial config object of the task (``trial`` is its JSON form); validated once, here
+    config: Any = Field(default=None, exclude=True, repr=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -510,8 +512,9 @@ def make_cells(grid: GridFile, overrides: dict[str, Any], *, source: str, check_
     varied = varied_keys(grid)
     cells = []
     for seed in grid.seeds:
-        trial = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}).model_dump(mode="json")
-        cells.append(Cell(trial=trial, task=grid.task, config_id=config_id(trial, task=grid.task), seed=seed,
+        seeded = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+        trial = seeded.model_dump(mode="json")
+        cells.append(Cell(trial=trial, config=seeded, task=grid.task, config_id=config_id(trial, task=grid.task), seed=seed,
                           run_name=run_name(trial, seed, varied, task=grid.task), overrides=dict(overrides)))
     return cells
 

@@ -355,7 +355,7 @@ class SweepTracker:
 
     def end_child(self, run_id: str, status: str, *, error: str | None = None) -> None:
         """``status``: finished | pruned (MLflow FINISHED), failed (FAILED), killed (KILLED)."""
-        tags = {"status": status}
+        tags = {"status": str(status)}
         if error:
             tags["error"] = error[-5000:]
         self.set_tags(run_id, tags)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeps.protocol import Event
 from sweeps.schema import Cell, GridFile, grid_overrides, make_cells
 
 STATE_FILE = "state.json"
-FAULT_ENV = "EQUITRACK_FAULT"  # test hook: [{"match": "run-name substring", "epoch": 2, "times": 1}, ...]
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Plan:
     bundles: list[list[Cell]]
     workdir_root: str  # absolute; per cell: <root>/<config_id>-s<seed>
     done: dict[str, dict[str, float]] = field(default_factory=dict)  # "config_id/seed" -> final metrics (optuna)
-    fault: list[dict[str, Any]] | None = None  # test hook, from $EQUITRACK_FAULT on the driver
+    fault: list[dict[str, Any]] | None = None  # test hook (sweeps.run.DriverHooks.fault)
     env: dict[str, str] = field(default_factory=dict)  # set in the worker before training (e.g. EQUITRACK_CACHE)
 
     def cells_for(self, config: Mapping[str, Any]) -> list[Cell]:
@@ -62,7 +62,7 @@ def cell_key(cell: Cell) -> str:
 
 
 class _Injected(RuntimeError):
-    """A fault raised on purpose by the ``EQUITRACK_FAULT`` test hook."""
+    """A fault raised on purpose by the test hook ``DriverHooks.fault``."""
 
 
 class TuneReporter:
@@ -102,7 +102,7 @@ class TuneReporter:
         self.last = {k: float(v) for k, v in metrics.items()}
         self.last_epoch = int(epoch)
         return {**self.last, "epoch": int(epoch), "n_params": self.n_params, "cell": self.index,
-                "cell_key": cell_key(self.cell), "event": "epoch", "node_id": _node_id()}
+                "cell_key": cell_key(self.cell), "event": Event.EPOCH, "node_id": _node_id()}
 
     def artifact(self, path: Path) -> None:
         self.artifacts.append(Path(path))
@@ -120,7 +120,7 @@ class TuneReporter:
         _write_state(staged, {"cell": self.index, "cell_key": cell_key(self.cell), "kind": "final",
                               "epoch": self.last_epoch, "final": final})
         result = {**self.last, **final, "epoch": self.last_epoch, "cell": self.index, "cell_key": cell_key(self.cell),
-                  "event": "finish", "final": final}
+                  "event": Event.FINISH, "final": final}
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(staged))
         shutil.rmtree(staged, ignore_errors=True)
 
@@ -140,7 +140,7 @@ class TuneReporter:
             n = int(counter.read_text()) if counter.exists() else 0
             if n < int(f.get("times", 1)):
                 counter.write_text(str(n + 1))
-                raise _Injected(f"injected fault #{n + 1} in {self.cell.run_name} at epoch {epoch} ({FAULT_ENV})")
+                raise _Injected(f"injected fault #{n + 1} in {self.cell.run_name} at epoch {epoch} (test hook)")
 
 
 def _node_id() -> str:
@@ -215,7 +215,7 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
             for index, cell in enumerate(cells):
                 if cell_key(cell) in plan.done:
                     final = plan.done[cell_key(cell)]
-                    tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": "known",
+                    tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": Event.KNOWN,
                                  "final": final})
                     finals.append(final)
             finals += train_bundle(pending, plan=plan, scratch=scratch)  # resumes each member from its workdir
@@ -225,19 +225,19 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
                 continue
             if cell_key(cell) in plan.done:  # an Optuna suggestion that repeats a finished run
                 final = plan.done[cell_key(cell)]
-                tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": "known", "final": final})
+                tune.report({**final, "cell": index, "cell_key": cell_key(cell), "event": Event.KNOWN,
+                             "final": final})
                 finals.append(final)
                 continue
             workdir = plan.workdir(cell)
             workdir.mkdir(parents=True, exist_ok=True)
             reporter = TuneReporter(index=index, cell=cell, workdir=workdir, scratch=scratch, fault=plan.fault)
-            result = task.run_trial(task.config_type.model_validate(cell.trial), reporter, workdir=workdir,
-                                    resume=True)
+            result = task.run_trial(cell.config, reporter, workdir=workdir, resume=True)
             finals.append(dict(result.metrics))
         if len(cells) > 1 and finals:
             keys = set.intersection(*(set(f) for f in finals))
             mean = {k: sum(f[k] for f in finals) / len(finals) for k in keys}
-            tune.report({**mean, "event": "summary", "cell": -1})
+            tune.report({**mean, "event": Event.SUMMARY, "cell": -1})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -131,19 +131,20 @@ TINY = ["--set", "data.events={train: 2, val: 1, test: 1}", "--set", "data.pileu
 def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from sweeps.run import EXIT_FAILED, main, shutdown_ray
+    from sweeps.ray_local import shutdown_ray
+    from sweeps.run import EXIT_FAILED, main
     from tracker.train import run_trial
     from tracker.train.config import trial_from_dict
     from tracker.train.reporter import NullReporter
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("EQUITRACK_TIMINGS", str(tmp_path / "timings.jsonl"))
     monkeypatch.chdir(tmp_path)
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, object_store_memory=150 * 2**20, include_dashboard=False, log_to_driver=False)
     try:
-        code = main([str(GRIDS / "quick.yaml"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY])
+        code = main([str(GRIDS / "quick.yaml"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY,
+                     "--timings", str(tmp_path / "timings.jsonl")])
     finally:
         if started:
             shutdown_ray()

@@ -198,7 +198,7 @@ def _sweep(folder: Path, monkeypatch: pytest.MonkeyPatch, *, seeds: int, num_cpu
     """A tiny grid (EuclidNet and IN, hidden 8, ``train.device: cuda``, 0.25 GPU per trial, one cell per Ray trial)
     run by ``sweeps.run`` on a local Ray it starts with ``num_cpus`` / ``num_gpus``, into SQLite MLflow in
     ``folder``. Returns the exit status, the console output, the child runs and the per-Ray-trial timings
-    (``$EQUITRACK_TIMINGS``: driver times of each trial's start and end)."""
+    (``--timings``: driver times of each trial's start and end)."""
     import ray
 
     assert not ray.is_initialized()  # sweeps.run must start its own Ray with these resources
@@ -219,11 +219,11 @@ def _sweep(folder: Path, monkeypatch: pytest.MonkeyPatch, *, seeds: int, num_cpu
     path.write_text(yaml.safe_dump(grid))
     timings = folder / "timings.jsonl"
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("EQUITRACK_TIMINGS", str(timings))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = io.StringIO()
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    code = main([str(path), "--tracking-uri", uri, "--quiet"], console=Console(file=out, width=200))
+    code = main([str(path), "--tracking-uri", uri, "--quiet", "--timings", str(timings)],
+                console=Console(file=out, width=200))
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("equitrack-gpu").experiment_id],
                               "tags.`equitrack.kind` = 'trial'")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main, shutdown_ray
+from sweeps.ray_local import shutdown_ray
+from sweeps.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, DriverHooks, main
 from sweeps.schema import load_grid, resolve
 
 pytestmark = pytest.mark.slow
@@ -36,11 +37,11 @@ def ray_session() -> Any:
     shutdown_ray()  # collects Tune's garbage first: an ObjectRef freed after shutdown would end pytest (status 1)
 
 
-def _sweep(folder: Path, *extra: str) -> int:
+def _sweep(folder: Path, *extra: str, hooks: DriverHooks | None = None) -> int:
     cwd = Path.cwd()
     os.chdir(folder)
     try:
-        return main([str(QUICK), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", *TINY, *extra])
+        return main([str(QUICK), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", *TINY, *extra], hooks=hooks)
     finally:
         os.chdir(cwd)
 
@@ -58,7 +59,7 @@ SHUTDOWN_SCRIPT = """
 import gc, sys
 import ray
 from ray._private import worker as ray_worker
-from sweeps.run import shutdown_ray
+from sweeps.ray_local import shutdown_ray
 
 ray.init(num_cpus=1, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
 gc.disable()  # garbage waits for a collection, as Tune's reference cycles do
@@ -88,7 +89,7 @@ print("still running after the shutdown", flush=True)
 
 
 def test_shutdown_ray_frees_object_refs_before_ray_stops(tmp_path: Path) -> None:
-    """``sweeps.run.shutdown_ray`` collects garbage before ``ray.shutdown()``: a reference cycle holding an
+    """``sweeps.ray_local.shutdown_ray`` collects garbage before ``ray.shutdown()``: a reference cycle holding an
     ``ObjectRef`` (Tune leaves such cycles) freed while Ray shuts down makes Ray end the whole process with status 1
     and no traceback. That was the silent abort of this test suite, and in a sweep it would lose the MLflow writes
     still queued. Plain ``ray.shutdown()`` in the same situation first shows that this Ray has the hazard."""
@@ -113,7 +114,7 @@ def test_shutdown_ray_frees_object_refs_before_ray_stops(tmp_path: Path) -> None
 RAY_BOOT_SCRIPT = """
 import logging, sys, time
 import ray
-from sweeps.run import RayBoot
+from sweeps.ray_local import RayBoot
 from sweeps.schema import load_grid
 
 logging.basicConfig(level=logging.WARNING)
@@ -246,9 +247,9 @@ def test_changed_setting_adds_runs_with_their_own_names(quick_sweep: tuple[Path,
 def test_failing_trial_is_failed_and_others_finish(ray_session: Any, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """IN raises at every attempt (FAILED with its error); EuclidNet crashes once and resumes from its checkpoint."""
-    monkeypatch.setenv("EQUITRACK_FAULT", json.dumps([{"match": "euclidnet", "epoch": 2, "times": 1},
-                                                      {"match": "interaction_network", "epoch": 1, "times": 99}]))
-    assert _sweep(tmp_path, "--set", "seeds=1", "--set", "max_retries=1") == EXIT_FAILED
+    fault = DriverHooks(fault=[{"match": "euclidnet", "epoch": 2, "times": 1},
+                               {"match": "interaction_network", "epoch": 1, "times": 99}])
+    assert _sweep(tmp_path, "--set", "seeds=1", "--set", "max_retries=1", hooks=fault) == EXIT_FAILED
     client, parents, children = _runs(tmp_path)
     by_model = {r.data.tags["model"]: r for r in children}
     assert len(children) == 2
@@ -261,7 +262,6 @@ def test_failing_trial_is_failed_and_others_finish(ray_session: Any, tmp_path: P
     assert sorted(m.step for m in client.get_metric_history(ok.info.run_id, "train_loss")) == [1, 2]
     assert parents[0].info.status == "FINISHED" and parents[0].data.tags["n_failed"] == "1"
     # --skip-failed leaves it alone; a plain re-run retries the same run (no duplicate)
-    monkeypatch.delenv("EQUITRACK_FAULT")
     assert _sweep(tmp_path, "--set", "seeds=1", "--skip-failed") == EXIT_OK
     assert _runs(tmp_path)[2][0].info.run_id in {r.info.run_id for r in children}
     assert _sweep(tmp_path, "--set", "seeds=1") == EXIT_OK
@@ -314,9 +314,8 @@ def test_trials_share_a_worker_process_unless_told_not_to(ray_session: Any, tmp_
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``ray.reuse_actors``: two one-cell trials in turn run in one worker process (imports and data paid once), or
     each in a fresh one (Ray Tune's own default); both finish."""
-    monkeypatch.setenv("EQUITRACK_TIMINGS", str(tmp_path / "timings.jsonl"))
     code = _sweep(tmp_path, "--set", "seeds=1", "--set", "bundle=none", "--max-concurrent", "1",
-                  "--set", f"ray.reuse_actors={str(reuse).lower()}")
+                  "--set", f"ray.reuse_actors={str(reuse).lower()}", "--timings", str(tmp_path / "timings.jsonl"))
     assert code == EXIT_OK
     _, _, children = _runs(tmp_path)
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
@@ -394,6 +393,7 @@ def test_results_table_keeps_whole_run_names(width: int) -> None:
     column; columns that do not fit are left out and named in the caption."""
     from rich.console import Console
 
+    from equitrack.task import get_task
     from sweeps.callback import CellState
     from sweeps.display import results_table
 
@@ -407,7 +407,7 @@ def test_results_table_keeps_whole_run_names(width: int) -> None:
         states.append(st)
     assert max(len(st.cell.run_name) for st in states) > 40
     console = Console(width=width, record=True)
-    console.print(results_table(states, title="results"))
+    console.print(results_table(states, title="results", headline=get_task("tracking").headline_metrics))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= width
     lines = text.splitlines()

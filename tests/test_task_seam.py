@@ -48,6 +48,7 @@ class ToyTask:
     config_type = ToyConfig
     result_neutral_keys = ()
     epoch_metrics = ("loss",)
+    headline_metrics = {"loss": "loss"}
     bundling = None
 
     def run_name_parts(self, trial, varied):

@@ -35,6 +35,7 @@ class TrackingTask:
     name = "tracking"
     config_type = TrialConfig
     result_neutral_keys = RESULT_NEUTRAL_KEYS
+    headline_metrics = {"auc": "auc", "edge_efficiency": "eff", "edge_purity": "purity"}
 
     @property
     def epoch_metrics(self) -> tuple[str, ...]:
