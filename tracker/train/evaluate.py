@@ -34,7 +34,7 @@ class SplitPrediction:
     """Logits and labels of every graph of a split (CPU, float64) and the split's loss.
 
     ``epoch_auc_value``: :meth:`epoch_auc` of these logits when already computed (a vmap bundle computes its
-    members' in one batched call, :func:`tracker.train.bundle.predict_stacked`); ``None``: computed on demand.
+    members' in one batched call, :func:`tracker.train.strategies.vmap.predict_stacked`); ``None``: computed on demand.
     """
 
     logits: list[torch.Tensor]
@@ -183,7 +183,7 @@ def final_metrics(
     The threshold is chosen on the validation split (rotated by ``val_theta``, the training angle) with
     ``cfg.threshold``; the test split is evaluated unrotated, then rotated by each of ``cfg.rotations_deg``.
     ``predictions``: those forwards already made for this model (e.g. all members of a bundle in one stacked
-    forward, :func:`tracker.train.bundle.final_predictions_stacked`); without it they are made here
+    forward, :func:`tracker.train.strategies.vmap.final_predictions_stacked`); without it they are made here
     (:func:`final_predictions`). ``model`` is still used for the timing metric and its dtype.
     """
     if predictions is None:

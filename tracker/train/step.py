@@ -3,8 +3,9 @@
 Nothing here reads configs, files or global state: the vmap strategy (:mod:`tracker.train.strategies.vmap`)
 vectorises :func:`loss_fn` over a stack of models with ``torch.func`` (each member with its own parameters, its
 own rotation angle and a padded batch whose padding edges weigh 0) and the loop strategy calls :func:`train_step`
-with the module's own parameters: one loss for every path. The rotation is applied to the batch inside the step, as a tensor operation,
-so the data can stay canonical (unrotated, collated once) and differently rotated members share it.
+with the module's own parameters: one loss for every path. The rotation is applied to the batch inside the step,
+as a tensor operation, so the data can stay canonical (unrotated, collated once) and differently rotated members
+share it.
 """
 
 from __future__ import annotations
