@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from devices import DEVICES
@@ -142,6 +143,21 @@ def test_loop_members_equal_solo(splits, tmp_root, tmp_path):
         _assert_same(solo, res)
         assert rep.started and rep.epochs == rep.checkpointed == [1, 2] and rep.final == res.metrics
         assert set(ARTIFACTS) <= set(rep.artifacts)
+
+
+def test_loop_member_artifacts_equal_solo(splits, tmp_root, tmp_path):
+    """A loop member writes the tables and weights of the same cell trained alone, to the byte (history.csv
+    without its timing column): one trainer for both."""
+    results, _ = _run("euclidnet", "loop", splits, tmp_path, members=MEMBERS[:2])
+    for i, res in enumerate(results):
+        solo = _solo("euclidnet", i, splits, tmp_root)
+        for name in ("roc.csv", "rotation.csv"):
+            assert (res.artifacts_dir / name).read_bytes() == (solo.artifacts_dir / name).read_bytes(), name
+        a, b = (pd.read_csv(r.artifacts_dir / "history.csv", dtype=str).drop(columns="epoch_seconds")
+                for r in (solo, res))
+        assert a.equals(b)
+        ours, theirs = (torch.load(r.artifacts_dir / "model.pt", weights_only=True) for r in (res, solo))
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
 def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path):

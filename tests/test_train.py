@@ -221,6 +221,67 @@ def test_checkpoint_every_keeps_results_and_resumes_from_the_last_checkpoint(sma
     assert rec.epochs == [] and _comparable(again.metrics) == _comparable(every1.metrics)
 
 
+def test_bundle_checkpoint_with_float_epochs_resumes(reference, small, tmp_path):
+    """A checkpoint whose history holds float epochs (bundles wrote them so before the one trainer) still resumes:
+    the run ends with the uninterrupted metrics, and ``history.csv`` writes the integer epochs a trial writes."""
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(_config(), Recorder(stop_after=1), workdir=tmp_path, splits=small)
+    path = checkpoint_path(tmp_path)
+    state = torch.load(path, weights_only=True)
+    state["history"] = [{**h, "epoch": float(h["epoch"])} for h in state["history"]]
+    torch.save(state, path)
+    resumed = run_trial(_config(), NullReporter(), workdir=tmp_path, splits=small)
+    assert _comparable(resumed.metrics) == _comparable(reference[0].metrics)
+    assert _history(resumed) == _history(reference[0])
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [1, 2, 3]
+    assert (tmp_path / "history.csv").read_text().splitlines()[1].startswith("1,")
+
+
+def test_a_trial_alone_raises_its_errors_and_reports_no_failure(small, tmp_path):
+    """run_trial is a bundle of one whose errors propagate: no ``fail`` report and no ``error.txt`` (the FAILED
+    bookkeeping of a bundle member)."""
+    train, val, test = small
+    bad = train[0].clone()
+    bad.pos = torch.full_like(bad.pos, float("nan"))
+    bad.x = torch.full_like(bad.x, float("nan"))
+    failed: list[BaseException] = []
+
+    class Failing(NullReporter):
+        def fail(self, *, error):
+            failed.append(error)
+
+    with pytest.raises(NonFiniteLossError):
+        run_trial(_config(), Failing(), workdir=tmp_path, splits=([bad], val, test))
+    assert failed == [] and not (tmp_path / "error.txt").exists()
+
+
+def test_reporters_implement_fail(capsys):
+    """``fail`` is part of the Reporter protocol; the shipped reporters implement it."""
+    from tracker.train.console import ConsoleReporter
+    from tracker.train.reporter import Reporter
+
+    assert "fail" in Reporter.__dict__
+    for reporter in (NullReporter(), ConsoleReporter(disable_progress=True)):
+        assert isinstance(reporter, Reporter)
+        reporter.fail(error=RuntimeError("member 3 diverged"))
+    assert "member 3 diverged" in capsys.readouterr().out
+
+
+def test_edge_loss_weight_is_the_mean_over_the_weighted_edges(graphs):
+    """The vmap strategy's padded batches use the one loss with the padding mask as ``weight``: the mean over the
+    edges of weight 1, the loss of those edges alone (and 0, not NaN, when every weight is 0)."""
+    from tracker.train.step import edge_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, generator=g)
+    y = (torch.rand(50, generator=g) > 0.7).float()
+    mask = torch.rand(50, generator=g) > 0.3
+    for pw in (None, 3.0, torch.tensor(3.0)):
+        masked = edge_loss(logits, y, pw, weight=mask)
+        assert torch.allclose(masked, edge_loss(logits[mask], y[mask], pw), rtol=1e-6, atol=0)
+    assert edge_loss(logits, y, weight=torch.zeros(50)) == 0
+
+
 def test_checkpoint_every_must_be_positive():
     with pytest.raises(ConfigError, match=r"train\.checkpoint_every.*got 0"):
         trial_from_dict({"model": {"name": "euclidnet"}, "train": {"checkpoint_every": 0}})
