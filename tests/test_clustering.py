@@ -29,7 +29,7 @@ from tracker.clustering.models import (
 from tracker.clustering.models.common import rotate_coordinates
 from tracker.clustering.models.metric_learning import hinge_losses
 from tracker.clustering.models.object_condensation import condensation_losses
-from tracker.clustering.tracks import dbscan_labels, event_counts, scan_dbscan, track_metrics
+from tracker.clustering.tracks import dbscan_labels, event_counts, particle_table, scan_dbscan, track_metrics
 from tracker.data.transforms import rotate
 from tracker.graphs.builder import build_event
 
@@ -93,6 +93,10 @@ def test_bad_stage_hyperparameters_are_named() -> None:
         trial_from_dict({"pipeline": {"stages": ["object_condensation", "metric_learning"]}}, source="t.yaml")
     with pytest.raises(ConfigError, match="pipeline.stages"):
         trial_from_dict({"pipeline": {"stages": ["kalman_filter"]}}, source="t.yaml")
+    with pytest.raises(ConfigError, match="model.equivariant"):
+        trial_from_dict({"model": {"name": "mixed"}}, source="t.yaml")
+    mixed = trial_from_dict({"model": {"name": "mixed", "equivariant": ["edge_classifier"]}}).model
+    assert [mixed.stage_hparams(s)["equivariant"] for s in STAGES] == [False, False, True, False]
 
 
 # ------------------------------------------------------------------------------------------------ equivariance
@@ -238,6 +242,19 @@ def test_track_metrics_by_hand() -> None:
     assert m3["track_dm_eff"] == pytest.approx(2 / 3) and m3["track_perfect_eff"] == pytest.approx(1 / 3)
 
 
+def test_particle_table_by_hand() -> None:
+    """Per-particle matches of the hand event agree with the counts: p1 found (DM, perfect), p2 by DM, p3 not."""
+    labels, pid, pt = _hand_event()
+    eta = np.arange(11, dtype=float)
+    t = particle_table(labels, pid, pt, eta).set_index("pid")
+    assert list(t.index) == [1, 2, 3] and list(t["n_hits"]) == [4, 3, 3]
+    assert list(t["dm"]) == [True, True, False] and list(t["perfect"]) == [True, False, False]  # B holds noise
+    assert t.loc[1, "eta"] == pytest.approx(1.5) and t.loc[3, "pt"] == 1.5
+    high = t[t["pt"] > 0.9]
+    m = track_metrics([event_counts(labels, pid, pt, pt_min=0.9)])
+    assert high["dm"].mean() == m["track_dm_eff"] and high["perfect"].mean() == m["track_perfect_eff"]
+
+
 def test_dbscan_scan_picks_the_best_pair() -> None:
     rng = np.random.default_rng(1)
     pid = np.repeat(np.arange(1, 6), 4)
@@ -305,8 +322,10 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert m["dbscan_eps"] in (0.1, 0.4) and m["dbscan_min_samples"] in (1, 2)
     expected = sum(PRESET_COUNTS[(s, "tiny", s != "edge_classifier")] for s in STAGES)
     assert m["n_params"] == expected == rec.n_params
-    assert {"config.yaml", "history.csv", "dbscan_scan.csv", "rotation.csv", "model.pt", "metrics.json"} <= set(
-        rec.artifacts)
+    assert {"config.yaml", "history.csv", "dbscan_scan.csv", "rotation.csv", "particles.csv", "model.pt",
+            "metrics.json"} <= set(rec.artifacts)
+    particles = __import__("pandas").read_csv(tmp_path / "w" / "particles.csv")
+    assert {"event", "pid", "pt", "eta", "n_hits", "dm", "perfect"} <= set(particles.columns) and len(particles)
 
 
 @pytest.mark.slow

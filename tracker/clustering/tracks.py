@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.cluster import DBSCAN
 
 from tracker.metrics.tracks import TrackCounts, match_event
@@ -66,6 +67,41 @@ def track_metrics(counts: Sequence[TrackCounts]) -> dict[str, float]:
         "track_fake_rate": r(total.n_tracks - total.n_lhc, total.n_tracks),
         "trackml_score": total.score_sum / total.n_events if total.n_events else math.nan,
     }
+
+
+def particle_table(labels, pid, pt, eta, *, min_hits: int = 3) -> pd.DataFrame:
+    """One row per particle (pid > 0) with at least ``min_hits`` hits: ``pid``, ``pt``, ``eta`` (mean over its hits),
+    ``n_hits`` and whether a track (≥ ``min_hits`` hits) matches it by double majority (``dm``) or perfectly
+    (``perfect``), with the majority rule of :func:`tracker.metrics.tracks.match_event` (most hits, ties: smaller
+    pid). The efficiency-vs-pT and vs-η dashboards bin these rows."""
+    labels = np.asarray(labels).ravel()
+    pid = np.asarray(pid).ravel().astype(np.int64)
+    pt = np.asarray(pt, dtype=np.float64).ravel()
+    eta = np.asarray(eta, dtype=np.float64).ravel()
+    cols = ["pid", "pt", "eta", "n_hits", "dm", "perfect"]
+    real = pid > 0
+    if not real.any():
+        return pd.DataFrame(columns=cols)
+    _, track_of_hit, size = np.unique(labels, return_inverse=True, return_counts=True)
+    particles, first, psize = np.unique(pid[real], return_index=True, return_counts=True)
+    eta_mean = np.bincount(np.searchsorted(particles, pid[real]), weights=eta[real]) / psize
+    pids, pid_of_hit = np.unique(pid, return_inverse=True)
+    pair, pair_n = np.unique(track_of_hit.astype(np.int64) * len(pids) + pid_of_hit, return_counts=True)
+    pair_track, pair_pid = pair // len(pids), pids[pair % len(pids)]
+    order = np.lexsort((pair_pid, -pair_n, pair_track))
+    top = order[np.r_[True, pair_track[order][1:] != pair_track[order][:-1]]]  # the majority pair of each track
+    major, n_major, tsize = pair_pid[top], pair_n[top], size[pair_track[top]]
+    at = np.searchsorted(particles, major)
+    ok = (major > 0) & (tsize >= min_hits)
+    at_ok, n_ok, t_ok = at[ok], n_major[ok], tsize[ok]
+    p_ok = psize[at_ok]
+    dm = np.zeros(len(particles), bool)
+    perfect = np.zeros(len(particles), bool)
+    dm[at_ok[(n_ok / t_ok >= 0.5) & (n_ok / p_ok > 0.5)]] = True
+    perfect[at_ok[(n_ok == t_ok) & (n_ok == p_ok)]] = True
+    table = pd.DataFrame({"pid": particles, "pt": pt[real][first], "eta": eta_mean, "n_hits": psize,
+                          "dm": dm, "perfect": perfect})
+    return table[table["n_hits"] >= min_hits].reset_index(drop=True)
 
 
 def scan_dbscan(events: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], *, eps: Sequence[float],

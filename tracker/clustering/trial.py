@@ -30,7 +30,7 @@ from tracker.clustering.config import ClusteringTrialConfig
 from tracker.clustering.graphs import edge_truth, gc_counts, gc_metrics
 from tracker.clustering.models import PREFIX, build_stage, count_parameters
 from tracker.clustering.pipeline import Event, Inference, infer, stage_loss
-from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, scan_dbscan, track_metrics
+from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, particle_table, scan_dbscan, track_metrics
 from tracker.data.transforms import rotate
 from tracker.metrics.tracks import connected_tracks, match_event
 from tracker.train.config import yaml_text
@@ -211,18 +211,26 @@ def _component_labels(inf: Inference) -> np.ndarray:
     return labels
 
 
-def _tracks_of(infs: list[Inference], config: ClusteringTrialConfig, choice: tuple[float, int] | None) -> dict[str, float]:
+def _tracks_of(infs: list[Inference], config: ClusteringTrialConfig, choice: tuple[float, int] | None,
+               particles: list[pd.DataFrame] | None = None) -> dict[str, float]:
+    """Track metrics of the events ``infs``; with ``particles`` also one :func:`particle_table` per event."""
     ec = config.eval
     counts = []
-    for inf in infs:
+    for k, inf in enumerate(infs):
         full = inf.event.full
         ti = _track_input(inf)
         if ti is not None and choice is not None:
             labels = dbscan_labels(ti[0], eps=choice[0], min_samples=choice[1], keep=ti[1])
         else:
             labels = _component_labels(inf)
-        counts.append(match_event(labels, full.pid.cpu().numpy(), pt=full.pt.cpu().numpy(), min_hits=ec.min_hits,
-                                  pt_cut=ec.pt_min))
+        pid, pt = full.pid.cpu().numpy(), full.pt.cpu().numpy()
+        counts.append(match_event(labels, pid, pt=pt, min_hits=ec.min_hits, pt_cut=ec.pt_min))
+        if particles is not None:
+            x = full.x.double().cpu().numpy()
+            eta = np.arcsinh(x[:, 2] / np.maximum(x[:, 0], 1e-9))
+            table = particle_table(labels, pid, pt, eta, min_hits=ec.min_hits)
+            table.insert(0, "event", int(getattr(full, "event_id", k)))
+            particles.append(table)
     return track_metrics(counts)
 
 
@@ -280,7 +288,9 @@ def _evaluate(models: dict[str, nn.Module], val: list[Data], test: list[Data], c
         _write_table(workdir / "dbscan_scan.csv", pd.DataFrame(rows), reporter)
     if "noise_classifier" in config.pipeline.stages and len(config.pipeline.stages) == 1:
         return metrics  # a noise classifier alone builds no tracks
-    metrics.update(_tracks_of(test_inf, config, choice))
+    tables: list[pd.DataFrame] = []
+    metrics.update(_tracks_of(test_inf, config, choice, tables))
+    _write_table(workdir / "particles.csv", pd.concat(tables, ignore_index=True), reporter)
     if ec.rotations_deg:
         rows = []
         for deg in ec.rotations_deg:
