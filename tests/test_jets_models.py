@@ -1,6 +1,6 @@
 """Jet taggers: registry and errors, exact parameter counts, shapes, padding/permutation invariance, float64,
-Lorentz invariance of the equivariant models (and measurable non-invariance of the others), and the dense
-implementations against plain per-pair evaluations of their definitions."""
+Lorentz invariance of the equivariant models (and measurable non-invariance of the others), and the batched
+LorentzNet against a pair-by-pair evaluation of its equations."""
 
 from __future__ import annotations
 
@@ -306,7 +306,7 @@ def test_lorentznet_with_beams_keeps_only_rotations_about_z():
     assert rel_dev(out, model(p4 @ boost_matrix(0.5, [1.0, 0, 0]).T, mask)) > 1e-5
 
 
-# -- dense implementations against their definitions ----------------------------------------------------------
+# -- batched implementations against their definitions ----------------------------------------------------------
 def naive_lorentznet(model, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """LorentzNet evaluated jet by jet, pair by pair, straight from the equations of the module docstring."""
     g = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=p4.dtype)
