@@ -3,7 +3,8 @@ and one way of turning a pydantic validation error into lines that name the key,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,23 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
+    return out
+
+
+def identity(resolved: dict[str, Any], *, neutral: Iterable[tuple[str, str]] = (),
+             added: Mapping[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """A resolved trial config as it identifies results (what config ids and checkpoint hashes are made of).
+
+    ``neutral``: (section, key) pairs that change no result, left out; ``added``: keys a release added after
+    sweeps existed, with their default, left out while they hold it, so that finished runs and checkpoints keep
+    their identity when the platform grows a key.
+    """
+    out = copy.deepcopy(resolved)
+    for section, key in neutral:
+        out.get(section, {}).pop(key, None)
+    for (section, key), default in (added or {}).items():
+        if section in out and out[section].get(key, default) == default:
+            out[section].pop(key, None)
     return out
 
 

@@ -59,6 +59,8 @@ class Task(Protocol):
     config_type: type[BaseModel]
     #: (section, key) pairs that change no result: left out of config ids and checkpoint hashes
     result_neutral_keys: tuple[tuple[str, str], ...]
+    #: keys added after sweeps existed, with their defaults: left out of config ids while they hold them
+    added_defaults: Mapping[tuple[str, str], Any]
     #: names of the per-epoch metrics a trial reports (the scheduler's metric must be one of them)
     epoch_metrics: tuple[str, ...]
     #: final metrics shown in the sweep's terminal results table, name -> short column header, most important first

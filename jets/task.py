@@ -28,6 +28,7 @@ class JetsTask:
     name = "jets"
     config_type = JetsTrialConfig
     result_neutral_keys = RESULT_NEUTRAL_KEYS
+    added_defaults: dict = {}
     headline_metrics = {"auc": "auc", "accuracy": "acc", "rejection_30": "rej30", "boost_spread": "boost spread"}
     bundling = None
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from equitrack.config import format_validation_error, problems, read_yaml
+from equitrack.config import format_validation_error, identity, problems, read_yaml
 from equitrack.task import DEFAULT_TASK, Task, TaskError, get_task
 
 
@@ -391,10 +391,8 @@ class Cell(BaseModel):
 
 def config_id(trial: dict[str, Any], *, task: str = DEFAULT_TASK) -> str:
     """Stable hash of a trial config without its seed (groups the seeds of one configuration)."""
-    stripped = copy.deepcopy(trial)
-    stripped.get("train", {}).pop("seed", None)
-    for section, key in get_task(task).result_neutral_keys:  # e.g. checkpoint cadence: same results, same cell
-        stripped.get(section, {}).pop(key, None)
+    t = get_task(task)  # e.g. the checkpoint cadence changes no result; a key added later at its default neither
+    stripped = identity(trial, neutral=(("train", "seed"), *t.result_neutral_keys), added=t.added_defaults)
     blob = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -12,7 +12,7 @@ import yaml
 from equitrack.task import get_task
 from sweeps.run import EXIT_CONFIG, main
 from sweeps.schema import GridError, config_id, load_grid, parse_grid, resolve
-from tracker.train.config import trial_from_dict, yaml_text
+from tracker.train.config import yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = sorted((REPO / "sweeps" / "grids").glob("*.yaml"))
@@ -171,6 +171,9 @@ def test_config_id_ignores_seed_and_names_are_readable() -> None:
     b["train"]["checkpoint_every"] = 5  # changes no result: the cell (and a resumed sweep's finished runs) stay
     assert config_id(a) == config_id(b)
     assert cells[0].config_id == "2f6af16cddb9"  # ids of existing sweeps must not move when a release adds keys
+    noisy = copy.deepcopy(a)  # a key added later (data.noise_hits) counts once it leaves its default
+    noisy["data"]["noise_hits"] = True
+    assert config_id(noisy) != config_id(a)
     b["train"]["lr"] = 0.5
     assert config_id(a) != config_id(b)
 

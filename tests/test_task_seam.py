@@ -47,6 +47,7 @@ class ToyTask:
     name = "toy"
     config_type = ToyConfig
     result_neutral_keys = ()
+    added_defaults: dict = {}
     epoch_metrics = ("loss",)
     headline_metrics = {"loss": "loss"}
     bundling = None

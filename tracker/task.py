@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from equitrack.task import Bundling, standard_run_name_parts
-from tracker.train.config import RESULT_NEUTRAL_KEYS, TrialConfig
+from tracker.train.config import ADDED_DEFAULTS, RESULT_NEUTRAL_KEYS, TrialConfig
 
 #: short run-name labels of grid axes (``euclidnet-paper_8-c0.005-rot045-s3``)
 LABELS = {
@@ -35,6 +35,7 @@ class TrackingTask:
     name = "tracking"
     config_type = TrialConfig
     result_neutral_keys = RESULT_NEUTRAL_KEYS
+    added_defaults = ADDED_DEFAULTS
     headline_metrics = {"auc": "auc", "edge_efficiency": "eff", "edge_purity": "purity"}
 
     @property

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
+from equitrack.config import identity
 from jets.config import RESULT_NEUTRAL_KEYS, JetsTrialConfig
 from jets.data.dataset import JetSet, Splits
 from jets.data.transforms import boost, random_boosts
@@ -72,9 +73,7 @@ class TrialResult:
 
 def config_hash(config: JetsTrialConfig) -> str:
     """SHA-256 of the resolved configuration without the result-neutral keys: guards a checkpoint against reuse."""
-    resolved = config.model_dump(mode="json")
-    for section, key in RESULT_NEUTRAL_KEYS:
-        resolved[section].pop(key, None)
+    resolved = identity(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS)
     return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 

@@ -32,6 +32,7 @@ class ClusteringTask:
     name = "clustering"
     config_type = ClusteringTrialConfig
     result_neutral_keys = RESULT_NEUTRAL_KEYS
+    added_defaults: dict = {}
     bundling = None
     #: final metrics of the sweep's results table (name -> column header)
     headline_metrics = {"track_dm_eff": "dm_eff", "track_perfect_eff": "perfect", "trackml_score": "trackml",

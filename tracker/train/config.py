@@ -19,6 +19,9 @@ from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data 
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
 #: setting them (or a release adding them) neither invalidates checkpoints nor re-runs finished cells
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
+#: keys added after sweeps existed, with their defaults: left out of config ids and checkpoint hashes while they hold
+#: them (equitrack.config.identity), so existing sweeps keep their finished cells and checkpoints still resume
+ADDED_DEFAULTS: dict[tuple[str, str], Any] = {("data", "noise_hits"): False}
 
 
 class _Section(BaseModel):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from equitrack.config import identity
 from tracker.train.checkpoint import (
     checkpoint_due,
     load_checkpoint,
@@ -30,7 +31,7 @@ from tracker.train.checkpoint import (
     set_rng_state,
     trainer_state,
 )
-from tracker.train.config import RESULT_NEUTRAL_KEYS, TrialConfig, yaml_text
+from tracker.train.config import ADDED_DEFAULTS, RESULT_NEUTRAL_KEYS, TrialConfig, yaml_text
 from tracker.train.data import GraphSet, PoolView, TrainPool, auto_pos_weight, epoch_plan, select_fraction
 from tracker.train.early_stopping import EarlyStopping
 from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
@@ -83,9 +84,7 @@ def config_hash(config: TrialConfig) -> str:
     ``train.checkpoint_every`` is left out: it changes no result, so a trial may resume with another cadence
     (and checkpoints written before the key existed still match).
     """
-    resolved = config.model_dump(mode="json")
-    for section, key in RESULT_NEUTRAL_KEYS:
-        resolved[section].pop(key, None)
+    resolved = identity(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS, added=ADDED_DEFAULTS)
     raw = json.dumps(resolved, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
 
