@@ -151,6 +151,17 @@ def test_radius_graph_matches_scikit_learn() -> None:
     assert bool((r[edges[0]] <= r[edges[1]]).all())  # inner -> outer
 
 
+def test_radius_graph_backends_agree() -> None:
+    """The cdist blocks (torch) and the tree search (sklearn, used on CPU above SKLEARN_ABOVE hits) give one graph."""
+    emb = torch.from_numpy(np.random.default_rng(2).normal(size=(500, 4)))
+    r = torch.from_numpy(np.random.default_rng(3).uniform(size=500))
+    a = radius_graph(emb, max_radius=0.8, max_neighbours=5, r=r, backend="torch")
+    b = radius_graph(emb, max_radius=0.8, max_neighbours=5, r=r, backend="sklearn")
+    assert a.shape[1] > 500 and torch.equal(a, b)
+    with pytest.raises(ValueError, match="backend"):
+        radius_graph(emb, max_radius=0.8, max_neighbours=5, backend="faiss")
+
+
 def test_radius_graph_caps_neighbours_and_radius() -> None:
     emb = torch.tensor([[0.0], [0.1], [0.3], [0.6], [5.0]])
     edges = radius_graph(emb, max_radius=0.35, max_neighbours=1)

@@ -2,7 +2,7 @@
 graph-construction metrics (``gc_efficiency``, ``gc_purity``, docs/clustering.md).
 
 The radius graph connects every hit to at most ``max_neighbours`` nearest hits closer than ``max_radius``
-(``torch.cdist`` by row chunks, then ``topk``); the result is undirected, one edge per pair, oriented from the
+(``torch.cdist`` by blocks of rows, at most ~16 M distances at once, then ``topk``); the result is undirected, one edge per pair, oriented from the
 hit of smaller r to the larger (inner → outer, as the geometric graphs are).
 """
 
@@ -14,27 +14,50 @@ from torch import Tensor
 
 GC_PT_MIN = 0.9  # GeV: graph-construction metrics count particles above this pT (seed 003)
 _CHUNK = 2048
+_BLOCK = 1 << 24
+
+
+#: above this many hits a CPU radius graph uses scikit-learn's tree search instead of the O(N²) cdist blocks
+#: (benchmarks/clustering.py: the cdist blocks win at 2k hits, the tree at 10k in 8 dimensions)
+SKLEARN_ABOVE = 5000
 
 
 @torch.no_grad()
-def radius_graph(emb: Tensor, *, max_radius: float, max_neighbours: int, r: Tensor | None = None) -> Tensor:
+def radius_graph(emb: Tensor, *, max_radius: float, max_neighbours: int, r: Tensor | None = None,
+                 backend: str = "auto") -> Tensor:
     """Edges [2, E] between hits whose embeddings are closer than ``max_radius``, each hit keeping at most its
-    ``max_neighbours`` nearest; one edge per unordered pair, source = smaller ``r`` (ties: smaller index)."""
+    ``max_neighbours`` nearest; one edge per unordered pair, source = smaller ``r`` (ties: smaller index).
+
+    ``backend``: ``torch`` (``torch.cdist`` blocks + ``topk``, any device), ``sklearn`` (``NearestNeighbors`` tree
+    search on the CPU) or ``auto`` (torch on CUDA or up to :data:`SKLEARN_ABOVE` hits, else sklearn)."""
     if max_radius <= 0 or max_neighbours < 1:
         raise ValueError(f"max_radius must be > 0 and max_neighbours >= 1 (got {max_radius}, {max_neighbours})")
+    if backend not in ("auto", "torch", "sklearn"):
+        raise ValueError(f"backend must be auto, torch or sklearn (got {backend!r})")
     n = emb.shape[0]
     if n < 2:
         return torch.zeros(2, 0, dtype=torch.long, device=emb.device)
     k = min(max_neighbours + 1, n)  # +1: every hit is its own nearest neighbour
-    rows, cols = [], []
-    for start in range(0, n, _CHUNK):
-        d = torch.cdist(emb[start:start + _CHUNK], emb)
-        dist, idx = torch.topk(d, k, dim=1, largest=False)
-        i = torch.arange(start, start + d.shape[0], device=emb.device)[:, None].expand_as(idx)
+    if backend == "sklearn" or (backend == "auto" and not emb.is_cuda and n > SKLEARN_ABOVE):
+        from sklearn.neighbors import NearestNeighbors
+
+        x = emb.detach().cpu().double().numpy()
+        dist_np, idx_np = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+        dist, idx = torch.from_numpy(dist_np).to(emb.device), torch.from_numpy(idx_np).to(emb.device)
+        i = torch.arange(n, device=emb.device)[:, None].expand_as(idx)
         keep = (dist < max_radius) & (idx != i)
-        rows.append(i[keep])
-        cols.append(idx[keep])
-    a, b = torch.cat(rows), torch.cat(cols)
+        a, b = i[keep], idx[keep]
+    else:
+        rows, cols = [], []
+        chunk = max(1, min(_CHUNK, _BLOCK // n))  # rows per cdist block: at most ~16 M distances at once
+        for start in range(0, n, chunk):
+            d = torch.cdist(emb[start:start + chunk], emb)
+            dist, idx = torch.topk(d, k, dim=1, largest=False)
+            i = torch.arange(start, start + d.shape[0], device=emb.device)[:, None].expand_as(idx)
+            keep = (dist < max_radius) & (idx != i)
+            rows.append(i[keep])
+            cols.append(idx[keep])
+        a, b = torch.cat(rows), torch.cat(cols)
     key = r if r is not None else torch.zeros(n, device=emb.device)
     swap = (key[b] < key[a]) | ((key[b] == key[a]) & (b < a))
     src, dst = torch.where(swap, b, a), torch.where(swap, a, b)
