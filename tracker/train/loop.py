@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch_geometric.data import Data
@@ -24,6 +25,7 @@ from tracker.train.data import GraphSet, TrainPool, resolve_device
 from tracker.train.errors import BundleError
 from tracker.train.final import finish_batched, finish_member
 from tracker.train.member import MemberResult, MemberState
+from tracker.train.reporter import Reporter
 from tracker.train.strategies import Strategy, StrategyName, choose_strategy, make_strategy
 
 Splits = tuple[Sequence[Data], Sequence[Data], Sequence[Data]]
@@ -57,14 +59,14 @@ def _architecture(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...], to
 
 def train_members(
     configs: Sequence[TrialConfig],
-    reporters: Sequence,
+    reporters: Sequence[Reporter],
     workdirs: Sequence[Path],
     *,
     strategy: StrategyName,
     final_eval: str,
     resume: bool,
     splits: Splits | None,
-    diff: dict[str, list],
+    diff: dict[str, list[Any]],
     isolate: bool,
     entry: str,
     log: Callable[[str], None] | None = None,
@@ -81,8 +83,10 @@ def train_members(
                       log=log, on_round_end=on_round_end or (lambda: None), cuda_graphs=cuda_graphs)
 
 
-def _train(configs, reporters, workdirs, *, strategy, final_eval, resume, splits, diff, isolate, entry, log,
-           on_round_end, cuda_graphs) -> list[MemberResult]:
+def _train(configs: list[TrialConfig], reporters: list[Reporter], workdirs: list[Path], *, strategy: StrategyName,
+           final_eval: str, resume: bool, splits: Splits | None, diff: dict[str, list[Any]], isolate: bool,
+           entry: str, log: Callable[[str], None] | None, on_round_end: Callable[[], None],
+           cuda_graphs: bool) -> list[MemberResult]:
     first = configs[0]
     if splits is None:
         train_graphs, val_graphs, test_graphs, _ = load_trial_splits(first)
@@ -132,7 +136,11 @@ def _train(configs, reporters, workdirs, *, strategy, final_eval, resume, splits
         finish_batched([m for m in members if m.failed is None and m.result is None], val_set=val_set,
                        test_set=test_set, log=log)
         on_round_end()
-    return [m.result for m in members]
+    results = [m.result for m in members]
+    missing = [m.index for m, r in zip(members, results) if r is None]
+    if missing:  # every member ends FINISHED or FAILED; anything else is a bug of this loop
+        raise RuntimeError(f"members {missing} ended neither finished nor failed")
+    return results  # type: ignore[return-value]
 
 
 def _round(live: list[MemberState], runner: Strategy, *, val_set: GraphSet, isolate: bool,
