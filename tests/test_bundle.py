@@ -173,6 +173,35 @@ def test_vmap_members_equal_solo_interaction_network(splits, tmp_root, tmp_path)
         assert reps[i - 1].epochs == [1, 2]
 
 
+@pytest.mark.parametrize("model", ["interaction_network", "euclidnet"])
+def test_stacked_loss_is_the_step_loss_of_each_member(splits, model):
+    """The vmap strategy's loss of a padded, stacked step is, per member, tracker.train.step.loss_fn of that member
+    on its own unpadded, rotated graph (with its pos_weight): one loss for every path, padding weighing nothing."""
+    from torch_geometric.data import Batch
+
+    from tracker.models import build_model
+    from tracker.train.step import loss_fn
+    from tracker.train.strategies.stacked import StackedLoss
+    from tracker.train.strategies.vmap import PaddedPool
+
+    hp = _config(model).model.hparams()
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build_model(MODELS[model]["name"], **hp))
+    graphs = list(splits[0])
+    padded = PaddedPool(graphs, device=torch.device("cpu"))
+    ids = torch.tensor([[0], [1], [1]])
+    theta = torch.tensor([[0.0], [0.7], [2.0]], dtype=torch.float64)
+    pos_weight = torch.tensor([1.0, 3.0, 0.5])
+    params, buffers = torch.func.stack_module_state(models)
+    losses = StackedLoss(models[0]).losses(params, buffers, padded.gather(ids, theta), pos_weight)
+    for k, m in enumerate(models):
+        batch = Batch.from_data_list([graphs[int(ids[k, 0])]])
+        own, _ = loss_fn(m, None, batch, theta[k], pos_weight=float(pos_weight[k]))
+        assert losses[k].item() == pytest.approx(own.item(), rel=1e-5), k
+
+
 @pytest.mark.parametrize("name", ["euclidnet", "euclidnet_noneq", "hybrid", "egnn", "interaction_network"])
 def test_zoo_is_vmap_supported(splits, name):
     """Every model of the zoo can be batched by torch.func.vmap (forward and backward)."""
