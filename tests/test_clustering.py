@@ -182,6 +182,9 @@ def test_same_particle_pairs_and_gc_metrics_by_hand() -> None:
     m = gc_metrics([c, c])
     assert m["gc_efficiency"] == pytest.approx(2 / 3) and m["gc_purity"] == pytest.approx(2 / 3)
     assert m["gc_edges_per_hit"] == pytest.approx(4 / 6)
+    # unknown pT (the reference npz graphs, already cut at 1.5 GeV): every particle counts
+    unknown = gc_counts(edges, pid, torch.full((6,), float("nan")))
+    assert unknown["true_pairs"] == 4 and unknown["found"] == 3
 
 
 # ------------------------------------------------------------------------------------------------ losses

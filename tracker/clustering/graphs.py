@@ -8,6 +8,8 @@ hit of smaller r to the larger (inner → outer, as the geometric graphs are).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -100,13 +102,13 @@ def edge_truth(edge_index: Tensor, pid: Tensor) -> Tensor:
 def gc_counts(edge_index: Tensor, pid: Tensor, pt: Tensor, *, pt_min: float = GC_PT_MIN) -> dict[str, int]:
     """Counts behind the graph-construction metrics of one event (sum them over events):
 
-    - ``true_pairs``: unordered same-particle hit pairs of particles with pT > ``pt_min``;
+    - ``true_pairs``: unordered same-particle hit pairs of particles with pT > ``pt_min`` (an unknown pT passes);
     - ``found``: those that are edges of the graph;
     - ``edges_pt``: edges with at least one hit of a particle with pT > ``pt_min``;
     - ``true_edges_pt``: edges joining two hits of one particle with pT > ``pt_min``;
     - ``edges``, ``hits``: all edges and hits."""
     n = pid.shape[0]
-    high = (pid > 0) & torch.nan_to_num(pt, nan=0.0).gt(pt_min)
+    high = (pid > 0) & torch.nan_to_num(pt, nan=math.inf).gt(pt_min)  # unknown pT (npz graphs): the graph's cut
     pairs = same_particle_pairs(pid, high)
     src, dst = edge_index
     lo, hi = torch.minimum(src, dst), torch.maximum(src, dst)

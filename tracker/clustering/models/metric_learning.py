@@ -10,6 +10,7 @@ r_emb = 1 this is the thesis' ReLU(1 − ‖h_i − h_j‖²).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -58,10 +59,11 @@ class MetricLearning(nn.Module):
 
 
 def interesting_hits(pid: Tensor, pt: Tensor, *, pt_min: float, min_hits: int = 3) -> Tensor:
-    """Hits of particles of interest: pid > 0, pT > ``pt_min`` and at least ``min_hits`` hits in the event."""
+    """Hits of particles of interest: pid > 0, pT > ``pt_min`` and at least ``min_hits`` hits in the event (an
+    unknown pT, NaN in the reference npz graphs, passes: those graphs hold only particles above their own cut)."""
     real = pid > 0
     _, inverse, counts = torch.unique(pid, return_inverse=True, return_counts=True)
-    return real & torch.nan_to_num(pt, nan=0.0).gt(pt_min) & (counts[inverse] >= min_hits)
+    return real & torch.nan_to_num(pt, nan=math.inf).gt(pt_min) & (counts[inverse] >= min_hits)
 
 
 def hinge_losses(emb: Tensor, pid: Tensor, pt: Tensor, *, r_emb: float = 1.0, pt_min: float = 0.9,
