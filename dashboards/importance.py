@@ -12,7 +12,6 @@ Writes ``importance.png/pdf`` (bar chart) and ``importance.csv``.
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,20 +20,7 @@ import pandas as pd
 
 from dashboards import cli, figures
 from dashboards.data import DashboardError, RunSet, column, config_keys, short
-
-EVALUATORS = ("ped-anova", "fanova", "mdi")
-
-
-def _evaluator(name: str, seed: int):
-    import optuna
-
-    if name == "ped-anova":
-        return optuna.importance.PedAnovaImportanceEvaluator()
-    if name == "fanova":
-        return optuna.importance.FanovaImportanceEvaluator(seed=seed)
-    if name == "mdi":
-        return optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=seed)
-    raise DashboardError(f"--evaluator {name!r}: expected one of {', '.join(EVALUATORS)}")
+from equitrack.importance import EVALUATORS, param_importances
 
 
 def _distribution(values: pd.Series):
@@ -62,7 +48,6 @@ def importances(
     params: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Importance per param (summing to 1) and the number of configurations it was computed from."""
-    import optuna
 
     ok = rs.ok
     if ok.empty:
@@ -76,20 +61,13 @@ def importances(
     if len(per_config) < 2:
         raise DashboardError(f"need at least 2 configurations with {short(mcol)}, found {len(per_config)}")
     dists = {k: _distribution(per_config[k]) for k in keys}
-    trials = [
-        optuna.trial.create_trial(
-            params={short(k): conv(row[k]) for k, (d, conv) in dists.items()},
-            distributions={short(k): d for k, (d, _) in dists.items()},
-            value=float(row[mcol]),
-        )
-        for _, row in per_config.iterrows()
-    ]
-    optuna.logging.set_verbosity(logging.WARNING)
-    study = optuna.create_study(direction="maximize")
-    study.add_trials(trials)
-    imp = optuna.importance.get_param_importances(
-        study, evaluator=_evaluator(evaluator, seed), normalize=True
-    )
+    configs = [({short(k): conv(row[k]) for k, (_, conv) in dists.items()}, [float(row[mcol])])
+               for _, row in per_config.iterrows()]
+    try:
+        (imp,) = param_importances(configs, {short(k): d for k, (d, _) in dists.items()}, ["maximize"],
+                                   evaluator_name=evaluator, seed=seed)
+    except ValueError as err:
+        raise DashboardError(str(err)) from None
     table = pd.DataFrame({"param": list(imp), "importance": [float(v) for v in imp.values()]})
     table = table.sort_values("importance", ascending=False).reset_index(drop=True)
     return table, len(per_config)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from equitrack.importance import param_importances
 from sweeps.schema import GridFile
 
 log = logging.getLogger(__name__)
@@ -97,19 +98,11 @@ def importances(grid: GridFile, runs: Iterable[Any]) -> dict[str, dict[str, floa
         entry["values"].append([float(metrics[o.metric]) for o in objs])
     if len(by_config) < 2:
         return {}
-    study = optuna.create_study(directions=["maximize" if o.mode == "max" else "minimize" for o in objs])
-    for entry in by_config.values():
-        values = [sum(v[i] for v in entry["values"]) / len(entry["values"]) for i in range(len(objs))]
-        try:
-            study.add_trial(optuna.trial.create_trial(params=entry["params"], distributions=dists, values=values))
-        except ValueError as err:
-            log.warning("skipping a run outside the search space: %s", err)
-    out: dict[str, dict[str, float]] = {}
-    for i, o in enumerate(objs):
-        try:
-            imp = optuna.importance.get_param_importances(study, target=lambda t, i=i: t.values[i])
-        except Exception as err:
-            log.warning("importances for %s unavailable: %s", o.metric, err)
-            continue
-        out[o.metric] = {k: float(v) for k, v in imp.items()}
-    return out
+    configs = [(e["params"], [sum(v[i] for v in e["values"]) / len(e["values"]) for i in range(len(objs))])
+               for e in by_config.values()]
+    try:
+        ranked = param_importances(configs, dists, ["maximize" if o.mode == "max" else "minimize" for o in objs])
+    except Exception as err:  # too few distinct values, a degenerate objective: the sweep's results stand
+        log.warning("importances unavailable: %s", err)
+        return {}
+    return {o.metric: imp for o, imp in zip(objs, ranked)}
