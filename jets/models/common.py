@@ -49,7 +49,7 @@ def masked_p4(p4: Tensor, mask: Tensor) -> Tensor:
 
 
 def compact(p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop the slots that are padding in every jet of the batch (the dense pair models cost O(N²) per jet).
+    """Drop the slots that are padding in every jet of the batch (dense pair tensors cost O(N²) per jet).
 
     The outputs do not depend on padding, so this changes nothing but the cost; real constituents need not be
     leading (any slot real in some jet is kept, in order).
@@ -83,6 +83,47 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     while count.dim() < x.dim() - 1:
         count = count.unsqueeze(-1)
     return masked_sum(x, mask, dim) / count
+
+
+class Graph:
+    """The real constituents of a batch as nodes, their pairs i ≠ j within each jet as edges (message j → i).
+
+    The message-passing models work on this edge list: padding costs nothing, and statistics (batch norm) see
+    real pairs and constituents only. Edge tensors are [E, ...] with E = Σ_jets n(n − 1).
+    """
+
+    def __init__(self, mask: Tensor) -> None:
+        b, n = mask.shape
+        self.mask = mask
+        flat = torch.cumsum(mask.reshape(-1).long(), 0).view(b, n) - 1  # node number of each real slot
+        self.n_nodes = int(mask.sum())
+        self.batch = torch.arange(b, device=mask.device).unsqueeze(1).expand(b, n)[mask]  # jet of each node
+        jet, i, j = pair_mask(mask).nonzero(as_tuple=True)
+        self.dst, self.src = flat[jet, i], flat[jet, j]  # message j -> i
+        deg = torch.zeros(self.n_nodes, dtype=torch.long, device=mask.device).index_add_(
+            0, self.dst, torch.ones_like(self.dst)
+        )
+        self.deg = deg.clamp(min=1)
+        self.jet_size = mask.sum(1).clamp(min=1)
+
+    def aggregate(self, values: Tensor) -> Tensor:
+        """Σ_j values_ij per node i: [E, C] -> [n_nodes, C]."""
+        return values.new_zeros((self.n_nodes, values.shape[1])).index_add_(0, self.dst, values)
+
+    def jet_mean(self, h: Tensor) -> Tensor:
+        """Mean over each jet's nodes: [n_nodes, C] -> [B, C]."""
+        out = h.new_zeros((self.mask.shape[0], h.shape[1])).index_add_(0, self.batch, h)
+        return out / self.jet_size.unsqueeze(1).to(h.dtype)
+
+    def mean_aggregate(self, values: Tensor) -> Tensor:
+        """mean_j values_ij per node i (over its neighbours): [E, C] -> [n_nodes, C]."""
+        return self.aggregate(values) / self.deg.unsqueeze(1).to(values.dtype)
+
+    def to_dense(self, nodes: Tensor) -> Tensor:
+        """[n_nodes, ...] -> [B, N, ...] with zeros at padding."""
+        out = nodes.new_zeros((*self.mask.shape, *nodes.shape[1:]))
+        out[self.mask] = nodes
+        return out
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -156,6 +197,6 @@ class JetTagger(nn.Module):
 
 
 __all__ = [
-    "P4_SCALE", "JetTagger", "compact", "masked_mean", "masked_p4", "masked_sum",
+    "P4_SCALE", "Graph", "JetTagger", "compact", "masked_mean", "masked_p4", "masked_sum",
     "minkowski", "minkowski_pairs", "mlp", "mlp_count", "pair_mask", "particle_features", "psi",
 ]

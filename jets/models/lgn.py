@@ -32,17 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import (
-    P4_SCALE,
-    JetTagger,
-    compact,
-    masked_mean,
-    masked_p4,
-    minkowski,
-    minkowski_pairs,
-    pair_mask,
-    psi,
-)
+from jets.models.common import P4_SCALE, Graph, JetTagger, compact, minkowski, psi
 
 HPARAMS: dict[str, Any] = {"hidden": 8, "layers": 3, "n_basis": 4, "scale": P4_SCALE}
 PRESETS: dict[str, dict[str, Any]] = {
@@ -66,21 +56,21 @@ class CGLayer(nn.Module):
         self.mix_s = nn.Linear(6 * c, c)
         self.mix_v = nn.Linear(5 * c, c, bias=False)
 
-    def forward(self, s: Tensor, v: Tensor, d: Tensor, pm: Tensor) -> tuple[Tensor, Tensor]:
-        """d [B, N, N] = ψ⟨x_i, x_j⟩, pm [B, N, N] the pair mask."""
-        c = s.shape[-1]
-        bells = 1.0 / (1.0 + (self.width * (d.unsqueeze(-1) - self.mu)) ** 2)  # [B, N, N, K]
-        f = self.pair_weights(bells) * pm.unsqueeze(-1).to(s.dtype)  # [B, N, N, 2C]
-        count = pm.to(s.dtype).sum(2).clamp(min=1.0).unsqueeze(-1)  # [B, N, 1]
-        agg_s = torch.einsum("bijc,bjc->bic", f[..., :c], s) / count
-        agg_v = torch.einsum("bijc,bjcd->bicd", f[..., c:], v) / count.unsqueeze(-1)
+    def forward(self, s: Tensor, v: Tensor, d: Tensor, g: Graph) -> tuple[Tensor, Tensor]:
+        """Nodes' S [M, C] and V [M, C, 4]; d [E] = ψ⟨x_i, x_j⟩ per edge of ``g``."""
+        n, c = s.shape
+        bells = 1.0 / (1.0 + (self.width * (d.unsqueeze(-1) - self.mu)) ** 2)  # [E, K]
+        f = self.pair_weights(bells)  # [E, 2C]: (f^S, f^V)
+        agg_s = g.mean_aggregate(f[:, :c] * s.index_select(0, g.src))
+        agg_v = f[:, c:].unsqueeze(-1) * v.index_select(0, g.src)  # [E, C, 4]
+        agg_v = g.mean_aggregate(agg_v.reshape(-1, 4 * c)).view(n, c, 4)
         scalars = torch.cat(
             [s, agg_s, s * s, s * agg_s, psi(minkowski(v, v)), psi(minkowski(v, agg_v))], dim=-1
         )
-        s4, a4 = s.unsqueeze(-1), agg_s.unsqueeze(-1)
-        vectors = torch.cat([v, agg_v, s4 * v, s4 * agg_v, a4 * v], dim=2)
+        s3, a3 = s.unsqueeze(-1), agg_s.unsqueeze(-1)
+        vectors = torch.cat([v, agg_v, s3 * v, s3 * agg_v, a3 * v], dim=1)  # [M, 5C, 4]
         s_new = nn.functional.silu(self.mix_s(scalars))
-        v_new = torch.einsum("oc,bncd->bnod", self.mix_v.weight, vectors)
+        v_new = torch.einsum("oc,ncd->nod", self.mix_v.weight, vectors)
         return s_new, v_new
 
 
@@ -98,22 +88,25 @@ class LGN(JetTagger):
         self.cg = nn.ModuleList(CGLayer(hidden=hidden, n_basis=n_basis) for _ in range(layers))
         self.out = nn.Linear(2 * hidden, 1)
 
-    def embed(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Final scalars S [B, N, C] (invariant) and four-vectors V [B, N, C, 4] (equivariant)."""
-        x = masked_p4(p4, mask) / self.scale
-        m = mask.unsqueeze(-1).to(x.dtype)
-        d = psi(minkowski_pairs(x))
-        pm = pair_mask(mask)
-        s = self.input_s(psi(minkowski(x, x)).unsqueeze(-1)) * m
-        v = self.input_v.unsqueeze(-1) * x.unsqueeze(2)
+    def _run(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Graph]:
+        p4, mask = compact(p4, mask)
+        g = Graph(mask)
+        x = p4[mask] / self.scale  # [M, 4]
+        d = psi(minkowski(x.index_select(0, g.dst), x.index_select(0, g.src)))
+        s = self.input_s(psi(minkowski(x, x)).unsqueeze(-1))
+        v = self.input_v.unsqueeze(-1) * x.unsqueeze(1)  # [M, C, 4]
         for layer in self.cg:
-            s, v = layer(s, v, d, pm)
-            s = s * m
-            v = v * m.unsqueeze(-1)
-        return s, v
+            s, v = layer(s, v, d, g)
+        return s, v, g
+
+    def embed(self, p4: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Final scalars S [B, N', C] (invariant) and four-vectors V [B, N', C, 4] (equivariant), zeros at
+        padding (N': slots that are padding in every jet dropped)."""
+        s, v, g = self._run(p4, mask)
+        return g.to_dense(s), g.to_dense(v)
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
-        p4, mask = compact(p4, mask)
-        s, v = self.embed(p4, mask)
-        vbar = masked_mean(v, mask)  # [B, C, 4]
-        return self.out(torch.cat([masked_mean(s, mask), psi(minkowski(vbar, vbar))], dim=-1)).squeeze(-1)
+        s, v, g = self._run(p4, mask)
+        c = s.shape[1]
+        vbar = g.jet_mean(v.reshape(-1, 4 * c)).view(-1, c, 4)  # [B, C, 4]
+        return self.out(torch.cat([g.jet_mean(s), psi(minkowski(vbar, vbar))], dim=-1)).squeeze(-1)

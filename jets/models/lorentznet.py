@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import P4_SCALE, JetTagger, compact, masked_p4, minkowski, pair_mask, psi
+from jets.models.common import P4_SCALE, Graph, JetTagger, compact, masked_p4, minkowski, psi
 
 X_UPDATES = ("neighbour", "difference")
 
@@ -72,33 +72,6 @@ def bn_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
     """(scale, shift) of an eval-mode batch norm: x ↦ x·scale + shift."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
-
-
-class Graph:
-    """The real constituents of a batch as nodes and their pairs within each jet as edges (i ← j)."""
-
-    def __init__(self, mask: Tensor) -> None:
-        b, n = mask.shape
-        self.mask = mask
-        flat = torch.cumsum(mask.reshape(-1).long(), 0).view(b, n) - 1  # node number of each real slot
-        self.n_nodes = int(mask.sum())
-        self.batch = torch.arange(b, device=mask.device).unsqueeze(1).expand(b, n)[mask]  # jet of each node
-        jet, i, j = pair_mask(mask).nonzero(as_tuple=True)
-        self.dst, self.src = flat[jet, i], flat[jet, j]  # message j -> i
-        deg = torch.zeros(self.n_nodes, dtype=torch.long, device=mask.device).index_add_(
-            0, self.dst, torch.ones_like(self.dst)
-        )
-        self.deg = deg.clamp(min=1)
-        self.jet_size = mask.sum(1).clamp(min=1)
-
-    def aggregate(self, values: Tensor) -> Tensor:
-        """Σ_j values_ij per node i: [E, C] -> [n_nodes, C]."""
-        return values.new_zeros((self.n_nodes, values.shape[1])).index_add_(0, self.dst, values)
-
-    def jet_mean(self, h: Tensor) -> Tensor:
-        """Mean over each jet's nodes: [n_nodes, C] -> [B, C]."""
-        out = h.new_zeros((self.mask.shape[0], h.shape[1])).index_add_(0, self.batch, h)
-        return out / self.jet_size.unsqueeze(1).to(h.dtype)
 
 
 class LGEB(nn.Module):
@@ -148,7 +121,7 @@ class LGEB(nn.Module):
             t = self.phi_x[2](torch.relu_(self.phi_x[0](m)))
             if self.equivariant:
                 t = t * (diff if self.x_update == "difference" else xj)
-            x = x + self.c * g.aggregate(t) / g.deg.unsqueeze(1).to(x.dtype)
+            x = x + self.c * g.mean_aggregate(t)
         u = self.phi_h[0](torch.cat([h, g.aggregate(m), s], dim=-1))
         u = self.phi_h[3](torch.relu_(self.phi_h[1](u)))
         return h + u, x
@@ -209,10 +182,7 @@ class LorentzNet(JetTagger):
         """Final node scalars h [B, N', H], coordinates x [B, N', 4] (equivariant) and the node mask (slots that
         are padding in every jet dropped, the two beams prepended if ``beams``; zeros at padding)."""
         h, x, g = self._run(p4, mask)
-        dense_h = h.new_zeros((*g.mask.shape, h.shape[1]))
-        dense_x = x.new_zeros((*g.mask.shape, 4))
-        dense_h[g.mask], dense_x[g.mask] = h, x
-        return dense_h, dense_x, g.mask
+        return g.to_dense(h), g.to_dense(x), g.mask
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
         h, _, g = self._run(p4, mask)

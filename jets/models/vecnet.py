@@ -24,18 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import (
-    P4_SCALE,
-    JetTagger,
-    compact,
-    masked_mean,
-    masked_p4,
-    minkowski,
-    minkowski_pairs,
-    mlp,
-    pair_mask,
-    psi,
-)
+from jets.models.common import P4_SCALE, Graph, JetTagger, compact, minkowski, mlp, psi
 
 HPARAMS: dict[str, Any] = {
     "hidden": 16,
@@ -58,7 +47,7 @@ PAPER_COUNTS: dict[str, int] = {"paper": 633_000, "paper_2": 15_000}
 
 
 class EquivariantRound(nn.Module):
-    """One round of the equivariant stream on (s [B, N, Ce], V [B, N, Ce, 4])."""
+    """One round of the equivariant stream on the nodes' (s [M, Ce], V [M, Ce, 4])."""
 
     def __init__(self, *, ce: int, hidden: int, depth: int, c: float) -> None:
         super().__init__()
@@ -67,39 +56,38 @@ class EquivariantRound(nn.Module):
         self.phi_v = mlp(ce, hidden, ce, depth, act="silu")
         self.phi_s = mlp(2 * ce, hidden, ce, depth, act="silu")
 
-    def forward(self, s: Tensor, v: Tensor, pm: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, s: Tensor, v: Tensor, g: Graph) -> tuple[Tensor, Tensor]:
+        """Nodes' s [M, Ce] and V [M, Ce, 4] -> updated (s, V)."""
         ce = s.shape[-1]
-        dots = minkowski_pairs(v)  # [B, N, N, Ce]
-        sq = torch.diagonal(dots, dim1=1, dim2=2).transpose(1, 2)  # [B, N, Ce]
-        norms = sq.unsqueeze(2) + sq.unsqueeze(1) - 2.0 * dots
+        vi, vj = v.index_select(0, g.dst), v.index_select(0, g.src)  # [E, Ce, 4]
+        diff = vi - vj
+        inv = psi(torch.cat([minkowski(vi, vj), minkowski(diff, diff)], dim=-1))  # [E, 2 Ce]
         w = self.phi_e[0].weight
-        pre = torch.cat([psi(dots), psi(norms)], dim=-1) @ w[:, 2 * ce:].T
-        pre = pre + (s @ w[:, :ce].T + self.phi_e[0].bias).unsqueeze(2) + (s @ w[:, ce:2 * ce].T).unsqueeze(1)
-        m = self.phi_e[1:](pre) if len(self.phi_e) > 1 else pre
-        pmf = pm.to(s.dtype)
-        count = pmf.sum(2).clamp(min=1.0)
-        t = self.phi_v(m) * pmf.unsqueeze(-1)  # [B, N, N, Ce]
-        v = v + self.c * torch.einsum("bijc,bjcd->bicd", t, v) / count.view(*count.shape, 1, 1)
-        agg = (m * pmf.unsqueeze(-1)).sum(2) / count.unsqueeze(-1)
-        return s + self.phi_s(torch.cat([s, agg], dim=-1)), v
+        a = s @ w[:, :ce].T + self.phi_e[0].bias  # per node, gathered per edge
+        b = s @ w[:, ce:2 * ce].T
+        pre = torch.addmm(a.index_select(0, g.dst), inv, w[:, 2 * ce:].T).add_(b.index_select(0, g.src))
+        m = self.phi_e[1:](pre) if len(self.phi_e) > 1 else pre  # [E, Ce]
+        t = self.phi_v(m).unsqueeze(-1) * vj  # φ_v(m_ij) ⊙ V_j  [E, Ce, 4]
+        v = v + self.c * g.mean_aggregate(t.reshape(-1, 4 * ce)).view(-1, ce, 4)
+        return s + self.phi_s(torch.cat([s, g.mean_aggregate(m)], dim=-1)), v
 
 
 class FreeRound(nn.Module):
-    """One round of the free stream on g [B, N, Cf]."""
+    """One round of the free stream on the nodes' h [M, Cf]."""
 
     def __init__(self, *, cf: int, hidden: int, depth: int) -> None:
         super().__init__()
         self.phi_f = mlp(2 * cf, hidden, cf, depth, act="silu")
         self.phi_g = mlp(2 * cf, hidden, cf, depth, act="silu")
 
-    def forward(self, g: Tensor, pm: Tensor) -> Tensor:
-        cf = g.shape[-1]
+    def forward(self, h: Tensor, g: Graph) -> Tensor:
+        """Nodes' free features h [M, Cf] -> updated h."""
+        cf = h.shape[-1]
         w = self.phi_f[0].weight
-        pre = (g @ w[:, :cf].T + self.phi_f[0].bias).unsqueeze(2) + (g @ w[:, cf:].T).unsqueeze(1)
+        a = h @ w[:, :cf].T + self.phi_f[0].bias
+        pre = a.index_select(0, g.dst).add_((h @ w[:, cf:].T).index_select(0, g.src))
         f = self.phi_f[1:](pre) if len(self.phi_f) > 1 else pre
-        pmf = pm.to(g.dtype)
-        agg = (f * pmf.unsqueeze(-1)).sum(2) / pmf.sum(2).clamp(min=1.0).unsqueeze(-1)
-        return g + self.phi_g(torch.cat([g, agg], dim=-1))
+        return h + self.phi_g(torch.cat([h, g.mean_aggregate(f)], dim=-1))
 
 
 class VecNet(JetTagger):
@@ -131,20 +119,19 @@ class VecNet(JetTagger):
 
     def forward(self, p4: Tensor, mask: Tensor) -> Tensor:
         p4, mask = compact(p4, mask)
-        x = masked_p4(p4, mask) / self.scale
-        m = mask.unsqueeze(-1).to(x.dtype)
-        pm = pair_mask(mask)
+        g = Graph(mask)
+        x = p4[mask] / self.scale  # [M, 4]
         inv = psi(minkowski(x, x)).unsqueeze(-1)
         pooled = []
         if self.ce:
-            s = self.input_s(inv) * m
-            v = self.input_v.unsqueeze(-1) * x.unsqueeze(2)
+            s = self.input_s(inv)
+            v = self.input_v.unsqueeze(-1) * x.unsqueeze(1)  # [M, Ce, 4]
             for rnd in self.eq_rounds:
-                s, v = rnd(s, v, pm)
-            pooled.append(masked_mean(s, mask))
+                s, v = rnd(s, v, g)
+            pooled.append(g.jet_mean(s))
         if self.cf:
-            g = self.input_g(torch.cat([x, inv], dim=-1)) * m
+            h = self.input_g(torch.cat([x, inv], dim=-1))
             for rnd in self.free_rounds:
-                g = rnd(g, pm)
-            pooled.append(masked_mean(g, mask))
+                h = rnd(h, g)
+            pooled.append(g.jet_mean(h))
         return self.decoder(torch.cat(pooled, dim=-1)).squeeze(-1)
