@@ -6,9 +6,11 @@ and ``edge_attr`` (dr, dφ, dz, dR) is left unchanged: differences of φ and dR 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
+from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
@@ -20,20 +22,38 @@ def wrap_unit(v: torch.Tensor) -> torch.Tensor:
 
 def rotate(data: Data, theta: float) -> Data:
     """Return a new ``Data`` rotated by ``theta`` radians about z; the input is not modified."""
-    out = data.clone()
-    theta = float(theta)
-    c, s = math.cos(theta), math.sin(theta)
-    if getattr(data, "pos", None) is not None:
-        pos = data.pos.to(torch.float64)
-        new = pos.clone()
-        new[:, 0] = c * pos[:, 0] - s * pos[:, 1]
-        new[:, 1] = s * pos[:, 0] + c * pos[:, 1]
-        out.pos = new.to(data.pos.dtype)
-    if getattr(data, "x", None) is not None:
-        x = data.x.clone()
-        phi = data.x[:, 1].to(torch.float64) + theta / math.pi
-        x[:, 1] = wrap_unit(phi).to(x.dtype)
-        out.x = x
+    return rotate_batch(data.clone(), float(theta))
+
+
+def rotate_batch(batch: Data, theta: Tensor | float | None) -> Data:
+    """``batch`` rotated about z by ``theta`` radians: one angle, or one per graph (``[num_graphs]``).
+
+    The one implementation of the rotation (module docstring), computed in float64; per-graph angles let the
+    members of a bundle share one canonical batch. Returns a shallow copy (the input is not modified); ``None`` or
+    a Python ``0.0`` returns the batch itself.
+    """
+    if theta is None or (isinstance(theta, (int, float)) and theta == 0.0):
+        return batch
+    theta = torch.as_tensor(theta, dtype=torch.float64, device=batch.x.device)
+    if theta.dim() == 1:
+        index = getattr(batch, "batch", None)
+        if index is None:
+            if theta.numel() != 1:
+                raise ValueError(f"{theta.numel()} angles given for a single graph")
+            theta = theta[0]
+        else:
+            theta = theta[index]
+    out = copy.copy(batch)  # shallow: new attribute store, same tensors
+    c, s = torch.cos(theta), torch.sin(theta)
+    pos = getattr(batch, "pos", None)
+    if pos is not None:
+        p = pos.to(torch.float64)
+        new = torch.stack((c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2]), dim=1)
+        out.pos = new.to(pos.dtype)
+    x = batch.x
+    phi = x[:, 1].to(torch.float64) + theta / math.pi
+    phi = wrap_unit(phi)
+    out.x = torch.cat((x[:, :1], phi.to(x.dtype).unsqueeze(1), x[:, 2:]), dim=1)
     return out
 
 

@@ -2,7 +2,7 @@
 the per-epoch order and rotation angles (all drawn from one seeded generator whose state is checkpointed).
 
 The graphs are moved to the device once and never modified; rotations are angles handed to the training step
-(:func:`tracker.train.step.rotate_batch`), so the same batches serve every training angle.
+(:func:`tracker.data.transforms.rotate_batch`), so the same batches serve every training angle.
 """
 
 from __future__ import annotations

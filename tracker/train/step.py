@@ -10,8 +10,6 @@ share it.
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Mapping
 
 import torch
@@ -19,37 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-
-def rotate_batch(batch: Data, theta: Tensor | float | None) -> Data:
-    """``batch`` rotated about z by ``theta`` radians: one angle, or one per graph (``[num_graphs]``).
-
-    Same convention as :func:`tracker.data.transforms.rotate` (``pos`` x/y rotated, φ/π in ``x[:, 1]`` shifted
-    and wrapped to [-1, 1), ``edge_attr`` untouched), computed in float64 like it. Returns a shallow copy; the
-    input is not modified. ``None`` or a Python ``0.0`` returns the batch itself.
-    """
-    if theta is None or (isinstance(theta, (int, float)) and theta == 0.0):
-        return batch
-    theta = torch.as_tensor(theta, dtype=torch.float64, device=batch.x.device)
-    if theta.dim() == 1:
-        index = getattr(batch, "batch", None)
-        if index is None:
-            if theta.numel() != 1:
-                raise ValueError(f"{theta.numel()} angles given for a single graph")
-            theta = theta[0]
-        else:
-            theta = theta[index]
-    out = copy.copy(batch)  # shallow: new attribute store, same tensors
-    c, s = torch.cos(theta), torch.sin(theta)
-    pos = getattr(batch, "pos", None)
-    if pos is not None:
-        p = pos.to(torch.float64)
-        new = torch.stack((c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1], p[:, 2]), dim=1)
-        out.pos = new.to(pos.dtype)
-    x = batch.x
-    phi = x[:, 1].to(torch.float64) + theta / math.pi
-    phi = torch.remainder(phi + 1.0, 2.0) - 1.0
-    out.x = torch.cat((x[:, :1], phi.to(x.dtype).unsqueeze(1), x[:, 2:]), dim=1)
-    return out
+from tracker.data.transforms import rotate_batch  # noqa: F401  (the step's rotation; vmap imports it from here)
 
 
 def edge_loss(
