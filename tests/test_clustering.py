@@ -368,3 +368,48 @@ def test_noise_hits_are_nodes_with_false_edges(shared_trackml: Path, event: Data
     assert bool(touches.any()) and float(event.y[touches].sum()) == 0.0
     assert float(event.y.sum()) == float(plain.y.sum())
     assert torch.equal(torch.sort(event.hit_id[~noise]).values, torch.sort(plain.hit_id).values)
+
+
+class Crash(Recorder):
+    """Stops the trial (as a killed worker would) after global epoch ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def epoch(self, *, epoch, metrics, checkpoint_dir) -> None:
+        super().epoch(epoch=epoch, metrics=metrics, checkpoint_dir=checkpoint_dir)
+        if epoch == self.at:
+            raise KeyboardInterrupt("crash")
+
+
+TIMING = ("train_seconds",)
+
+
+@pytest.mark.slow
+def test_resume_gives_the_uninterrupted_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial stopped inside its second stage and resumed from its checkpoint ends with the metrics (and per-epoch
+    losses) of an uninterrupted run, also with checkpoints every 2nd epoch; another config refuses the checkpoint."""
+    monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
+    from tracker.clustering.trial import CheckpointMismatchError, run_trial
+
+    raw = {"data": {**TINY_DATA, "noise_hits": False}, "model": {"name": "so2", "preset": "tiny"},
+           "train": {"epochs": 3, "random_rotation": True}, "eval": {"eps": [0.2, 0.4], "min_samples": [1]}}
+    cfg = trial_from_dict(raw)
+    full = Recorder()
+    ref = run_trial(cfg, full, workdir=tmp_path / "ref").metrics
+    # (checkpoint_every, crash after global epoch, last checkpoint): every 2nd stage-local epoch and each stage's end
+    for every, crash_at, resumed_from in ((1, 5, 5), (2, 4, 3)):
+        c = trial_from_dict({**raw, "train": {**raw["train"], "checkpoint_every": every}})
+        work = tmp_path / f"w{every}"
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(c, Crash(crash_at), workdir=work)
+        rec = Recorder()
+        got = run_trial(c, rec, workdir=work).metrics
+        assert {k: v for k, v in got.items() if k not in TIMING} == {k: v for k, v in ref.items() if k not in TIMING}
+        assert [e["epoch"] for e in rec.epochs] == list(range(resumed_from + 1, 10))
+        assert [e["val_loss"] for e in rec.epochs] == [e["val_loss"] for e in full.epochs[resumed_from:]]
+    other = trial_from_dict({**raw, "train": {**raw["train"], "lr": 0.01}})
+    with pytest.raises(CheckpointMismatchError, match="different trial configuration"):
+        run_trial(other, Recorder(), workdir=tmp_path / "w1")
+    assert run_trial(other, Recorder(), workdir=tmp_path / "w1", resume=False).metrics["n_params"] > 0

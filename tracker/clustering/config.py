@@ -15,8 +15,8 @@ from tracker.clustering.models import STAGES, StageConfigError, resolve_stage
 from tracker.data.config import DataConfig
 
 Stage = Literal["noise_classifier", "metric_learning", "edge_classifier", "object_condensation"]
-#: (section, key) pairs that change no result
-RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = ()
+#: (section, key) pairs that change no result (left out of config ids and checkpoint hashes)
+RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
 
 
 class _Section(BaseModel):
@@ -91,6 +91,7 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
     random_rotation: bool = False  # augmentation: every training event rotated by a random angle each epoch
+    checkpoint_every: int = Field(1, ge=1)  # write the resumable checkpoint every n-th epoch (and at each stage's end)
     # noise classifier: weight of the noise class ("auto": #real / #noise hits of the training events)
     nc_noise_weight: float | Literal["auto"] = "auto"
     # metric learning: L_att + ml_rep_weight · L_rep, hinge radius r_emb, attraction for particles above ml_pt_min

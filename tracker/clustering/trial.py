@@ -5,15 +5,21 @@ Each stage is trained with Adam (``train.lr``), one event per step, for ``train.
 ``train.stage_epochs[stage]``) epochs; the weights of its epoch with the lowest validation loss are kept before
 the next stage is trained on the outputs of the stages before it (:func:`tracker.clustering.pipeline.infer`).
 Epochs are numbered across stages (the reporter sees one epoch sequence; ``stage`` says which stage, 0-based in
-pipeline order). Checkpoints are not written: a retried trial starts again.
+pipeline order). A checkpoint (``workdir/checkpoint/state.pt``: every stage's weights, the current stage's
+optimizer, best weights and position, the history and every random state) is written every
+``train.checkpoint_every`` epochs and at the end of each stage, so a retried trial resumes where it stopped and
+ends with the metrics of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +32,28 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch_geometric.data import Data
 
-from tracker.clustering.config import ClusteringTrialConfig
+from tracker.clustering.config import RESULT_NEUTRAL_KEYS, ClusteringTrialConfig
 from tracker.clustering.graphs import edge_truth, gc_counts, gc_metrics
 from tracker.clustering.models import PREFIX, build_stage, count_parameters
 from tracker.clustering.pipeline import Event, Inference, infer, stage_loss
 from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, particle_table, scan_dbscan, track_metrics
 from tracker.data.transforms import rotate
 from tracker.metrics.tracks import connected_tracks, match_event
+from tracker.train.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from tracker.train.config import yaml_text
 from tracker.train.reporter import Reporter
 
 EPOCH_METRICS = ("train_loss", "val_loss", "stage", "lr", "epoch_seconds")
+
+
+class CheckpointMismatchError(ValueError):
+    """``workdir/checkpoint`` belongs to a different trial configuration."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,65 +88,123 @@ def _load_events(config: ClusteringTrialConfig) -> tuple[list[Data], list[Data],
     return s.train, s.val, s.test
 
 
+def config_hash(config: ClusteringTrialConfig) -> str:
+    """SHA-256 of the resolved config without its result-neutral keys: a checkpoint belongs to exactly one config."""
+    resolved = config.model_dump(mode="json")
+    for section, key in RESULT_NEUTRAL_KEYS:
+        resolved[section].pop(key, None)
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint holds besides the weights: where training is, and what it has produced so far."""
+
+    chash: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epochs: dict[str, int] = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
 def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool = True,
               splits: tuple[list[Data], list[Data], list[Data]] | None = None) -> TrialResult:
     """Train and evaluate one clustering trial in ``workdir``; ``splits`` = (train, val, test) events in memory
-    instead of ``config.data`` through the dataset cache. ``resume`` is accepted for the task protocol (there are
-    no checkpoints: a trial always starts from its first epoch)."""
-    del resume
+    instead of ``config.data`` through the dataset cache. ``resume=True`` continues from ``workdir/checkpoint``
+    (written every ``train.checkpoint_every`` epochs and at the end of every stage; same config required) and ends
+    with the metrics of an uninterrupted run; ``resume=False`` discards it. ``train.deterministic`` turns on
+    torch's deterministic algorithms (warn only) for the trial."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    if config.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _run(config, reporter, workdir=workdir, resume=resume, splits=splits)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def _run(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool,
+         splits: tuple[list[Data], list[Data], list[Data]] | None) -> TrialResult:
     tc = config.train
     device = _device(tc.device)
+    if device.type == "cuda" and tc.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     train, val, test = splits if splits is not None else _load_events(config)
     train, val, test = ([g.to(device) for g in split] for split in (train, val, test))
     _seed(tc.seed)
     stages = list(config.pipeline.stages)
     models = {s: build_stage(s, **config.model.stage_hparams(s)).to(device) for s in stages}
     n_params = {s: count_parameters(m) for s, m in models.items()}
+    generator = torch.Generator().manual_seed(tc.seed)
+    progress = _Progress(chash=config_hash(config))
+    state = load_checkpoint(workdir)
+    if state is not None and not resume:
+        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
+        state = None
+    if state is not None:
+        if state.get("config_hash") != progress.chash:
+            raise CheckpointMismatchError(f"{workdir / 'checkpoint'} was written by a different trial configuration; "
+                                          "remove it or call run_trial(..., resume=False)")
+        for s, weights in state["models"].items():
+            models[s].load_state_dict(weights)
+        progress.history = [dict(h) for h in state["history"]]
+        progress.best_epochs = dict(state["best_epochs"])
+        progress.train_seconds = float(state["train_seconds"])
     resolved = config.model_dump(mode="json")
     reporter.start(config=resolved, n_params=sum(n_params.values()))
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml_text(resolved))
     reporter.artifact(cfg_path)
 
-    generator = torch.Generator().manual_seed(tc.seed)
-    history: list[dict[str, float]] = []
     trained: dict[str, nn.Module] = {}
-    best_epochs: dict[str, int] = {}
     last_best = 0
-    t_start = time.perf_counter()
     for index, stage in enumerate(stages):
+        resumed = state if state is not None and state["stage"] == index else None
+        if state is not None and index < state["stage"]:  # finished before the interruption
+            last_best = len([h for h in progress.history if h["stage"] < index]) + progress.best_epochs[stage]
+            trained[stage] = models[stage].eval()
+            continue
+        if resumed is not None:
+            set_rng_state(resumed["rng"], generator)
         train_ev = [infer(trained, g, config).event for g in train]
         val_ev = [infer(trained, g, config).event for g in val]
-        offset = len(history)
-        best_epochs[stage] = _train_stage(stage, index, models[stage], train_ev, val_ev, config, reporter=reporter,
-                                          history=history, generator=generator)
-        last_best = offset + best_epochs[stage]  # the last stage's best epoch in the trial's epoch numbering
+        offset = len([h for h in progress.history if h["stage"] < index])
+        progress.best_epochs[stage] = _train_stage(
+            stage, index, models, train_ev, val_ev, config, reporter=reporter, progress=progress,
+            generator=generator, workdir=workdir, resumed=resumed)
+        last_best = offset + progress.best_epochs[stage]  # the last stage's best epoch in the trial's numbering
         trained[stage] = models[stage]
-    train_seconds = time.perf_counter() - t_start
 
     metrics = _evaluate(trained, val, test, config, workdir=workdir, reporter=reporter)
     metrics["n_params"] = float(sum(n_params.values()))
     for s, n in n_params.items():
         metrics[f"n_params_{PREFIX[s]}"] = float(n)
-        metrics[f"best_epoch_{PREFIX[s]}"] = float(best_epochs[s])
+        metrics[f"best_epoch_{PREFIX[s]}"] = float(progress.best_epochs[s])
     metrics["best_epoch"] = float(last_best)
-    metrics["train_seconds"] = train_seconds
+    metrics["train_seconds"] = progress.train_seconds
     metrics["on_cuda"] = float(device.type == "cuda")
-    return _finish(metrics, history, trained, workdir=workdir, reporter=reporter)
+    return _finish(metrics, progress.history, trained, workdir=workdir, reporter=reporter)
 
 
-def _train_stage(stage: str, index: int, model: nn.Module, train_ev: list[Event], val_ev: list[Event],
-                 config: ClusteringTrialConfig, *, reporter: Reporter, history: list[dict[str, float]],
-                 generator: torch.Generator) -> int:
-    """Train one stage; keep its best-validation-loss weights; return that epoch (stage-local, 1-based)."""
+def _train_stage(stage: str, index: int, models: dict[str, nn.Module], train_ev: list[Event], val_ev: list[Event],
+                 config: ClusteringTrialConfig, *, reporter: Reporter, progress: _Progress,
+                 generator: torch.Generator, workdir: Path, resumed: dict[str, Any] | None) -> int:
+    """Train one stage (from ``resumed``, a checkpoint inside this stage, when given); keep its
+    best-validation-loss weights; return that epoch (stage-local, 1-based)."""
     tc = config.train
+    model = models[stage]
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     noise_weight = _noise_weight(train_ev, tc.nc_noise_weight) if stage == "noise_classifier" else 1.0
     best, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    first = 1
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        best, best_epoch, best_state = float(resumed["best"]), int(resumed["best_epoch"]), resumed["best_state"]
+        first = int(resumed["epoch"]) + 1
     prefix = PREFIX[stage]
-    for epoch in range(1, tc.epochs_of(stage) + 1):
+    n_epochs = tc.epochs_of(stage)
+    for epoch in range(first, n_epochs + 1):
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_ev), generator=generator).tolist()
@@ -155,12 +230,22 @@ def _train_stage(stage: str, index: int, model: nn.Module, train_ev: list[Event]
         if val_loss < best:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         seconds = time.perf_counter() - t0
+        progress.train_seconds += seconds
         row = {"train_loss": total / max(len(train_ev), 1), "val_loss": val_loss, "stage": float(index),
                "lr": tc.lr, "epoch_seconds": seconds}
         row[f"{prefix}_train_loss"], row[f"{prefix}_val_loss"] = row["train_loss"], val_loss
-        history.append({"epoch": len(history) + 1, **row})
-        reporter.epoch(epoch=len(history), metrics={k: v for k, v in row.items() if math.isfinite(v)},
-                       checkpoint_dir=None)
+        progress.history.append({"epoch": len(progress.history) + 1, **row})
+        ckpt = None
+        if checkpoint_due(epoch, every=tc.checkpoint_every, finished=epoch == n_epochs):
+            done = {s: m.state_dict() for s, m in models.items() if s != stage}
+            ckpt = save_checkpoint(workdir, {
+                "format": 1, "config_hash": progress.chash, "stage": index, "epoch": epoch,
+                "models": {**done, stage: model.state_dict()}, "optimizer": optimizer.state_dict(),
+                "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                "best_epochs": progress.best_epochs, "history": progress.history, "rng": rng_state(generator),
+                "train_seconds": progress.train_seconds})
+        reporter.epoch(epoch=len(progress.history), metrics={k: v for k, v in row.items() if math.isfinite(v)},
+                       checkpoint_dir=ckpt)
     model.load_state_dict(best_state)
     model.eval()
     return best_epoch
@@ -333,4 +418,4 @@ def _finish(metrics: dict[str, Any], history: list[dict[str, float]], models: di
     return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
 
 
-__all__ = ["EPOCH_METRICS", "NonFiniteLossError", "TrialResult", "run_trial"]
+__all__ = ["EPOCH_METRICS", "CheckpointMismatchError", "NonFiniteLossError", "TrialResult", "config_hash", "run_trial"]
