@@ -78,7 +78,7 @@ def main() -> int:
     fill(uri, args.runs, root / "artifacts")
     print(f"filled {args.runs} runs in {time.perf_counter() - t0:.1f} s")
 
-    from dashboards.data import load_runs
+    from dashboards.loading import load_runs
     from dashboards.size_vs_auc import table1
 
     cache = root / "cache"

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dashboards.data import DashboardError, RunSet, load_runs
+from dashboards.data import DashboardError, RunSet
+from dashboards.loading import load_runs
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from dashboards import cli, figures
-from dashboards.data import RunSet, angle_columns, default_cache_dir, read_csv_artifact
+from dashboards.artifacts import read_csv_artifact
+from dashboards.data import RunSet, angle_columns
+from dashboards.loading import default_cache_dir
 
 PT_BINS = (0.9, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 ETA_BINS = tuple(np.round(np.linspace(-4.0, 4.0, 9), 3))

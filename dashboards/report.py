@@ -17,14 +17,13 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from dashboards import cli, compare, figures, importance, jets_report, rotation, size_vs_auc
+from dashboards.artifacts import metric_histories, read_csv_artifact
 from dashboards.data import (
     DashboardError,
     RunSet,
     aggregate,
     fmt_pm,
-    metric_histories,
     model_label,
-    read_csv_artifact,
     size_label,
     tracking_path,
 )
@@ -287,7 +286,7 @@ def build(
     rs: RunSet, out: Path, *, paper: bool = False, cache_dir: Path | None = None, metric: str = "auc"
 ) -> tuple[Path, list[Path]]:
     """Write every figure and table into ``out`` and the report as ``report.md`` / ``report.html``."""
-    from dashboards.data import default_cache_dir
+    from dashboards.loading import default_cache_dir
 
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out.mkdir(parents=True, exist_ok=True)

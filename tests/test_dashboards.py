@@ -21,7 +21,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dashboards import compare, importance, report, rotation, size_vs_auc
-from dashboards.data import RunSet, add_derived, aggregate, load_runs
+from dashboards.data import RunSet, add_derived, aggregate
+from dashboards.loading import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dashboards import clustering
-from dashboards.data import load_runs
+from dashboards.loading import load_runs
 
 #: (model name, model.equivariant) -> per seed: DM flags of 4 particles at pT 1.1, 1.1, 2.5, 2.5 (eta -0.5, 0.5, ...)
 RUNS = {

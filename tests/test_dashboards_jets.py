@@ -23,8 +23,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dashboards import boost, figures, jets_tables, report
-from dashboards.data import DashboardError, RunSet, add_derived, load_runs
+from dashboards.data import DashboardError, RunSet, add_derived
 from dashboards.jets_runs import mode_of, task_of
+from dashboards.loading import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
