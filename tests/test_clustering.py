@@ -394,10 +394,14 @@ def test_resume_gives_the_uninterrupted_metrics(tmp_path: Path, monkeypatch: pyt
     from tracker.clustering.trial import CheckpointMismatchError, run_trial
 
     raw = {"data": {**TINY_DATA, "noise_hits": False}, "model": {"name": "so2", "preset": "tiny"},
-           "train": {"epochs": 3, "random_rotation": True}, "eval": {"eps": [0.2, 0.4], "min_samples": [1]}}
+           "train": {"epochs": 3, "random_rotation": True},
+           "eval": {"eps": [0.2, 0.4], "min_samples": [1], "rotations_deg": [0, 90, 200]}}
     cfg = trial_from_dict(raw)
     full = Recorder()
     ref = run_trial(cfg, full, workdir=tmp_path / "ref").metrics
+    # every stage SO(2)-equivariant: the tracks of rotated test events are the same tracks
+    assert ref["track_dm_eff_rot_spread"] == 0.0
+    assert ref["trackml_score_rot_090"] == ref["trackml_score_rot_200"] == ref["trackml_score"]
     # (checkpoint_every, crash after global epoch, last checkpoint): every 2nd stage-local epoch and each stage's end
     for every, crash_at, resumed_from in ((1, 5, 5), (2, 4, 3)):
         c = trial_from_dict({**raw, "train": {**raw["train"], "checkpoint_every": every}})
