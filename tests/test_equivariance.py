@@ -22,19 +22,22 @@ torch.set_num_threads(1)
 
 ANGLES = [float(a) for a in torch.empty(3).uniform_(-math.pi, math.pi, generator=torch.Generator().manual_seed(7))]
 
-EQUIVARIANT = [
+# every case on both paths: plain (default) and fused=True
+_EQUIVARIANT = [
     ("euclidnet", {}),
     ("euclidnet", {"preset": "paper_32", "use_r": True, "edge_attr": True}),
     ("euclidnet", {"shared_block": False, "iterations": 3}),
     ("egnn", {}),
     ("hybrid", {"hidden_free": 0}),
 ]
-NON_EQUIVARIANT = [
+_NON_EQUIVARIANT = [
     ("interaction_network", {}),
     ("interaction_network", {"node_features": "rphiz"}),
     ("euclidnet_noneq", {}),
     ("hybrid", {"hidden_free": 8}),
 ]
+EQUIVARIANT = [(name, {**hp, "fused": fused}) for fused in (False, True) for name, hp in _EQUIVARIANT]
+NON_EQUIVARIANT = [(name, {**hp, "fused": fused}) for fused in (False, True) for name, hp in _NON_EQUIVARIANT]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,7 @@ def test_edge_scores_invariant_float64(name, hp, device, graph):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name, hp", EQUIVARIANT + [("hybrid", {"hidden_free": 4})])
+@pytest.mark.parametrize("name, hp", EQUIVARIANT + [("hybrid", {"hidden_free": 4}), ("hybrid", {"hidden_free": 4, "fused": True})])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 def test_vector_embeddings_rotate_with_input(name, hp, dtype, tol, device, graph):
     """Vectors x_i rotate with the input (also for hybrid with a free channel: the coupling is eq → free)."""
@@ -130,7 +133,7 @@ def test_noneq_twin_vectors_not_equivariant(graph):
     assert min(dev.values()) > 1e-4, dev
 
 
-@pytest.mark.parametrize("name, hp", EQUIVARIANT[:1] + EQUIVARIANT[3:4])
+@pytest.mark.parametrize("name, hp", [EQUIVARIANT[i] for i in (0, 3, 5, 8)])
 def test_equivariance_deviation_metric(name, hp, graph):
     model = _model(name, hp)
     dev = equivariance_deviation(model, [graph, graph], ANGLES + [0.0])

@@ -1,6 +1,6 @@
-"""EuclidNet's training step spends its edge-scale passes on the model's arithmetic (issue 18, item 6).
+"""EuclidNet's fused training step spends its edge-scale passes on the model's arithmetic (issue 18, item 6).
 
-Every aten call of a forward and backward of EuclidNet paper_8 on a real graph is recorded (a TorchDispatchMode,
+Every aten call of a forward and backward of EuclidNet paper_8 (``fused=True``, the fast path) on a real graph is recorded (a TorchDispatchMode,
 which also sees what autograd runs); passes over edge-sized tensors that compute nothing are refused: an ``addmm``
 that first copies a full [C, 2E] accumulator (instead of adding into it), a copy of an edge-sized tensor, and the
 zero-filled gradient of ``sign`` in ψ. The speed itself is measured in benchmarks/euclidnet_cost.py
@@ -43,7 +43,7 @@ def graph(real_npz_graphs: list[Path]) -> Any:
 
 def test_euclidnet_step_makes_no_edge_scale_copies(graph: Any) -> None:
     torch.manual_seed(0)
-    model = build_model("euclidnet", preset="paper_8")
+    model = build_model("euclidnet", preset="paper_8", fused=True)
     n_edges = graph.edge_index.shape[1]
     with _Record() as rec:
         logits = model(graph)
@@ -65,7 +65,7 @@ def test_euclidnet_step_makes_no_edge_scale_copies(graph: Any) -> None:
 
 def test_vmap_keeps_out_of_place_addmm() -> None:
     """Under torch.func transforms the accumulation stays out of place (the vmap bundles' batched rule)."""
-    from tracker.models.common import addmm_into
+    from tracker.models.fused.kernels import addmm_into
 
     acc, w, x = torch.randn(3, 5), torch.randn(3, 2), torch.randn(2, 5)
     expected = acc + w @ x

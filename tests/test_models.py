@@ -1,6 +1,6 @@
 """Model zoo: registry and errors, exact parameter counts, forward/backward on a real graph, batching, dtypes,
-and the speed-oriented implementation (feature-major, split first layers, fused LayerNorm) against plain
-row-major evaluations of the same definitions."""
+and both paths (plain default and ``fused=True``) against naive row-major evaluations of the definitions
+(tests/test_model_paths.py compares the two paths with each other in float64)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from tracker.models import (
 )
 from tracker.models import euclidnet as euclidnet_mod
 from tracker.models import interaction_network as in_mod
-from tracker.models.common import norm_act_fm, psi
+from tracker.models.common import psi
+from tracker.models.fused.kernels import norm_act_fm
 
 torch.set_num_threads(1)
 
@@ -248,9 +249,10 @@ def _rowmajor_euclidnet(model, data: Data) -> torch.Tensor:
     return model.decoder.seq(torch.cat([h[dst[:E]], h[src[:E]], e[:E], g], 1)).squeeze(-1)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("hp", [{}, {"preset": "paper_32"}, {"shared_block": False, "iterations": 2}])
-def test_euclidnet_matches_plain_evaluation(hp, small_graph):
-    model = _randomise(build_model("euclidnet", **hp), std=0.3)
+def test_euclidnet_matches_plain_evaluation(hp, fused, small_graph):
+    model = _randomise(build_model("euclidnet", fused=fused, **hp), std=0.3)
     for blk in model.blocks:  # large coordinate updates so that every term matters
         blk.c = 0.3
     fast = model(small_graph)
@@ -273,9 +275,10 @@ def _rowmajor_interaction_network(model, data: Data) -> torch.Tensor:
     return model.R2.seq(torch.cat([x[dst], x[src], m], 1)).squeeze(-1)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("shared", [True, False])
-def test_interaction_network_matches_definition(shared, small_graph):
-    model = _randomise(build_model("interaction_network", hidden=16, shared_weights=shared), std=0.4)
+def test_interaction_network_matches_definition(shared, fused, small_graph):
+    model = _randomise(build_model("interaction_network", hidden=16, shared_weights=shared, fused=fused), std=0.4)
     fast, plain = model(small_graph), _rowmajor_interaction_network(model, small_graph)
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
     for a, b in zip(torch.autograd.grad(fast.sum(), list(model.parameters())),

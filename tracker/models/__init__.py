@@ -6,6 +6,10 @@ per stored (directed) edge: ``model(data) -> Tensor[E]``; no sigmoid inside (tra
 (``paper_8``/``paper_16``/``paper_32``: the sizes of the paper's Table 1, see docs/models.md); hyperparameters
 given explicitly override the preset's. Unknown names, hyperparameters or presets raise ``ModelConfigError``
 listing what is accepted. Models are float32 by default and support ``.double()``.
+
+Every model has two paths with the same parameters and function: plain PyTorch / PyG ``MessagePassing``
+(default; tracker/models/*.py) and ``fused=True``, feature-major kernels that are faster on CPU
+(tracker/models/fused/; docs/models.md says when to turn it on).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ _CONSTRAINTS: dict[str, tuple[str, Any]] = {
     "use_r": ("bool", None),
     "edge_attr": ("bool", None),
     "undirected": ("bool", None),
+    "fused": ("bool", None),
     "node_features": ("choice", interaction_network.NODE_FEATURES),
 }
 

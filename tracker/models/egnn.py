@@ -12,6 +12,7 @@ graph convolution layers (EGCL, weights not shared, as in the paper):
 φ_e, φ_h: Linear–SiLU–Linear(–SiLU); φ_x: Linear–SiLU–Linear(h, 1, no bias, init gain 0.001) as in the paper's
 code; no normalisation layers. Decoder: φ_d(h_i, h_j, ‖x_i − x_j‖²) → logit on the stored edges. Messages flow
 both ways along every stored edge (symmetrised internally). ``hidden`` is the width of every layer.
+Plain path here (PyG ``MessagePassing``); ``fused=True`` runs tracker/models/fused/egnn.py.
 """
 
 from __future__ import annotations
@@ -21,21 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
 
-from tracker.models.common import (
-    EdgeClassifier,
-    SplitMLP,
-    begin_forward,
-    gather_pair,
-    in_degree,
-    linear_fm,
-    mlp,
-    num_nodes_of,
-    run_fm,
-    scatter_sum,
-    symmetrise,
-    transverse,
-)
+from tracker.models.common import ConcatMLP, EdgeClassifier, mlp, symmetrise, transverse
+from tracker.models.fused import egnn as fused
 
 HPARAMS: dict[str, Any] = {
     "hidden": 16,
@@ -43,6 +34,7 @@ HPARAMS: dict[str, Any] = {
     "use_r": True,
     "edge_attr": True,
     "length_scale": 0.1,
+    "fused": False,
 }
 PRESETS: dict[str, dict[str, Any]] = {}
 PRESET_COUNTS: dict[str, int] = {}
@@ -52,20 +44,22 @@ MAX_STEP = 100.0
 
 
 def clamp_norm(u: Tensor, max_norm: float) -> Tensor:
-    """Scale each column vector of ``u`` [2, E] down to norm ``max_norm`` at most (a rotation-equivariant clamp;
+    """Scale each row vector of ``u`` [E, 2] down to norm ``max_norm`` at most (a rotation-equivariant clamp;
     clamping x and y separately, as the EuclidNet reference does, is not equivariant once it bites)."""
-    norm = torch.sqrt((u * u).sum(dim=0, keepdim=True))
+    norm = torch.sqrt((u * u).sum(dim=-1, keepdim=True))
     return u * (max_norm / norm.clamp(min=max_norm))
 
 
-class EGCL(nn.Module):
-    """One E(n)-equivariant graph convolution layer (feature-major tensors)."""
+class EGCL(MessagePassing):
+    """One E(n)-equivariant graph convolution layer; messages flow source j → target i."""
+
+    max_step = MAX_STEP
 
     def __init__(self, *, hidden: int, n_edge_attr: int) -> None:
-        super().__init__()
+        super().__init__(aggr="sum")
         h = hidden
         self.n_edge_attr = n_edge_attr
-        self.phi_e = SplitMLP(
+        self.phi_e = ConcatMLP(
             (h, h, 1, n_edge_attr), nn.Sequential(nn.Linear(2 * h + 1 + n_edge_attr, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU())
         )
         last = nn.Linear(h, 1, bias=False)
@@ -73,21 +67,24 @@ class EGCL(nn.Module):
         self.phi_x = nn.Sequential(nn.Linear(h, h), nn.SiLU(), last)
         self.phi_h = nn.Sequential(nn.Linear(2 * h, h), nn.SiLU(), nn.Linear(h, h))
 
-    def forward(
-        self, h: Tensor, x: Tensor, src: Tensor, dst: Tensor, attr: Tensor | None, inv_deg: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        n = h.shape[1]
-        diff = x.index_select(1, dst) - x.index_select(1, src)
-        d2 = (diff * diff).sum(dim=0, keepdim=True)
-        pre = gather_pair(self.phi_e.stacked(h, 0, 1), dst, src)
-        pre = torch.addmm(pre, self.phi_e.weight_of(2), d2).add_(self.phi_e.bias_col())
-        if attr is not None:
-            pre = torch.addmm(pre, self.phi_e.weight_of(3), attr)
-        m = self.phi_e.finish(pre)
-        upd = clamp_norm(diff * run_fm(self.phi_x, m), MAX_STEP)
-        x = x + scatter_sum(upd, dst, n) * inv_deg
-        h = h + run_fm(self.phi_h, torch.cat([h, scatter_sum(m, dst, n)], dim=0))
+    def forward(self, h: Tensor, x: Tensor, edge_index: Tensor, a: Tensor | None) -> tuple[Tensor, Tensor]:
+        """h [N, H], x [N, 2] (a [E, 4]) -> the new (h, x)."""
+        n = h.shape[0]
+        m, dx = self.edge_updater(edge_index, h=h, x=x, a=a)
+        x = x + scatter(dx, edge_index[1], dim=0, dim_size=n, reduce="mean")  # Σ_j (x_i − x_j) φ_x(m_ij) / deg(i)
+        h = h + self.phi_h(torch.cat([h, self.propagate(edge_index, m=m, size=(n, n))], dim=-1))
         return h, x
+
+    def edge_update(self, h_i: Tensor, h_j: Tensor, x_i: Tensor, x_j: Tensor,
+                    a: Tensor | None) -> tuple[Tensor, Tensor]:
+        """m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖²[, a_ij]) and the coordinate step (x_i − x_j) φ_x(m_ij), norm ≤ 100."""
+        diff = x_i - x_j
+        d2 = (diff * diff).sum(dim=-1, keepdim=True)
+        m = self.phi_e(h_i, h_j, d2) if a is None else self.phi_e(h_i, h_j, d2, a)
+        return m, clamp_norm(diff * self.phi_x(m), self.max_step)
+
+    def message(self, m: Tensor) -> Tensor:
+        return m
 
 
 class EGNN(EdgeClassifier):
@@ -103,47 +100,46 @@ class EGNN(EdgeClassifier):
         use_r: bool = True,
         edge_attr: bool = True,
         length_scale: float = 0.1,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         if length_scale <= 0:
             raise ValueError(f"egnn: length_scale={length_scale!r}; expected a positive length in metres")
         self.hparams = {"hidden": hidden, "iterations": iterations, "use_r": use_r, "edge_attr": edge_attr,
-                            "length_scale": length_scale}
+                        "length_scale": length_scale, "fused": fused}
         self.use_r = use_r
         self.use_edge_attr = edge_attr
         self.length_scale = float(length_scale)
+        self.fused = fused
         self.embedding = nn.Linear(1 + int(use_r), hidden)
         self.layers = nn.ModuleList(EGCL(hidden=hidden, n_edge_attr=4 if edge_attr else 0) for _ in range(iterations))
-        self.decoder = SplitMLP((hidden, hidden, 1), mlp(2 * hidden + 1, hidden, 1, 2, act="silu", layer_norm=False))
+        self.decoder = ConcatMLP((hidden, hidden, 1), mlp(2 * hidden + 1, hidden, 1, 2, act="silu", layer_norm=False))
 
-    def _embed_fm(self, data: Data) -> dict[str, Any]:
-        n = num_nodes_of(data)
+    def _embed(self, data: Data) -> dict[str, Any]:
         v, z = transverse(data)
         x = v / self.length_scale
-        src, dst, attr = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
+        edge_index, a = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
         scal = [z]
         if self.use_r:
-            scal.append(torch.sqrt((v * v).sum(dim=0, keepdim=True)))
-        h = linear_fm(self.embedding, torch.cat(scal, dim=0) if len(scal) > 1 else z)
-        inv_deg = 1.0 / in_degree(dst, n, x.dtype).clamp(min=1.0)
+            scal.append(torch.sqrt((v * v).sum(dim=-1, keepdim=True)))
+        h = self.embedding(torch.cat(scal, dim=-1))
         for layer in self.layers:
-            h, x = layer(h, x, src, dst, attr, inv_deg)
-        return {"h": h, "x": x, "src": src, "dst": dst}
+            h, x = layer(h, x, edge_index, a)
+        return {"h": h, "x": x, "edge_index": edge_index}
 
     def embed(self, data: Data) -> dict[str, Tensor]:
         """``vectors`` [N, 2] (equivariant, metres), ``scalars`` [N, hidden] (invariant)."""
-        begin_forward()
-        st = self._embed_fm(data)
-        return {"vectors": st["x"].T * self.length_scale, "scalars": st["h"].T, "src": st["src"], "dst": st["dst"]}
+        if self.fused:
+            return fused.embed(self, data)
+        st = self._embed(data)
+        src, dst = st["edge_index"]
+        return {"vectors": st["x"] * self.length_scale, "scalars": st["h"], "src": src, "dst": dst}
 
     def forward(self, data: Data) -> Tensor:
-        begin_forward()
-        st = self._embed_fm(data)
-        ne = data.edge_index.shape[1]
-        src, dst = st["src"][:ne], st["dst"][:ne]
-        x = st["x"]
-        diff = x.index_select(1, dst) - x.index_select(1, src)
-        pre = gather_pair(self.decoder.stacked(st["h"], 0, 1), dst, src)
-        pre = torch.addmm(pre, self.decoder.weight_of(2), (diff * diff).sum(dim=0, keepdim=True))
-        pre.add_(self.decoder.bias_col())
-        return self.decoder.finish(pre).squeeze(0)
+        if self.fused:
+            return fused.forward(self, data)
+        st = self._embed(data)
+        src, dst = st["edge_index"][:, : data.edge_index.shape[1]]
+        h, x = st["h"], st["x"]
+        d2 = ((x[dst] - x[src]) ** 2).sum(dim=-1, keepdim=True)
+        return self.decoder(h[dst], h[src], d2).squeeze(-1)

@@ -19,6 +19,9 @@ MLPs: hidden Linear layers followed by LayerNorm without affine parameters and S
 
 ``euclidnet_noneq`` (:class:`EuclidNetNonEq`) is the ablation twin: identical blocks, but the raw coordinates
 (x, y) are appended to the scalar inputs, so orientation leaks into every MLP and nothing is constrained.
+
+This file is the plain path (row-major PyG ``MessagePassing``, read it against the equations above);
+``fused=True`` runs the same modules through tracker/models/fused/euclidnet.py (faster on CPU, docs/models.md).
 """
 
 from __future__ import annotations
@@ -28,21 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
+from torch_geometric.nn import MessagePassing
 
-from tracker.models.common import (
-    EdgeClassifier,
-    SplitMLP,
-    addmm_into,
-    begin_forward,
-    gather_pair,
-    mlp,
-    num_nodes_of,
-    psi,
-    run_fm,
-    scatter_sum,
-    symmetrise,
-    transverse,
-)
+from tracker.models.common import ConcatMLP, EdgeClassifier, invariants, mlp, symmetrise, transverse
+from tracker.models.fused import euclidnet as fused
 
 CLAMP = 100.0
 
@@ -55,6 +47,7 @@ HPARAMS: dict[str, Any] = {
     "use_r": False,
     "edge_attr": False,
     "decoder_depth": None,
+    "fused": False,
 }
 
 # Size presets: the configurations (inputs as the paper: positions only, one shared block, 5 iterations) whose
@@ -68,15 +61,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 PRESET_COUNTS: dict[str, int] = {"paper_8": 970, "paper_16": 2578, "paper_32": 4442}
 PAPER_COUNTS: dict[str, int] = {"paper_8": 967, "paper_16": 2580, "paper_32": 4448}
-
-
-def geometric_invariants(v: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
-    """Feature-major x_i − x_j [2, E] and (ψ(‖x_i − x_j‖²), ψ(⟨x_i, x_j⟩)) [2, E] with i = dst, j = src."""
-    vi, vj = v.index_select(1, dst), v.index_select(1, src)
-    diff = vi - vj
-    n2 = (diff * diff).sum(dim=0, keepdim=True)
-    dot = (vi * vj).sum(dim=0, keepdim=True)
-    return diff, torch.cat([torch.log1p(n2), psi(dot)], dim=0)
 
 
 def _mlp_count(n_in: int, hidden: int, n_out: int, depth: int) -> int:
@@ -102,50 +86,49 @@ def param_count(
             + _mlp_count(3 * h + 2, h, 1, D))
 
 
-class EEB(nn.Module):
-    """One Euclidean Equivariant Block (the parameters of one iteration); tensors are feature-major."""
+class EEB(MessagePassing):
+    """One Euclidean Equivariant Block (the parameters of one iteration); messages flow source j → target i."""
+
+    clamp = CLAMP
 
     def __init__(self, *, hidden: int, mlp_depth: int, c: float, n_edge_attr: int) -> None:
-        super().__init__()
+        super().__init__(aggr="sum")
         h, L = hidden, mlp_depth
         self.c = float(c)
         self.n_edge_attr = n_edge_attr
         # φ_e(ψn, ψd, e[, a]) -> hidden: L Linear layers
-        self.phi_e = SplitMLP((2, h, n_edge_attr), mlp(2 + h + n_edge_attr, h, h, L - 1))
+        self.phi_e = ConcatMLP((2, h, n_edge_attr), mlp(2 + h + n_edge_attr, h, h, L - 1))
         # φ_m(h_i, h_j, e, ψn, ψd) -> hidden, LayerNorm + sigmoid output (the reference's message weights)
-        self.phi_m = SplitMLP((h, h, h, 2), mlp(3 * h + 2, h, h, L - 1, out_act="sigmoid"))
+        self.phi_m = ConcatMLP((h, h, h, 2), mlp(3 * h + 2, h, h, L - 1, out_act="sigmoid"))
         # φ_x(m) -> scalar: L hidden layers + output
         self.phi_x = mlp(h, h, 1, L)
         # φ_h(h, Σm) -> hidden: L Linear layers
         self.phi_h = mlp(2 * h, h, h, L - 1)
 
-    def edge_attr_term(self, attr: Tensor | None) -> Tensor:
-        """The constant part of φ_e's first layer: W_a a_ij + b (computed once per forward)."""
-        b = self.phi_e.bias_col()
-        if attr is None or self.n_edge_attr == 0:
-            return b
-        return torch.addmm(b, self.phi_e.weight_of(2), attr)
-
     def forward(
-        self, h: Tensor, v: Tensor, e: Tensor, src: Tensor, dst: Tensor, attr_term: Tensor
+        self, h: Tensor, v: Tensor, e: Tensor, edge_index: Tensor, a: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One iteration on feature-major h [H, N], v [2, N], e [H, 2E]; returns (h, v, e, m)."""
-        n = h.shape[1]
-        diff, inv = geometric_invariants(v, src, dst)
-        # eq. 3.2: e ← φ_e(ψn, ψd, e[, a])
-        pre = torch.addmm(attr_term, self.phi_e.weight_of(1), e)
-        e = self.phi_e.finish(addmm_into(pre, self.phi_e.weight_of(0), inv))
-        # eq. 3.1: m = φ_m(h_i, h_j, e, ψn, ψd); the h parts are projected per node, then gathered
-        pre = gather_pair(self.phi_m.stacked(h, 0, 1), dst, src)
-        pre = addmm_into(addmm_into(pre, self.phi_m.weight_of(2), e), self.phi_m.weight_of(3), inv)
-        pre.add_(self.phi_m.bias_col())
-        m = self.phi_m.finish(pre)
-        # eq. 3.3: x_i ← x_i + c Σ_j clamp(φ_x(m_ij) (x_i − x_j), ±100)
-        upd = torch.clamp(diff * run_fm(self.phi_x, m), -CLAMP, CLAMP)
-        v = v + self.c * scatter_sum(upd, dst, n)
-        # eq. 3.4: h_i ← h_i + c φ_h(h_i, Σ_j m_ij)
-        h = h + self.c * run_fm(self.phi_h, torch.cat([h, scatter_sum(m, dst, n)], dim=0))
+        """One iteration on h [N, H], v [N, 2], e [E, H] (a [E, 4]); returns the new (h, v, e) and m [E, H]."""
+        e, m, dv = self.edge_updater(edge_index, h=h, v=v, e=e, a=a)
+        hidden = m.shape[-1]
+        summed = self.propagate(edge_index, msg=torch.cat([m, dv], dim=-1), size=(h.shape[0], h.shape[0]))
+        sum_m, sum_dv = summed.split([hidden, 2], dim=-1)
+        v = v + self.c * sum_dv  # eq. 3.3
+        h = h + self.c * self.phi_h(torch.cat([h, sum_m], dim=-1))  # eq. 3.4
         return h, v, e, m
+
+    def edge_update(self, h_i: Tensor, h_j: Tensor, v_i: Tensor, v_j: Tensor, e: Tensor,
+                    a: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Per edge j → i: the new e_ij (eq. 3.2), the message m_ij (eq. 3.1) and the summand of eq. 3.3."""
+        inv = invariants(v_i, v_j)
+        e = self.phi_e(inv, e) if a is None or self.n_edge_attr == 0 else self.phi_e(inv, e, a)
+        m = self.phi_m(h_i, h_j, e, inv)
+        dv = torch.clamp(self.phi_x(m) * (v_i - v_j), -self.clamp, self.clamp)
+        return e, m, dv
+
+    def message(self, msg: Tensor) -> Tensor:
+        """What flows j → i is computed per edge by :meth:`edge_update` (m_ij and the eq. 3.3 summand)."""
+        return msg
 
 
 class EuclidNet(EdgeClassifier):
@@ -166,82 +149,79 @@ class EuclidNet(EdgeClassifier):
         use_r: bool = False,
         edge_attr: bool = False,
         decoder_depth: int | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         D = mlp_depth if decoder_depth is None else decoder_depth
         self.hparams = {
             "hidden": hidden, "mlp_depth": mlp_depth, "iterations": iterations, "c": c,
             "shared_block": shared_block, "use_r": use_r, "edge_attr": edge_attr, "decoder_depth": D,
+            "fused": fused,
         }
         h, L = hidden, mlp_depth
         self.iterations = iterations
         self.use_r = use_r
         self.use_edge_attr = edge_attr
+        self.fused = fused
         n_scalar = 1 + int(use_r) + (2 if self.raw_coordinates_as_scalars else 0)
         self.node_encoder = mlp(n_scalar, h, h, L - 1)
-        self.edge_encoder = SplitMLP((h, h), mlp(2 * h, h, h, L - 1))
+        self.edge_encoder = ConcatMLP((h, h), mlp(2 * h, h, h, L - 1))
         n_blocks = 1 if shared_block else iterations
         self.blocks = nn.ModuleList(
             EEB(hidden=h, mlp_depth=L, c=c, n_edge_attr=4 if edge_attr else 0) for _ in range(n_blocks)
         )
-        self.decoder = SplitMLP((h, h, h, 2), mlp(3 * h + 2, h, 1, D))
-
-    def encode_fm(self, data: Data) -> dict[str, Any]:
-        """Symmetrised edges and the encoded inputs: v [2, N], h [H, N], e [H, 2E], φ_e's constant terms."""
-        n = num_nodes_of(data)
-        v, z = transverse(data)
-        src, dst, attr = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
-        h = run_fm(self.node_encoder, self.scalar_inputs(v, z))
-        pre = gather_pair(self.edge_encoder.stacked(h, 0, 1), dst, src)
-        e = self.edge_encoder.finish(pre.add_(self.edge_encoder.bias_col()))
-        attr_terms = [blk.edge_attr_term(attr) for blk in self.blocks]
-        return {"v": v, "z": z, "h": h, "e": e, "src": src, "dst": dst, "n": n, "attr_terms": attr_terms}
+        self.decoder = ConcatMLP((h, h, h, 2), mlp(3 * h + 2, h, 1, D))
 
     def block(self, it: int) -> EEB:
         """The EEB of iteration ``it`` (the shared one unless ``shared_block=False``)."""
         return self.blocks[0] if len(self.blocks) == 1 else self.blocks[it]
 
     def scalar_inputs(self, v: Tensor, z: Tensor) -> Tensor:
-        """Feature-major scalar node inputs: z [, r] [, raw x, y for the non-equivariant twin]."""
+        """Scalar node inputs [N, ·]: z [, r = |x_i|] [, raw x, y for the non-equivariant twin]."""
         parts = [z]
         if self.use_r:
-            parts.append(torch.sqrt((v * v).sum(dim=0, keepdim=True)))
+            parts.append(torch.sqrt((v * v).sum(dim=-1, keepdim=True)))
         if self.raw_coordinates_as_scalars:
             parts.append(v)
-        return torch.cat(parts, dim=0) if len(parts) > 1 else z
+        return torch.cat(parts, dim=-1)
 
-    def embed(self, data: Data) -> dict[str, Any]:
-        """Final embeddings: ``vectors`` [N, 2] (equivariant), ``scalars`` [N, hidden], ``edges`` [2E, hidden]
-        (first E rows: the stored edges), ``src``/``dst`` [2E] of the symmetrised edges (row-major views)."""
-        begin_forward()
-        fm = self._embed_fm(data)
-        return {
-            "vectors": fm["v"].T, "scalars": fm["h"].T, "edges": fm["e"].T,
-            "src": fm["src"], "dst": fm["dst"],
-        }
+    def encode(self, data: Data) -> dict[str, Any]:
+        """Symmetrised edges and encoded inputs: v [N, 2], z [N, 1], h = φ_s(z[, r]) [N, H], e = φ_enc(h_i, h_j)."""
+        v, z = transverse(data)
+        edge_index, a = symmetrise(data.edge_index, data.edge_attr if self.use_edge_attr else None)
+        src, dst = edge_index
+        h = self.node_encoder(self.scalar_inputs(v, z))
+        e = self.edge_encoder(h[dst], h[src])
+        return {"v": v, "z": z, "h": h, "e": e, "a": a, "edge_index": edge_index}
 
-    def _embed_fm(self, data: Data) -> dict[str, Any]:
-        st = self.encode_fm(data)
+    def _embed(self, data: Data) -> dict[str, Any]:
+        """:meth:`encode`, then the EEB ``iterations`` times."""
+        st = self.encode(data)
         h, v, e = st["h"], st["v"], st["e"]
         for it in range(self.iterations):
-            k = 0 if len(self.blocks) == 1 else it
-            h, v, e, _ = self.blocks[k](h, v, e, st["src"], st["dst"], st["attr_terms"][k])
+            h, v, e, _ = self.block(it)(h, v, e, st["edge_index"], st["a"])
         st.update(h=h, v=v, e=e)
         return st
 
-    def decode_fm(self, h: Tensor, v: Tensor, e: Tensor, src: Tensor, dst: Tensor) -> Tensor:
-        """Logits [E] of the edges (src, dst) from invariant features (h_i, h_j, e_ij, ψ‖Δx‖², ψ⟨x_i, x_j⟩)."""
-        _, inv = geometric_invariants(v, src, dst)
-        pre = gather_pair(self.decoder.stacked(h, 0, 1), dst, src)
-        pre = addmm_into(addmm_into(pre, self.decoder.weight_of(2), e), self.decoder.weight_of(3), inv)
-        pre.add_(self.decoder.bias_col())
-        return self.decoder.finish(pre).squeeze(0)
+    def embed(self, data: Data) -> dict[str, Any]:
+        """Final embeddings: ``vectors`` [N, 2] (equivariant), ``scalars`` [N, hidden], ``edges`` [2E, hidden]
+        (first E rows: the stored edges), ``src``/``dst`` [2E] of the symmetrised edges."""
+        if self.fused:
+            return fused.embed(self, data)
+        st = self._embed(data)
+        src, dst = st["edge_index"]
+        return {"vectors": st["v"], "scalars": st["h"], "edges": st["e"], "src": src, "dst": dst}
+
+    def decode(self, st: dict[str, Any], n_edges: int) -> Tensor:
+        """logit_ij = φ_d(h_i, h_j, e_ij, ψ‖x_i − x_j‖², ψ⟨x_i, x_j⟩) for the first ``n_edges`` (stored) edges."""
+        src, dst = st["edge_index"][:, :n_edges]
+        h, v = st["h"], st["v"]
+        return self.decoder(h[dst], h[src], st["e"][:n_edges], invariants(v[dst], v[src])).squeeze(-1)
 
     def forward(self, data: Data) -> Tensor:
-        begin_forward()
-        fm = self._embed_fm(data)
-        n_edges = data.edge_index.shape[1]
-        return self.decode_fm(fm["h"], fm["v"], fm["e"][:, :n_edges], fm["src"][:n_edges], fm["dst"][:n_edges])
+        if self.fused:
+            return fused.forward(self, data)
+        return self.decode(self._embed(data), data.edge_index.shape[1])
 
 
 class EuclidNetNonEq(EuclidNet):
