@@ -22,25 +22,21 @@ generated npz's sha256; the toptag files' names and sizes) and of the code that 
 ``manifest.json`` (config, key, counts, class balance, sha256 of each file, and a digest of the manifest). A build
 runs under a file lock into a temporary folder renamed into place when complete; a folder whose manifest is
 missing, edited or inconsistent raises :class:`DatasetCacheError` naming it (``prepare(cfg, rebuild=True)``
-replaces it), like :mod:`tracker.data.dataset`.
+replaces it); the lock, the manifest and the checks are :mod:`equitrack.cache`'s, shared with
+:mod:`tracker.data.dataset`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 
+from equitrack.cache import Built, DatasetCache, DatasetCacheError, cache_root, code_fingerprint  # noqa: F401
+from equitrack.cache import dataset_key as _key
+from equitrack.cache import sha256_input
 from jets.config import DataConfig
 
 FORMAT_VERSION = 1
@@ -49,8 +45,9 @@ _ARRAYS = ("p4", "mask", "label")
 _CODE = {"generated": ("data/generated.py", "data/dataset.py"), "toptag": ("data/toptag.py", "data/dataset.py")}
 
 
-class DatasetCacheError(RuntimeError):
-    """A dataset cache folder that cannot be used (foreign, edited, incomplete); the message names it."""
+#: the cache of jet datasets (:mod:`equitrack.cache`): ``<cache root>/jet_datasets/<key>``
+CACHE = DatasetCache(kind="jet_datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.npz" for s in SPLITS),
+                     maker="jets.data.dataset")
 
 
 @dataclass
@@ -80,35 +77,6 @@ class Splits:
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def cache_root() -> Path:
-    """``$EQUITRACK_CACHE`` or ``./.equitrack/cache`` (resolved to an absolute path now)."""
-    return Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256_input(path: Path) -> str:
-    """sha256 of an input file, remembered per (path, size, mtime) in this process (every trial asks for the key)."""
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    if memo not in _FILE_DIGESTS:
-        _FILE_DIGESTS[memo] = _sha256_file(path)
-    return _FILE_DIGESTS[memo]
-
-
-def _sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
 def source_path(cfg: DataConfig) -> Path:
     """The generated npz (the shipped sample when ``data.path`` is unset) or the toptag folder."""
     if cfg.path:
@@ -125,7 +93,7 @@ def _input_files(cfg: DataConfig) -> list[list[Any]]:
     if cfg.source == "generated":
         if not path.is_file():
             raise FileNotFoundError(f"data.path={str(path)!r}: no such generated sample (an npz from jets.generate)")
-        return [[path.name, path.stat().st_size, _sha256_input(path)]]
+        return [[path.name, path.stat().st_size, sha256_input(path)]]
     if not path.is_dir():
         raise FileNotFoundError(f"data.path={str(path)!r}: not a folder with train.h5, val.h5 and test.h5")
     from jets.data.toptag import FILES
@@ -140,13 +108,7 @@ def _input_files(cfg: DataConfig) -> list[list[Any]]:
 
 
 def _code_fingerprint(source: str) -> str:
-    pkg = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for rel in _CODE[source]:
-        p = pkg / rel
-        h.update(rel.encode())
-        h.update(p.read_bytes() if p.exists() else b"<missing>")
-    return h.hexdigest()[:16]
+    return code_fingerprint(Path(__file__).resolve().parents[1], _CODE[source])
 
 
 def key_config(cfg: DataConfig) -> dict[str, Any]:
@@ -160,9 +122,8 @@ def key_config(cfg: DataConfig) -> dict[str, Any]:
 
 def dataset_key(cfg: DataConfig) -> str:
     """``<source>-<16 hex>``: hash of the format version, :func:`key_config`, input files and code."""
-    blob = {"format": FORMAT_VERSION, "config": key_config(cfg), "inputs": _input_files(cfg),
-            "code": _code_fingerprint(cfg.source)}
-    return f"{cfg.source}-{_sha256_json(blob)[:16]}"
+    return _key(cfg.source, format_version=FORMAT_VERSION, key_config=key_config(cfg), inputs=_input_files(cfg),
+                code=_code_fingerprint(cfg.source))
 
 
 def balanced_order(label: np.ndarray, seed: int) -> np.ndarray:
@@ -211,39 +172,6 @@ def _build(cfg: DataConfig) -> dict[str, JetSet]:
     return _trim(sets)
 
 
-def _manifest_digest(manifest: dict[str, Any]) -> str:
-    return _sha256_json({k: v for k, v in manifest.items() if k != "digest"})
-
-
-def _verify(folder: Path, cfg: DataConfig, key: str, *, check_files: bool) -> dict[str, Any]:
-    """The manifest of ``folder`` when it is a complete dataset of ``cfg``; else :class:`DatasetCacheError`."""
-    mpath = folder / "manifest.json"
-    hint = "delete the folder or call prepare(cfg, rebuild=True)"
-    try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise DatasetCacheError(f"{folder}: no manifest.json — not a dataset made by jets.data.dataset; {hint}") \
-            from None
-    except json.JSONDecodeError as err:
-        raise DatasetCacheError(f"{mpath}: unreadable manifest ({err}); {hint}") from None
-    if not isinstance(manifest, dict) or manifest.get("digest") != _manifest_digest(manifest):
-        raise DatasetCacheError(f"{mpath}: manifest digest mismatch (the manifest was edited); {hint}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DatasetCacheError(f"{mpath}: format version {manifest.get('format_version')!r}, this code writes "
-                                f"{FORMAT_VERSION}; {hint}")
-    if manifest.get("key") != key or manifest.get("key_config") != json.loads(json.dumps(key_config(cfg))):
-        raise DatasetCacheError(f"{mpath}: made for another configuration (key {manifest.get('key')!r}); "
-                                f"expected key {key!r}; {hint}")
-    for split in SPLITS:
-        f = folder / f"{split}.npz"
-        info = manifest.get("files", {}).get(f.name)
-        if info is None or not f.exists() or f.stat().st_size != info["bytes"]:
-            raise DatasetCacheError(f"{f}: missing or of the wrong size for its manifest; {hint}")
-        if check_files and _sha256_file(f) != info["sha256"]:
-            raise DatasetCacheError(f"{f}: content does not match the sha256 in its manifest; {hint}")
-    return manifest
-
-
 def _stats(s: JetSet) -> dict[str, float]:
     n = s.mask.sum(1)
     return {"jets": len(s), "top_fraction": float(s.label.mean()) if len(s) else float("nan"),
@@ -251,39 +179,14 @@ def _stats(s: JetSet) -> dict[str, float]:
             "constituents_max": int(n.max()) if len(s) else 0}
 
 
-def _build_into(folder: Path, cfg: DataConfig, key: str) -> dict[str, Any]:
-    """Build the dataset in a temporary sibling folder and rename it to ``folder`` when complete."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=folder.parent))
-    try:
-        t0 = time.perf_counter()
-        sets = _build(cfg)
-        files = {}
-        for s in SPLITS:
-            p = tmp / f"{s}.npz"
-            np.savez(p, p4=sets[s].p4.astype(np.float32), mask=sets[s].mask.astype(bool),
-                     label=sets[s].label.astype(np.int8))
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256_file(p), "jets": len(sets[s])}
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "key": key,
-            "key_config": json.loads(json.dumps(key_config(cfg))),
-            "config": cfg.model_dump(mode="json"),
-            "source_path": str(source_path(cfg)),
-            "inputs": _input_files(cfg),
-            "code": _code_fingerprint(cfg.source),
-            "build_id": uuid.uuid4().hex,
-            "created_unix": time.time(),
-            "build_seconds": time.perf_counter() - t0,
-            "stats": {s: _stats(sets[s]) for s in SPLITS},
-            "files": files,
-        }
-        manifest["digest"] = _manifest_digest(manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, folder)
-        return manifest
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def _write(cfg: DataConfig, tmp: Path) -> Built:
+    """Build the jets of ``cfg`` and save one npz per split into the temporary dataset folder ``tmp``."""
+    sets = _build(cfg)
+    for s in SPLITS:
+        np.savez(tmp / f"{s}.npz", p4=sets[s].p4.astype(np.float32), mask=sets[s].mask.astype(bool),
+                 label=sets[s].label.astype(np.int8))
+    return Built(fields={"stats": {s: _stats(sets[s]) for s in SPLITS}},
+                 files={f"{s}.npz": {"jets": len(sets[s])} for s in SPLITS})
 
 
 def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
@@ -293,28 +196,17 @@ def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
     folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
     verified fully (file checksums too) and replaced when anything is wrong."""
     key = dataset_key(cfg)
-    folder = cache_root() / "jet_datasets" / key
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f"{key}.lock")):
-        if folder.exists():
-            try:
-                _verify(folder, cfg, key, check_files=rebuild)
-                return key
-            except DatasetCacheError:
-                if not rebuild:
-                    raise
-                shutil.rmtree(folder)
-        for stale in folder.parent.glob(f".tmp-{key}-*"):  # left by a killed build (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        _build_into(folder, cfg, key)
+    CACHE.prepare(key, key_config=key_config(cfg), rebuild=rebuild,
+                  header=lambda: {"config": cfg.model_dump(mode="json"), "source_path": str(source_path(cfg)),
+                                  "inputs": _input_files(cfg), "code": _code_fingerprint(cfg.source)},
+                  build=lambda tmp: _write(cfg, tmp))
     return key
 
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the train/val/test jets of ``cfg`` (calling :func:`prepare` first, so a missing cache is built)."""
     key = prepare(cfg)
-    folder = cache_root() / "jet_datasets" / key
-    manifest = _verify(folder, cfg, key, check_files=True)
+    folder, manifest = CACHE.load(key, key_config=key_config(cfg))
     sets = {}
     for s in SPLITS:
         with np.load(folder / f"{s}.npz", allow_pickle=False) as f:

@@ -20,25 +20,23 @@ with ``torch.load(weights_only=True)``) and ``manifest.json`` (full config, key,
 each file, and a digest of the manifest itself). A build runs under a file lock (one build for concurrent callers)
 into a temporary folder that is renamed into place when complete. A folder whose manifest is missing, edited or
 inconsistent is never reused: :class:`DatasetCacheError` names it (``prepare(cfg, rebuild=True)`` replaces it).
+The lock, the manifest and the checks are :mod:`equitrack.cache`'s, shared with :mod:`jets.data.dataset`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-import tempfile
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 from torch_geometric.data import Data
 
+from equitrack.cache import Built, DatasetCache, DatasetCacheError, cache_root, code_fingerprint  # noqa: F401
+from equitrack.cache import dataset_key as _key
+from equitrack.cache import manifest_digest as _manifest_digest  # noqa: F401  (tests forge digests with it)
 from tracker.data.config import DataConfig
 from tracker.graphs.io import from_dict, load_graphs, save_graphs, to_dict
 
@@ -59,8 +57,9 @@ _CODE = {
 }
 
 
-class DatasetCacheError(RuntimeError):
-    """A dataset cache folder that cannot be used (foreign, edited, incomplete); the message names it."""
+#: the cache of hit-graph datasets (:mod:`equitrack.cache`): ``<cache root>/datasets/<key>``
+CACHE = DatasetCache(kind="datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.pt" for s in SPLITS),
+                     maker="tracker.data.dataset")
 
 
 @dataclass
@@ -75,33 +74,6 @@ class Splits:
 
 
 # ------------------------------------------------------------------------------------------------ keys
-
-
-def cache_root() -> Path:
-    """``$EQUITRACK_CACHE`` or ``./.equitrack/cache`` (resolved to an absolute path now)."""
-    return Path(os.environ.get("EQUITRACK_CACHE") or Path.cwd() / ".equitrack" / "cache").resolve()
-
-
-def _sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _code_fingerprint(source: str) -> str:
-    pkg = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for rel in _CODE[source]:
-        p = pkg / rel
-        h.update(rel.encode())
-        h.update(p.read_bytes() if p.exists() else b"<missing>")
-    return h.hexdigest()[:16]
 
 
 #: the 10 real reference hit graphs (pT > 1.5 GeV) shipped with the package: ``source: hitgraphs`` without a path
@@ -148,51 +120,18 @@ def key_config(cfg: DataConfig) -> dict[str, Any]:
     return out
 
 
+def _code_fingerprint(source: str) -> str:
+    return code_fingerprint(Path(__file__).resolve().parents[1], _CODE[source])
+
+
 def dataset_key(cfg: DataConfig) -> str:
     """``<source>-<16 hex>``: hash of the format version, :func:`key_config`, input files and code."""
-    blob = json.dumps({"format": FORMAT_VERSION, "config": key_config(cfg), "inputs": _input_files(cfg),
-                       "code": _code_fingerprint(cfg.source)}, sort_keys=True)
-    return f"{cfg.source}-{_sha256_bytes(blob.encode())[:16]}"
+    return _key(cfg.source, format_version=FORMAT_VERSION, key_config=key_config(cfg), inputs=_input_files(cfg),
+                code=_code_fingerprint(cfg.source))
 
 
 def dataset_dir(cfg: DataConfig) -> Path:
-    return cache_root() / "datasets" / dataset_key(cfg)
-
-
-# ------------------------------------------------------------------------------------------------ manifest
-
-
-def _manifest_digest(manifest: dict[str, Any]) -> str:
-    body = {k: v for k, v in manifest.items() if k != "digest"}
-    return _sha256_bytes(json.dumps(body, sort_keys=True).encode())
-
-
-def _verify(folder: Path, cfg: DataConfig, key: str, *, check_files: bool) -> dict[str, Any]:
-    """The manifest of ``folder`` when it is a complete dataset of ``cfg``; else :class:`DatasetCacheError`."""
-    mpath = folder / "manifest.json"
-    hint = "delete the folder or call prepare(cfg, rebuild=True)"
-    try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise DatasetCacheError(f"{folder}: no manifest.json — not a dataset made by tracker.data.dataset; {hint}") from None
-    except json.JSONDecodeError as err:
-        raise DatasetCacheError(f"{mpath}: unreadable manifest ({err}); {hint}") from None
-    if not isinstance(manifest, dict) or manifest.get("digest") != _manifest_digest(manifest):
-        raise DatasetCacheError(f"{mpath}: manifest digest mismatch (the manifest was edited); {hint}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DatasetCacheError(f"{mpath}: format version {manifest.get('format_version')!r}, this code writes "
-                                f"{FORMAT_VERSION}; {hint}")
-    if manifest.get("key") != key or manifest.get("key_config") != json.loads(json.dumps(key_config(cfg))):
-        raise DatasetCacheError(f"{mpath}: made for another configuration (key {manifest.get('key')!r}, "
-                                f"config {manifest.get('key_config')}); expected key {key!r}; {hint}")
-    for split in SPLITS:
-        f = folder / f"{split}.pt"
-        info = manifest.get("files", {}).get(f"{split}.pt")
-        if info is None or not f.exists() or f.stat().st_size != info["bytes"]:
-            raise DatasetCacheError(f"{f}: missing or of the wrong size for its manifest; {hint}")
-        if check_files and _sha256_file(f) != info["sha256"]:
-            raise DatasetCacheError(f"{f}: content does not match the sha256 in its manifest; {hint}")
-    return manifest
+    return CACHE.folder(dataset_key(cfg))
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -306,41 +245,17 @@ def _stats(graphs: list[Data]) -> dict[str, float]:
     return out
 
 
-def _build_into(folder: Path, cfg: DataConfig, key: str) -> dict[str, Any]:
-    """Build the dataset in a temporary sibling folder and rename it to ``folder`` when complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=folder.parent))
-    try:
-        t0 = time.perf_counter()
-        work = tmp / "work"
-        work.mkdir()
-        graphs = _build(cfg, work)
-        shutil.rmtree(work, ignore_errors=True)
-        files = {}
-        for s in SPLITS:
-            p = save_graphs(graphs[s], tmp / f"{s}.pt")
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256_file(p), "graphs": len(graphs[s])}
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "key": key,
-            "key_config": json.loads(json.dumps(key_config(cfg))),
-            "config": cfg.model_dump(mode="json"),
-            "inputs": _input_files(cfg),
-            "code": _code_fingerprint(cfg.source),
-            "build_id": uuid.uuid4().hex,
-            "created_unix": time.time(),
-            "build_seconds": time.perf_counter() - t0,
-            "event_ids": {s: [int(g.event_id) for g in graphs[s]] for s in SPLITS},
-            "stats": {s: _stats(graphs[s]) for s in SPLITS},
-            "files": files,
-        }
-        manifest["digest"] = _manifest_digest(manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, folder)
-        return manifest
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def _write(cfg: DataConfig, tmp: Path) -> Built:
+    """Build the graphs of ``cfg`` in the temporary dataset folder ``tmp`` and save one file per split."""
+    work = tmp / "work"
+    work.mkdir()
+    graphs = _build(cfg, work)
+    shutil.rmtree(work, ignore_errors=True)
+    for s in SPLITS:
+        save_graphs(graphs[s], tmp / f"{s}.pt")
+    return Built(fields={"event_ids": {s: [int(g.event_id) for g in graphs[s]] for s in SPLITS},
+                         "stats": {s: _stats(graphs[s]) for s in SPLITS}},
+                 files={f"{s}.pt": {"graphs": len(graphs[s])} for s in SPLITS})
 
 
 def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
@@ -350,27 +265,16 @@ def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
     folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
     verified fully (file checksums too) and replaced when anything is wrong."""
     key = dataset_key(cfg)
-    folder = cache_root() / "datasets" / key
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f"{key}.lock")):
-        if folder.exists():
-            try:
-                _verify(folder, cfg, key, check_files=rebuild)
-                return key
-            except DatasetCacheError:
-                if not rebuild:
-                    raise
-                shutil.rmtree(folder)
-        for stale in folder.parent.glob(f".tmp-{key}-*"):  # left by a killed build (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        _build_into(folder, cfg, key)
+    CACHE.prepare(key, key_config=key_config(cfg), rebuild=rebuild,
+                  header=lambda: {"config": cfg.model_dump(mode="json"), "inputs": _input_files(cfg),
+                                  "code": _code_fingerprint(cfg.source)},
+                  build=lambda tmp: _write(cfg, tmp))
     return key
 
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the train/val/test graphs of ``cfg`` (calling :func:`prepare` first, so a missing cache is built)."""
     key = prepare(cfg)
-    folder = cache_root() / "datasets" / key
-    manifest = _verify(folder, cfg, key, check_files=True)
+    folder, manifest = CACHE.load(key, key_config=key_config(cfg))
     graphs = {s: load_graphs(folder / f"{s}.pt") for s in SPLITS}
     return Splits(train=graphs["train"], val=graphs["val"], test=graphs["test"], key=key, manifest=manifest)
