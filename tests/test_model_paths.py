@@ -133,3 +133,20 @@ def test_fused_is_a_validated_hyperparameter():
     with pytest.raises(ModelConfigError, match="fused='yes': expected true or false"):
         build_model("euclidnet", fused="yes")
     assert build_model("interaction_network", preset="paper_8", fused=True).hparams["fused"] is True
+
+
+def test_fused_key_keeps_existing_config_ids():
+    """``model.fused`` is a key added later: at its default it leaves config ids (and checkpoint hashes) as they
+    were; asking for the fused path is a different cell (float round-off differs between the paths)."""
+    import copy
+    from pathlib import Path
+
+    from sweeps.schema import config_id, load_grid, resolve
+
+    cell = resolve(load_grid(Path(__file__).resolve().parents[1] / "sweeps/grids/paper_rotation.yaml"))[0]
+    plain = copy.deepcopy(cell.trial)
+    plain["model"]["fused"] = False
+    fused = copy.deepcopy(cell.trial)
+    fused["model"]["fused"] = True
+    assert config_id(plain) == config_id(cell.trial) == cell.config_id
+    assert config_id(fused) != cell.config_id

@@ -21,7 +21,7 @@ from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data 
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
 #: keys added after sweeps existed, with their defaults: left out of config ids and checkpoint hashes while they hold
 #: them (equitrack.config.identity), so existing sweeps keep their finished cells and checkpoints still resume
-ADDED_DEFAULTS: dict[tuple[str, str], Any] = {("data", "noise_hits"): False}
+ADDED_DEFAULTS: dict[tuple[str, str], Any] = {("data", "noise_hits"): False, ("model", "fused"): False}
 
 
 class _Section(BaseModel):
