@@ -103,32 +103,63 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
 
     rows = []
-    print(f"{'hits':>7} {'edges':>8} | {'cdist':>9} {'ours graph':>11} {'sklearn graph':>13} {'ratio':>6} | "
-          f"{'ours dbscan':>11} {'sklearn dbscan':>14} | same")
+    print(
+        f"{'hits':>7} {'edges':>8} | {'cdist':>9} {'ours graph':>11} {'sklearn graph':>13} {'ratio':>6} | "
+        f"{'ours dbscan':>11} {'sklearn dbscan':>14} | same"
+    )
     for n in args.hits:
         coords, _ = synthetic_event(n, dim=args.dim, sigma=args.sigma, seed=n)
         emb = torch.from_numpy(coords)
-        tw, tc, _ = _best(lambda: radius_graph(emb, max_radius=args.max_radius, max_neighbours=args.max_neighbours,
-                                               backend="torch").numpy(), args.repeat)
-        gw, gc, ours = _best(lambda: radius_graph(emb, max_radius=args.max_radius,
-                                                  max_neighbours=args.max_neighbours).numpy(), args.repeat)
-        bw, bc, base = _best(lambda: sklearn_radius_graph(coords, max_radius=args.max_radius,
-                                                          max_neighbours=args.max_neighbours), args.repeat)
-        dw, dc, labels = _best(lambda: dbscan_labels(coords, eps=args.eps, min_samples=args.min_samples),
-                               args.repeat)
-        sw, sc, ref = _best(lambda: DBSCAN(eps=args.eps, min_samples=args.min_samples).fit_predict(coords),
-                            args.repeat)
+        tw, tc, _ = _best(
+            lambda: radius_graph(
+                emb, max_radius=args.max_radius, max_neighbours=args.max_neighbours, backend="torch"
+            ).numpy(),
+            args.repeat,
+        )
+        gw, gc, ours = _best(
+            lambda: radius_graph(emb, max_radius=args.max_radius, max_neighbours=args.max_neighbours).numpy(),
+            args.repeat,
+        )
+        bw, bc, base = _best(
+            lambda: sklearn_radius_graph(
+                coords, max_radius=args.max_radius, max_neighbours=args.max_neighbours
+            ),
+            args.repeat,
+        )
+        dw, dc, labels = _best(
+            lambda: dbscan_labels(coords, eps=args.eps, min_samples=args.min_samples), args.repeat
+        )
+        sw, sc, ref = _best(
+            lambda: DBSCAN(eps=args.eps, min_samples=args.min_samples).fit_predict(coords), args.repeat
+        )
         same_graph = bool(np.array_equal(_pairs(ours, n), _pairs(base, n)))
         same_tracks = _same_clustering(labels, ref)
-        row = {"hits": n, "edges": int(ours.shape[1]), "torch_cdist_graph_s": tw, "torch_cdist_graph_cpu_s": tc,
-               "ours_graph_s": gw, "ours_graph_cpu_s": gc,
-               "sklearn_graph_s": bw, "sklearn_graph_cpu_s": bc, "ours_dbscan_s": dw, "ours_dbscan_cpu_s": dc,
-               "sklearn_dbscan_s": sw, "sklearn_dbscan_cpu_s": sc, "same_graph": same_graph,
-               "same_tracks": same_tracks, "dim": args.dim, "max_radius": args.max_radius,
-               "max_neighbours": args.max_neighbours, "eps": args.eps, "min_samples": args.min_samples}
+        row = {
+            "hits": n,
+            "edges": int(ours.shape[1]),
+            "torch_cdist_graph_s": tw,
+            "torch_cdist_graph_cpu_s": tc,
+            "ours_graph_s": gw,
+            "ours_graph_cpu_s": gc,
+            "sklearn_graph_s": bw,
+            "sklearn_graph_cpu_s": bc,
+            "ours_dbscan_s": dw,
+            "ours_dbscan_cpu_s": dc,
+            "sklearn_dbscan_s": sw,
+            "sklearn_dbscan_cpu_s": sc,
+            "same_graph": same_graph,
+            "same_tracks": same_tracks,
+            "dim": args.dim,
+            "max_radius": args.max_radius,
+            "max_neighbours": args.max_neighbours,
+            "eps": args.eps,
+            "min_samples": args.min_samples,
+        }
         rows.append(row)
-        print(f"{n:>7} {row['edges']:>8} | {tc:>8.4f}s {gc:>10.4f}s {bc:>12.4f}s {bc / gc:>6.2f} | {dc:>10.4f}s {sc:>13.4f}s | "
-              f"{same_graph and same_tracks}")
+        print(
+            f"{n:>7} {row['edges']:>8} | {tc:>8.4f}s {gc:>10.4f}s {bc:>12.4f}s {bc / gc:>6.2f} | {dc:>10.4f}s {sc:>13.4f}s | "
+            f"{same_graph and same_tracks}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
     return rows

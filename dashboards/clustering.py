@@ -25,7 +25,12 @@ from dashboards.loading import default_cache_dir
 
 PT_BINS = (0.9, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 ETA_BINS = tuple(np.round(np.linspace(-4.0, 4.0, 9), 3))
-_SHORT = {"noise_classifier": "nc", "metric_learning": "ml", "edge_classifier": "ec", "object_condensation": "oc"}
+_SHORT = {
+    "noise_classifier": "nc",
+    "metric_learning": "ml",
+    "edge_classifier": "ec",
+    "object_condensation": "oc",
+}
 MATCH = {"dm": "double-majority", "perfect": "perfect-match"}
 
 
@@ -54,20 +59,27 @@ def particles(rs: RunSet, *, cache_dir: Path | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
-def efficiency_table(parts: pd.DataFrame, variable: str, bins: Sequence[float], *, match: str = "dm",
-                     pt_min: float = 0.9) -> pd.DataFrame:
+def efficiency_table(
+    parts: pd.DataFrame, variable: str, bins: Sequence[float], *, match: str = "dm", pt_min: float = 0.9
+) -> pd.DataFrame:
     """Efficiency per model and bin of ``variable`` (``pt`` or ``eta``; particles above ``pt_min``): computed per
     run, then mean, std (ddof 1) and n over the runs of the model; ``particles`` = particles per run and bin."""
     cols = ["model", "bin", "lo", "hi", "mean", "std", "n", "particles"]
     if variable not in ("pt", "eta") or match not in MATCH:
-        raise ValueError(f"variable must be pt or eta and match one of {list(MATCH)} (got {variable!r}, {match!r})")
+        raise ValueError(
+            f"variable must be pt or eta and match one of {list(MATCH)} (got {variable!r}, {match!r})"
+        )
     sel = parts[parts["pt"] > pt_min]
     if sel.empty:
         return pd.DataFrame(columns=cols)
     edges = np.asarray(bins, dtype=float)
     idx = np.digitize(sel[variable].to_numpy(float), edges) - 1
     sel = sel.assign(bin=idx)[(idx >= 0) & (idx < len(edges) - 1)]
-    per_run = sel.groupby(["model", "run_id", "bin"]).agg(eff=(match, "mean"), particles=(match, "size")).reset_index()
+    per_run = (
+        sel.groupby(["model", "run_id", "bin"])
+        .agg(eff=(match, "mean"), particles=(match, "size"))
+        .reset_index()
+    )
     g = per_run.groupby(["model", "bin"])
     out = g["eff"].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
     out["particles"] = g["particles"].mean()
@@ -76,13 +88,22 @@ def efficiency_table(parts: pd.DataFrame, variable: str, bins: Sequence[float], 
     return out[cols]
 
 
-def efficiency_figure(rs: RunSet, out: Path, *, match: str = "dm", pt_min: float = 0.9,
-                      cache_dir: Path | None = None, name: str = "clustering_efficiency") -> list[Path]:
+def efficiency_figure(
+    rs: RunSet,
+    out: Path,
+    *,
+    match: str = "dm",
+    pt_min: float = 0.9,
+    cache_dir: Path | None = None,
+    name: str = "clustering_efficiency",
+) -> list[Path]:
     """Two panels: efficiency vs pT (log axis) and vs η, one curve per model."""
     parts = particles(rs, cache_dir=cache_dir)
     fig, axes = figures.new_figure(2, 1, width=6.0, height=4.4, sharey=True)
     tables = []
-    for k, (variable, bins, label) in enumerate((("pt", PT_BINS, "particle pT [GeV]"), ("eta", ETA_BINS, "η"))):
+    for k, (variable, bins, label) in enumerate(
+        (("pt", PT_BINS, "particle pT [GeV]"), ("eta", ETA_BINS, "η"))
+    ):
         ax = axes[0, k]
         t = efficiency_table(parts, variable, bins, match=match, pt_min=pt_min)
         tables.append(t.assign(variable=variable))
@@ -92,9 +113,17 @@ def efficiency_figure(rs: RunSet, out: Path, *, match: str = "dm", pt_min: float
             x = np.sqrt(cur["lo"] * cur["hi"]) if variable == "pt" else (cur["lo"] + cur["hi"]) / 2
             c = figures.color(model, models)
             std = cur["std"].fillna(0.0)
-            ax.plot(x, cur["mean"], marker=figures.marker(i), color=c, label=f"{model} (n={int(cur['n'].max())})")
-            ax.fill_between(x, (cur["mean"] - std).clip(lower=0), (cur["mean"] + std).clip(upper=1), color=c,
-                            alpha=0.2, lw=0)
+            ax.plot(
+                x, cur["mean"], marker=figures.marker(i), color=c, label=f"{model} (n={int(cur['n'].max())})"
+            )
+            ax.fill_between(
+                x,
+                (cur["mean"] - std).clip(lower=0),
+                (cur["mean"] + std).clip(upper=1),
+                color=c,
+                alpha=0.2,
+                lw=0,
+            )
         if variable == "pt":
             from matplotlib.ticker import NullFormatter, ScalarFormatter
 
@@ -110,7 +139,9 @@ def efficiency_figure(rs: RunSet, out: Path, *, match: str = "dm", pt_min: float
             figures.legend(ax, loc="lower right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no particles.csv artifacts", transform=ax.transAxes, ha="center")
-    fig.suptitle(f"Track efficiency ({MATCH[match]}, particles with pT > {pt_min:g} GeV); bands ± std over seeds")
+    fig.suptitle(
+        f"Track efficiency ({MATCH[match]}, particles with pT > {pt_min:g} GeV); bands ± std over seeds"
+    )
     figures.footnote(fig, rs.describe())
     paths = figures.save(fig, out, name)
     csv = out / f"{name}.csv"
@@ -126,14 +157,17 @@ def rotation_table(rs: RunSet, metric: str = "track_dm_eff") -> pd.DataFrame:
         return pd.DataFrame(columns=["model", "angle", "mean", "std", "n"])
     wide = ok[["run_id"] + [c for _, c in cols]].rename(columns={c: a for a, c in cols})
     wide["model"] = [model_key(r) for _, r in ok.iterrows()]
-    long = wide.melt(id_vars=["run_id", "model"], var_name="angle", value_name="value").dropna(subset=["value"])
+    long = wide.melt(id_vars=["run_id", "model"], var_name="angle", value_name="value").dropna(
+        subset=["value"]
+    )
     long["angle"] = long["angle"].astype(int)
     g = long.groupby(["model", "angle"])["value"].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
     return g.reset_index()
 
 
-def rotation_figure(rs: RunSet, out: Path, *, metric: str = "track_dm_eff",
-                    name: str = "clustering_rotation") -> list[Path]:
+def rotation_figure(
+    rs: RunSet, out: Path, *, metric: str = "track_dm_eff", name: str = "clustering_rotation"
+) -> list[Path]:
     """``metric`` against the test events' rotation angle, one curve per model (bands ± std over seeds)."""
     t = rotation_table(rs, metric)
     fig, axes = figures.new_figure(width=6.8, height=4.6)
@@ -144,10 +178,21 @@ def rotation_figure(rs: RunSet, out: Path, *, metric: str = "track_dm_eff",
         cur = t[t["model"] == model].set_index("angle").reindex(angles).reset_index()  # missing angles: gaps
         c = figures.color(model, models)
         std = cur["std"].fillna(0.0)
-        ax.plot(cur["angle"], cur["mean"], marker=figures.marker(i), color=c,
-                label=f"{model} (n={int(cur['n'].min()) if cur['n'].notna().all() else int(cur['n'].max())})")
-        ax.fill_between(cur["angle"], (cur["mean"] - std).clip(lower=0), (cur["mean"] + std).clip(upper=1),
-                        color=c, alpha=0.2, lw=0)
+        ax.plot(
+            cur["angle"],
+            cur["mean"],
+            marker=figures.marker(i),
+            color=c,
+            label=f"{model} (n={int(cur['n'].min()) if cur['n'].notna().all() else int(cur['n'].max())})",
+        )
+        ax.fill_between(
+            cur["angle"],
+            (cur["mean"] - std).clip(lower=0),
+            (cur["mean"] + std).clip(upper=1),
+            color=c,
+            alpha=0.2,
+            lw=0,
+        )
     if models:
         figures.legend(ax, outside=True, fontsize=8)
     else:
@@ -164,9 +209,14 @@ def rotation_figure(rs: RunSet, out: Path, *, metric: str = "track_dm_eff",
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match", choices=sorted(MATCH), default="dm", help="efficiency definition (default dm)")
-    p.add_argument("--pt-min", type=float, default=0.9, help="particles above this pT (GeV) in the efficiency plots")
-    p.add_argument("--rotation-metric", default="track_dm_eff",
-                   choices=["track_dm_eff", "track_perfect_eff", "trackml_score"])
+    p.add_argument(
+        "--pt-min", type=float, default=0.9, help="particles above this pT (GeV) in the efficiency plots"
+    )
+    p.add_argument(
+        "--rotation-metric",
+        default="track_dm_eff",
+        choices=["track_dm_eff", "track_perfect_eff", "trackml_score"],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,9 @@ from tracker.data.transforms import rotate
 from tracker.graphs.builder import build_event
 
 torch.set_num_threads(1)
-ANGLES = [float(a) for a in torch.empty(3).uniform_(-math.pi, math.pi, generator=torch.Generator().manual_seed(3))]
+ANGLES = [
+    float(a) for a in torch.empty(3).uniform_(-math.pi, math.pi, generator=torch.Generator().manual_seed(3))
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +77,19 @@ def test_stage_output_shapes(stage: str, event: Data) -> None:
 def test_preset_counts_are_exact() -> None:
     for (stage, preset, eq), count in PRESET_COUNTS.items():
         hp = resolve_stage(stage, preset=preset, equivariant=eq)
-        assert count_parameters(build_stage(stage, preset=preset, equivariant=eq)) == count, (stage, preset, eq)
+        assert count_parameters(build_stage(stage, preset=preset, equivariant=eq)) == count, (
+            stage,
+            preset,
+            eq,
+        )
         assert REGISTRY[stage].param_count(**hp) == count
     assert {(s, p) for s, p, _ in PRESET_COUNTS} == {(s, p) for s in STAGES for p in REGISTRY[s].presets}
 
 
 def test_bad_stage_hyperparameters_are_named() -> None:
-    with pytest.raises(StageConfigError, match=r"model.metric_learning: unknown hyperparameter\(s\) \['hiden'\]"):
+    with pytest.raises(
+        StageConfigError, match=r"model.metric_learning: unknown hyperparameter\(s\) \['hiden'\]"
+    ):
         resolve_stage("metric_learning", hiden=3)
     with pytest.raises(StageConfigError, match=r"model.edge_classifier.hidden=0: expected an integer >= 1"):
         resolve_stage("edge_classifier", hidden=0)
@@ -143,7 +151,9 @@ def test_radius_graph_matches_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(300, 3))
     r = rng.uniform(size=300)
-    edges = radius_graph(torch.from_numpy(emb), max_radius=0.5, max_neighbours=300, r=torch.from_numpy(r)).numpy()
+    edges = radius_graph(
+        torch.from_numpy(emb), max_radius=0.5, max_neighbours=300, r=torch.from_numpy(r)
+    ).numpy()
     ref = NearestNeighbors(radius=0.5).fit(emb).radius_neighbors(emb, return_distance=False)
     expected = {(min(i, j), max(i, j)) for i, nb in enumerate(ref) for j in nb if i != j}
     got = {(min(a, b), max(a, b)) for a, b in edges.T}
@@ -233,7 +243,9 @@ def test_dbscan_track_building() -> None:
 def _hand_event() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pid = np.array([1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 0])
     pt = np.array([2.0] * 4 + [0.5] * 3 + [1.5] * 3 + [np.nan])
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 1])  # A = p1, B = p2 + noise, C = two hits of p3, p3 alone
+    labels = np.array(
+        [0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 1]
+    )  # A = p1, B = p2 + noise, C = two hits of p3, p3 alone
     return labels, pid, pt
 
 
@@ -262,7 +274,11 @@ def test_particle_table_by_hand() -> None:
     eta = np.arange(11, dtype=float)
     t = particle_table(labels, pid, pt, eta).set_index("pid")
     assert list(t.index) == [1, 2, 3] and list(t["n_hits"]) == [4, 3, 3]
-    assert list(t["dm"]) == [True, True, False] and list(t["perfect"]) == [True, False, False]  # B holds noise
+    assert list(t["dm"]) == [True, True, False] and list(t["perfect"]) == [
+        True,
+        False,
+        False,
+    ]  # B holds noise
     assert t.loc[1, "eta"] == pytest.approx(1.5) and t.loc[3, "pt"] == 1.5
     high = t[t["pt"] > 0.9]
     m = track_metrics([event_counts(labels, pid, pt, pt_min=0.9)])
@@ -274,8 +290,9 @@ def test_dbscan_scan_picks_the_best_pair() -> None:
     pid = np.repeat(np.arange(1, 6), 4)
     coords = pid[:, None] * 1.0 + rng.normal(scale=0.02, size=(20, 2))  # particles 1.4 apart, spread 0.02
     ev = (coords, np.ones(20, bool), pid, np.full(20, 2.0))
-    (eps, ms), best, rows = scan_dbscan([ev], eps=[0.001, 0.2, 5.0], min_samples=[1, 2], metric="track_dm_eff",
-                                        pt_min=0.9)
+    (eps, ms), best, rows = scan_dbscan(
+        [ev], eps=[0.001, 0.2, 5.0], min_samples=[1, 2], metric="track_dm_eff", pt_min=0.9
+    )
     assert eps == 0.2 and ms == 1 and best["track_perfect_eff"] == 1.0 and len(rows) == 6
     assert {r["eps"] for r in rows if r["track_dm_eff"] == 0.0} == {0.001, 5.0}
 
@@ -305,20 +322,28 @@ class Recorder:
         raise error
 
 
-TINY_DATA = {"source": "simulated", "events": {"train": 2, "val": 1, "test": 1}, "pileup": 10, "pt_min": 1.0,
-             "noise_hits": True}
+TINY_DATA = {
+    "source": "simulated",
+    "events": {"train": 2, "val": 1, "test": 1},
+    "pileup": 10,
+    "pt_min": 1.0,
+    "noise_hits": True,
+}
 
 
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
     task = get_task("clustering")
-    cfg = task.config_type.model_validate({
-        "pipeline": {"stages": list(STAGES)}, "data": TINY_DATA,
-        "model": {"name": "so2", "preset": "tiny", "edge_classifier": {"equivariant": False}},
-        "train": {"epochs": 2, "stage_epochs": {"object_condensation": 3}},
-        "eval": {"rotations_deg": [0, 90], "eps": [0.1, 0.4], "min_samples": [1, 2]},
-    })
+    cfg = task.config_type.model_validate(
+        {
+            "pipeline": {"stages": list(STAGES)},
+            "data": TINY_DATA,
+            "model": {"name": "so2", "preset": "tiny", "edge_classifier": {"equivariant": False}},
+            "train": {"epochs": 2, "stage_epochs": {"object_condensation": 3}},
+            "eval": {"rotations_deg": [0, 90], "eps": [0.1, 0.4], "min_samples": [1, 2]},
+        }
+    )
     task.check_model(cfg)
     task.prepare_data(cfg)
     rec = Recorder()
@@ -327,8 +352,18 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert rec.final == m and len(rec.epochs) == 2 + 2 + 2 + 3
     assert [e["stage"] for e in rec.epochs] == [0, 0, 1, 1, 2, 2, 3, 3, 3]
     assert all(set(task.epoch_metrics) <= set(e) for e in rec.epochs)
-    for key in ("track_dm_eff", "track_perfect_eff", "trackml_score", "gc_efficiency",
-                "gc_purity", "ec_auc", "nc_auc", "oc_loss", "oc_attractive", "track_dm_eff_rot_090"):
+    for key in (
+        "track_dm_eff",
+        "track_perfect_eff",
+        "trackml_score",
+        "gc_efficiency",
+        "gc_purity",
+        "ec_auc",
+        "nc_auc",
+        "oc_loss",
+        "oc_attractive",
+        "track_dm_eff_rot_090",
+    ):
         assert key in m and math.isfinite(m[key]), key
     for key in ("track_dm_eff", "track_perfect_eff", "trackml_score", "gc_efficiency", "ec_auc"):
         assert 0.0 <= m[key] <= 1.0
@@ -336,22 +371,38 @@ def test_tiny_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert m["dbscan_eps"] in (0.1, 0.4) and m["dbscan_min_samples"] in (1, 2)
     expected = sum(PRESET_COUNTS[(s, "tiny", s != "edge_classifier")] for s in STAGES)
     assert m["n_params"] == expected == rec.n_params
-    assert {"config.yaml", "history.csv", "dbscan_scan.csv", "rotation.csv", "particles.csv", "model.pt",
-            "metrics.json"} <= set(rec.artifacts)
+    assert {
+        "config.yaml",
+        "history.csv",
+        "dbscan_scan.csv",
+        "rotation.csv",
+        "particles.csv",
+        "model.pt",
+        "metrics.json",
+    } <= set(rec.artifacts)
     particles = __import__("pandas").read_csv(tmp_path / "w" / "particles.csv")
-    assert {"event", "pid", "pt", "eta", "n_hits", "dm", "perfect"} <= set(particles.columns) and len(particles)
+    assert {"event", "pid", "pt", "eta", "n_hits", "dm", "perfect"} <= set(particles.columns) and len(
+        particles
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stages", [["metric_learning"], ["edge_classifier"], ["object_condensation"],
-                                    ["noise_classifier"]])
+@pytest.mark.parametrize(
+    "stages", [["metric_learning"], ["edge_classifier"], ["object_condensation"], ["noise_classifier"]]
+)
 def test_one_stage_alone(stages: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every stage trains alone: metric learning and condensation build tracks with DBSCAN, the edge classifier
     with connected components of the geometric graph, the noise classifier none."""
     monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
     task = get_task("clustering")
-    cfg = task.config_type.model_validate({"pipeline": {"stages": stages}, "data": TINY_DATA,
-                                           "model": {"preset": "tiny"}, "train": {"epochs": 1}})
+    cfg = task.config_type.model_validate(
+        {
+            "pipeline": {"stages": stages},
+            "data": TINY_DATA,
+            "model": {"preset": "tiny"},
+            "train": {"epochs": 1},
+        }
+    )
     m = task.run_trial(cfg, Recorder(), workdir=tmp_path / "w").metrics
     assert ("track_dm_eff" in m) == (stages != ["noise_classifier"])
     assert ("dbscan_eps" in m) == (stages[0] in ("metric_learning", "object_condensation"))
@@ -393,9 +444,12 @@ def test_resume_gives_the_uninterrupted_metrics(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
     from tracker.clustering.trial import CheckpointMismatchError, run_trial
 
-    raw = {"data": {**TINY_DATA, "noise_hits": False}, "model": {"name": "so2", "preset": "tiny"},
-           "train": {"epochs": 3, "random_rotation": True},
-           "eval": {"eps": [0.2, 0.4], "min_samples": [1], "rotations_deg": [0, 90, 200]}}
+    raw = {
+        "data": {**TINY_DATA, "noise_hits": False},
+        "model": {"name": "so2", "preset": "tiny"},
+        "train": {"epochs": 3, "random_rotation": True},
+        "eval": {"eps": [0.2, 0.4], "min_samples": [1], "rotations_deg": [0, 90, 200]},
+    }
     cfg = trial_from_dict(raw)
     full = Recorder()
     ref = run_trial(cfg, full, workdir=tmp_path / "ref").metrics
@@ -410,7 +464,9 @@ def test_resume_gives_the_uninterrupted_metrics(tmp_path: Path, monkeypatch: pyt
             run_trial(c, Crash(crash_at), workdir=work)
         rec = Recorder()
         got = run_trial(c, rec, workdir=work).metrics
-        assert {k: v for k, v in got.items() if k not in TIMING} == {k: v for k, v in ref.items() if k not in TIMING}
+        assert {k: v for k, v in got.items() if k not in TIMING} == {
+            k: v for k, v in ref.items() if k not in TIMING
+        }
         assert [e["epoch"] for e in rec.epochs] == list(range(resumed_from + 1, 10))
         assert [e["val_loss"] for e in rec.epochs] == [e["val_loss"] for e in full.epochs[resumed_from:]]
     other = trial_from_dict({**raw, "train": {**raw["train"], "lr": 0.01}})

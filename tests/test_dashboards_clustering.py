@@ -33,23 +33,44 @@ def runset(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("oc", artifact_location=(root / "artifacts").as_uri())
-    parent = client.create_run(exp, run_name="s", tags={"equitrack.kind": "sweep", "sweep_id": "s",
-                                                         "sweep_name": "s"}).info.run_id
+    parent = client.create_run(
+        exp, run_name="s", tags={"equitrack.kind": "sweep", "sweep_id": "s", "sweep_name": "s"}
+    ).info.run_id
     for (name, eq), seeds in RUNS.items():
         for seed, dm in seeds.items():
             params = {"model.name": name, "model.preset": "tiny", "model.equivariant": eq, "train.seed": seed}
-            tags = {"equitrack.kind": "trial", "sweep_id": "s", "config_id": f"{name}{eq}", "seed": str(seed),
-                    "model": name, "status": "finished", "mlflow.parentRunId": parent, "task": "clustering"}
+            tags = {
+                "equitrack.kind": "trial",
+                "sweep_id": "s",
+                "config_id": f"{name}{eq}",
+                "seed": str(seed),
+                "model": name,
+                "status": "finished",
+                "mlflow.parentRunId": parent,
+                "task": "clustering",
+            }
             rid = client.create_run(exp, run_name=f"{name}-s{seed}", tags=tags).info.run_id
             client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()])
             ts = int(time.time() * 1000)
             a0, a90 = ROT[name]
             off = 0.05 * (2 * seed - 1)
-            metrics = {"track_dm_eff": a0 + off, "track_dm_eff_rot_000": a0 + off, "track_dm_eff_rot_090": a90 + off}
+            metrics = {
+                "track_dm_eff": a0 + off,
+                "track_dm_eff_rot_000": a0 + off,
+                "track_dm_eff_rot_090": a90 + off,
+            }
             client.log_batch(rid, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
-            table = pd.DataFrame({"event": 1, "pid": [1, 2, 3, 4], "pt": [1.1, 1.1, 2.5, 2.5],
-                                  "eta": [-0.5, 0.5, -0.5, 0.5], "n_hits": 5, "dm": [bool(x) for x in dm],
-                                  "perfect": False})
+            table = pd.DataFrame(
+                {
+                    "event": 1,
+                    "pid": [1, 2, 3, 4],
+                    "pt": [1.1, 1.1, 2.5, 2.5],
+                    "eta": [-0.5, 0.5, -0.5, 0.5],
+                    "n_hits": 5,
+                    "dm": [bool(x) for x in dm],
+                    "perfect": False,
+                }
+            )
             (root / rid).mkdir()
             table.to_csv(root / rid / "particles.csv", index=False)
             client.log_artifact(rid, str(root / rid / "particles.csv"))
@@ -58,8 +79,13 @@ def runset(tmp_path_factory):
 
 
 def test_model_keys() -> None:
-    row = pd.Series({"params.model.name": "mixed", "params.model.equivariant": "['metric_learning', 'edge_classifier']",
-                     "params.model.preset": "tiny"})
+    row = pd.Series(
+        {
+            "params.model.name": "mixed",
+            "params.model.equivariant": "['metric_learning', 'edge_classifier']",
+            "params.model.preset": "tiny",
+        }
+    )
     assert clustering.model_key(row) == "mixed [ml+ec] tiny"
     assert clustering.model_key(pd.Series({"params.model.name": "so2", "params.model.preset": None})) == "so2"
 
@@ -72,11 +98,15 @@ def test_efficiency_vs_pt_and_eta(runset) -> None:
     # plain: seed 0 finds 1/2 of the 1.1 GeV particles, seed 1 2/2 -> mean 0.75; none at 2.5 GeV
     assert t.loc[("plain tiny", 1.0), "mean"] == pytest.approx(0.75)
     assert t.loc[("plain tiny", 1.0), "std"] == pytest.approx(pd.Series([0.5, 1.0]).std())
-    assert t.loc[("plain tiny", 2.0), "mean"] == 0.0 and t.loc[("so2 tiny", 2.0), "mean"] == pytest.approx(0.75)
+    assert t.loc[("plain tiny", 2.0), "mean"] == 0.0 and t.loc[("so2 tiny", 2.0), "mean"] == pytest.approx(
+        0.75
+    )
     assert t.loc[("mixed [ml+ec] tiny", 2.0), "mean"] == 1.0 and t.loc[("mixed [ml+ec] tiny", 2.0), "n"] == 2
     e = clustering.efficiency_table(parts, "eta", clustering.ETA_BINS).set_index(["model", "lo"])
     # so2, eta in [-1, 0): particles 1 and 3: seed 0 2/2, seed 1 2/2
-    assert e.loc[("so2 tiny", -1.0), "mean"] == 1.0 and e.loc[("so2 tiny", 0.0), "mean"] == pytest.approx(0.75)
+    assert e.loc[("so2 tiny", -1.0), "mean"] == 1.0 and e.loc[("so2 tiny", 0.0), "mean"] == pytest.approx(
+        0.75
+    )
     # a pT cut above 2 GeV keeps only the 2.5 GeV particles
     high = clustering.efficiency_table(parts, "eta", clustering.ETA_BINS, pt_min=2.0)
     assert set(high["particles"]) == {1.0}
@@ -100,7 +130,20 @@ def test_rotation_table_and_figures(runset, tmp_path: Path) -> None:
 
 def test_cli(runset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rs, root = runset
-    code = clustering.main(["--experiment", "oc", "--tracking-uri", rs.tracking_uri, "--out", str(tmp_path),
-                            "--no-log", "--cache-dir", str(root / "cache2"), "--match", "perfect"])
+    code = clustering.main(
+        [
+            "--experiment",
+            "oc",
+            "--tracking-uri",
+            rs.tracking_uri,
+            "--out",
+            str(tmp_path),
+            "--no-log",
+            "--cache-dir",
+            str(root / "cache2"),
+            "--match",
+            "perfect",
+        ]
+    )
     assert code == 0 and (tmp_path / "clustering_efficiency.pdf").exists()
     assert "6 finished trial runs" in capsys.readouterr().out

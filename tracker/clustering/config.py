@@ -26,11 +26,15 @@ class _Section(BaseModel):
 class PipelineConfig(_Section):
     """Which stages run, in pipeline order, and how one stage's output feeds the next."""
 
-    stages: list[Stage] = Field(default_factory=lambda: ["metric_learning", "edge_classifier", "object_condensation"])
+    stages: list[Stage] = Field(
+        default_factory=lambda: ["metric_learning", "edge_classifier", "object_condensation"]
+    )
     noise_threshold: float = Field(0.5, gt=0, lt=1)  # hits with sigmoid(noise logit) below it are dropped
     max_radius: float = Field(1.0, gt=0)  # radius graph in the metric-learning embedding
     max_neighbours: int = Field(32, ge=1)
-    ec_threshold: float = Field(0.5, gt=0, lt=1)  # edges scored below it are pruned before object condensation
+    ec_threshold: float = Field(
+        0.5, gt=0, lt=1
+    )  # edges scored below it are pruned before object condensation
 
     @field_validator("stages")
     @classmethod
@@ -69,8 +73,10 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _stages_resolve(self) -> ModelConfig:
         if (self.name == "mixed") != (self.equivariant is not None):
-            raise ValueError(f"model.equivariant (the equivariant stages) goes with model.name mixed, and mixed needs "
-                             f"it (got name {self.name!r}, equivariant {self.equivariant!r})")
+            raise ValueError(
+                f"model.equivariant (the equivariant stages) goes with model.name mixed, and mixed needs "
+                f"it (got name {self.name!r}, equivariant {self.equivariant!r})"
+            )
         for stage in STAGES:
             try:
                 resolve_stage(stage, **self.stage_hparams(stage))
@@ -91,7 +97,9 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
     random_rotation: bool = False  # augmentation: every training event rotated by a random angle each epoch
-    checkpoint_every: int = Field(1, ge=1)  # write the resumable checkpoint every n-th epoch (and at each stage's end)
+    checkpoint_every: int = Field(
+        1, ge=1
+    )  # write the resumable checkpoint every n-th epoch (and at each stage's end)
     # noise classifier: weight of the noise class ("auto": #real / #noise hits of the training events)
     nc_noise_weight: float | Literal["auto"] = "auto"
     # metric learning: L_att + ml_rep_weight · L_rep, hinge radius r_emb, attraction for particles above ml_pt_min
@@ -127,7 +135,9 @@ class EvalConfig(_Section):
     scan_metric: Literal["track_dm_eff", "track_perfect_eff", "trackml_score"] = "track_dm_eff"
     pt_min: float = Field(0.9, ge=0)  # track efficiencies count particles above this pT (GeV)
     min_hits: int = Field(3, ge=1)  # particles and track candidates need this many hits
-    rotations_deg: list[float] = Field(default_factory=list)  # test events also evaluated rotated by these angles
+    rotations_deg: list[float] = Field(
+        default_factory=list
+    )  # test events also evaluated rotated by these angles
 
     @field_validator("eps")
     @classmethod
@@ -157,8 +167,10 @@ class ClusteringTrialConfig(_Section):
 def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> ClusteringTrialConfig:
     """Validate a plain dict as a clustering trial; :class:`ConfigError` naming ``source`` on failure."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections pipeline/data/model/train/eval, "
-                          f"got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping with sections pipeline/data/model/train/eval, "
+            f"got {type(raw).__name__}"
+        )
     try:
         return ClusteringTrialConfig.model_validate(raw)
     except ValidationError as err:

@@ -25,15 +25,18 @@ SKLEARN_ABOVE = 5000
 
 
 @torch.no_grad()
-def radius_graph(emb: Tensor, *, max_radius: float, max_neighbours: int, r: Tensor | None = None,
-                 backend: str = "auto") -> Tensor:
+def radius_graph(
+    emb: Tensor, *, max_radius: float, max_neighbours: int, r: Tensor | None = None, backend: str = "auto"
+) -> Tensor:
     """Edges [2, E] between hits whose embeddings are closer than ``max_radius``, each hit keeping at most its
     ``max_neighbours`` nearest; one edge per unordered pair, source = smaller ``r`` (ties: smaller index).
 
     ``backend``: ``torch`` (``torch.cdist`` blocks + ``topk``, any device), ``sklearn`` (``NearestNeighbors`` tree
     search on the CPU) or ``auto`` (torch on CUDA or up to :data:`SKLEARN_ABOVE` hits, else sklearn)."""
     if max_radius <= 0 or max_neighbours < 1:
-        raise ValueError(f"max_radius must be > 0 and max_neighbours >= 1 (got {max_radius}, {max_neighbours})")
+        raise ValueError(
+            f"max_radius must be > 0 and max_neighbours >= 1 (got {max_radius}, {max_neighbours})"
+        )
     if backend not in ("auto", "torch", "sklearn"):
         raise ValueError(f"backend must be auto, torch or sklearn (got {backend!r})")
     n = emb.shape[0]
@@ -53,7 +56,7 @@ def radius_graph(emb: Tensor, *, max_radius: float, max_neighbours: int, r: Tens
         rows, cols = [], []
         chunk = max(1, min(_CHUNK, _BLOCK // n))  # rows per cdist block: at most ~16 M distances at once
         for start in range(0, n, chunk):
-            d = torch.cdist(emb[start:start + chunk], emb)
+            d = torch.cdist(emb[start : start + chunk], emb)
             dist, idx = torch.topk(d, k, dim=1, largest=False)
             i = torch.arange(start, start + d.shape[0], device=emb.device)[:, None].expand_as(idx)
             keep = (dist < max_radius) & (idx != i)
@@ -108,7 +111,9 @@ def gc_counts(edge_index: Tensor, pid: Tensor, pt: Tensor, *, pt_min: float = GC
     - ``true_edges_pt``: edges joining two hits of one particle with pT > ``pt_min``;
     - ``edges``, ``hits``: all edges and hits."""
     n = pid.shape[0]
-    high = (pid > 0) & torch.nan_to_num(pt, nan=math.inf).gt(pt_min)  # unknown pT (npz graphs): the graph's cut
+    high = (pid > 0) & torch.nan_to_num(pt, nan=math.inf).gt(
+        pt_min
+    )  # unknown pT (npz graphs): the graph's cut
     pairs = same_particle_pairs(pid, high)
     src, dst = edge_index
     lo, hi = torch.minimum(src, dst), torch.maximum(src, dst)
@@ -116,18 +121,29 @@ def gc_counts(edge_index: Tensor, pid: Tensor, pt: Tensor, *, pt_min: float = GC
     pair_keys = (pairs[0] * n + pairs[1]).cpu().numpy()
     found = int(np.isin(pair_keys, edge_keys, assume_unique=False).sum())
     true_edge = edge_truth(edge_index, pid).bool()
-    return {"true_pairs": int(pairs.shape[1]), "found": found,
-            "edges_pt": int((high[src] | high[dst]).sum()), "true_edges_pt": int((true_edge & high[src]).sum()),
-            "edges": int(edge_index.shape[1]), "hits": int(n)}
+    return {
+        "true_pairs": int(pairs.shape[1]),
+        "found": found,
+        "edges_pt": int((high[src] | high[dst]).sum()),
+        "true_edges_pt": int((true_edge & high[src]).sum()),
+        "edges": int(edge_index.shape[1]),
+        "hits": int(n),
+    }
 
 
 def gc_metrics(counts: list[dict[str, int]]) -> dict[str, float]:
     """``gc_efficiency`` = Σ found / Σ true_pairs; ``gc_purity`` = Σ true_edges_pt / Σ edges_pt;
     ``gc_edges_per_hit`` = Σ edges / Σ hits (NaN where a denominator is 0)."""
-    tot = {k: sum(c[k] for c in counts) for k in ("true_pairs", "found", "edges_pt", "true_edges_pt", "edges", "hits")}
+    tot = {
+        k: sum(c[k] for c in counts)
+        for k in ("true_pairs", "found", "edges_pt", "true_edges_pt", "edges", "hits")
+    }
 
     def r(a: str, b: str) -> float:
         return tot[a] / tot[b] if tot[b] else float("nan")
 
-    return {"gc_efficiency": r("found", "true_pairs"), "gc_purity": r("true_edges_pt", "edges_pt"),
-            "gc_edges_per_hit": r("edges", "hits")}
+    return {
+        "gc_efficiency": r("found", "true_pairs"),
+        "gc_purity": r("true_edges_pt", "edges_pt"),
+        "gc_edges_per_hit": r("edges", "hits"),
+    }

@@ -39,7 +39,9 @@ def sub_event(full: Data, keep: Tensor) -> Event:
         return Event(full=full, data=full, kept=kept)
     new_index = torch.full((full.num_nodes,), -1, dtype=torch.long, device=keep.device)
     new_index[kept] = torch.arange(kept.numel(), device=keep.device)
-    data = Data(x=full.x[kept], pos=full.pos[kept], pid=full.pid[kept], pt=full.pt[kept], num_nodes=kept.numel())
+    data = Data(
+        x=full.x[kept], pos=full.pos[kept], pid=full.pid[kept], pt=full.pt[kept], num_nodes=kept.numel()
+    )
     if getattr(full, "edge_index", None) is not None:
         ei = full.edge_index
         ok = keep[ei[0]] & keep[ei[1]]
@@ -47,8 +49,15 @@ def sub_event(full: Data, keep: Tensor) -> Event:
     return Event(full=full, data=data, kept=kept)
 
 
-def stage_loss(stage: str, model: nn.Module, event: Event, data: Data, cfg: ClusteringTrialConfig,
-               *, noise_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+def stage_loss(
+    stage: str,
+    model: nn.Module,
+    event: Event,
+    data: Data,
+    cfg: ClusteringTrialConfig,
+    *,
+    noise_weight: float = 1.0,
+) -> tuple[Tensor, dict[str, float]]:
     """The training loss of ``stage`` on ``event`` (``data``: the event's hits, possibly rotated) and its parts."""
     tc = cfg.train
     if stage == "noise_classifier":
@@ -61,8 +70,15 @@ def stage_loss(stage: str, model: nn.Module, event: Event, data: Data, cfg: Clus
         if pairs is None:
             pairs = same_particle_pairs(data.pid, interesting_hits(data.pid, data.pt, pt_min=tc.ml_pt_min))
             event.cache["ml_pairs"] = pairs
-        parts = hinge_losses(model(data), data.pid, data.pt, r_emb=tc.ml_r_emb, pt_min=tc.ml_pt_min,
-                             max_neighbours=cfg.pipeline.max_neighbours, attractive_pairs=pairs)
+        parts = hinge_losses(
+            model(data),
+            data.pid,
+            data.pt,
+            r_emb=tc.ml_r_emb,
+            pt_min=tc.ml_pt_min,
+            max_neighbours=cfg.pipeline.max_neighbours,
+            attractive_pairs=pairs,
+        )
         loss = parts["attractive"] + tc.ml_rep_weight * parts["repulsive"]
         return loss, {k: float(v.detach()) for k, v in parts.items()}
     if stage == "edge_classifier":
@@ -76,8 +92,12 @@ def stage_loss(stage: str, model: nn.Module, event: Event, data: Data, cfg: Clus
     if stage == "object_condensation":
         coords, beta = model(data, event.cache["oc_graph"])
         parts = condensation_losses(coords, beta, data.pid, q_min=tc.oc_q_min)
-        loss = (tc.oc_attr_weight * parts["attractive"] + tc.oc_rep_weight * parts["repulsive"]
-                + tc.oc_coward_weight * parts["coward"] + tc.oc_bkg_weight * parts["background"])
+        loss = (
+            tc.oc_attr_weight * parts["attractive"]
+            + tc.oc_rep_weight * parts["repulsive"]
+            + tc.oc_coward_weight * parts["coward"]
+            + tc.oc_bkg_weight * parts["background"]
+        )
         return loss, {k: float(v.detach()) for k, v in parts.items()}
     raise ValueError(f"unknown stage {stage!r}")
 
@@ -97,14 +117,18 @@ class Inference:
 
 
 @torch.no_grad()
-def infer(models: dict[str, nn.Module], full: Data, cfg: ClusteringTrialConfig, *, upto: str | None = None) -> Inference:
+def infer(
+    models: dict[str, nn.Module], full: Data, cfg: ClusteringTrialConfig, *, upto: str | None = None
+) -> Inference:
     """Run the trained stages on ``full`` in pipeline order, stopping before ``upto`` (``None``: all of them); the
     graphs the next stage needs are left in ``inference.event.cache`` (``graph``, ``oc_graph``)."""
     pc = cfg.pipeline
     stages = [s for s in cfg.pipeline.stages if s in models]
     for m in models.values():
         m.eval()
-    out = Inference(event=Event(full=full, data=full, kept=torch.arange(full.num_nodes, device=full.x.device)))
+    out = Inference(
+        event=Event(full=full, data=full, kept=torch.arange(full.num_nodes, device=full.x.device))
+    )
     for stage in stages:
         if stage == upto:
             break
@@ -113,11 +137,18 @@ def infer(models: dict[str, nn.Module], full: Data, cfg: ClusteringTrialConfig, 
             out.event = sub_event(full, out.noise_scores >= pc.noise_threshold)
         elif stage == "metric_learning":
             out.embedding = models[stage](out.event.data)
-            out.graph = radius_graph(out.embedding, max_radius=pc.max_radius, max_neighbours=pc.max_neighbours,
-                                     r=out.event.data.x[:, 0])
+            out.graph = radius_graph(
+                out.embedding,
+                max_radius=pc.max_radius,
+                max_neighbours=pc.max_neighbours,
+                r=out.event.data.x[:, 0],
+            )
         elif stage == "edge_classifier":
             graph = _graph(out)
-            out.ec_scores = torch.sigmoid(models[stage](out.event.data, graph)) if graph.shape[1] else graph.new_zeros(0)
+            data = out.event.data
+            out.ec_scores = (
+                torch.sigmoid(models[stage](data, graph)) if graph.shape[1] else data.x.new_zeros(0)
+            )
             out.oc_graph = graph[:, out.ec_scores >= pc.ec_threshold]
         elif stage == "object_condensation":
             graph = out.oc_graph if out.oc_graph is not None else _graph(out)

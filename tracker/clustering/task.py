@@ -16,14 +16,26 @@ from tracker.clustering.config import RESULT_NEUTRAL_KEYS, ClusteringTrialConfig
 
 #: short run-name labels of grid axes (``so2-tiny-mleq1-s0``)
 LABELS = {
-    "model.metric_learning.equivariant": "mleq", "model.edge_classifier.equivariant": "eceq",
-    "model.object_condensation.equivariant": "oceq", "model.noise_classifier.equivariant": "nceq",
-    "train.random_rotation": "randrot", "train.lr": "lr", "pipeline.max_radius": "r",
-    "pipeline.max_neighbours": "k", "data.pt_min": "pt",
+    "model.metric_learning.equivariant": "mleq",
+    "model.edge_classifier.equivariant": "eceq",
+    "model.object_condensation.equivariant": "oceq",
+    "model.noise_classifier.equivariant": "nceq",
+    "train.random_rotation": "randrot",
+    "train.lr": "lr",
+    "pipeline.max_radius": "r",
+    "pipeline.max_neighbours": "k",
+    "data.pt_min": "pt",
 }
-_SHORT = {"noise_classifier": "nc", "metric_learning": "ml", "edge_classifier": "ec", "object_condensation": "oc"}
-FORMATS = {"pipeline.stages": lambda v: "+".join(_SHORT[s] for s in v),
-           "model.equivariant": lambda v: "eq-" + ("+".join(_SHORT[s] for s in v) if v else "none")}
+_SHORT = {
+    "noise_classifier": "nc",
+    "metric_learning": "ml",
+    "edge_classifier": "ec",
+    "object_condensation": "oc",
+}
+FORMATS = {
+    "pipeline.stages": lambda v: "+".join(_SHORT[s] for s in v),
+    "model.equivariant": lambda v: "eq-" + ("+".join(_SHORT[s] for s in v) if v else "none"),
+}
 
 
 class ClusteringTask:
@@ -35,8 +47,12 @@ class ClusteringTask:
     added_defaults: dict = {}
     bundling = None
     #: final metrics of the sweep's results table (name -> column header)
-    headline_metrics = {"track_dm_eff": "dm_eff", "track_perfect_eff": "perfect", "trackml_score": "trackml",
-                        "gc_efficiency": "gc_eff"}
+    headline_metrics = {
+        "track_dm_eff": "dm_eff",
+        "track_perfect_eff": "perfect",
+        "trackml_score": "trackml",
+        "gc_efficiency": "gc_eff",
+    }
 
     @property
     def epoch_metrics(self) -> tuple[str, ...]:
@@ -58,7 +74,9 @@ class ClusteringTask:
 
         return str(prepare(config.data))
 
-    def run_trial(self, config: ClusteringTrialConfig, reporter: Any, *, workdir: Path, resume: bool = True) -> Any:
+    def run_trial(
+        self, config: ClusteringTrialConfig, reporter: Any, *, workdir: Path, resume: bool = True
+    ) -> Any:
         from tracker.clustering.trial import run_trial
 
         return run_trial(config, reporter, workdir=workdir, resume=resume)

@@ -27,7 +27,9 @@ def singletons_for_noise(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def dbscan_labels(coords: np.ndarray, *, eps: float, min_samples: int, keep: np.ndarray | None = None) -> np.ndarray:
+def dbscan_labels(
+    coords: np.ndarray, *, eps: float, min_samples: int, keep: np.ndarray | None = None
+) -> np.ndarray:
     """A track label per hit: DBSCAN clusters of ``coords`` (hits where ``keep`` is false and DBSCAN's noise each
     get a label of their own)."""
     coords = np.asarray(coords, dtype=np.float64)
@@ -89,7 +91,9 @@ def particle_table(labels, pid, pt, eta, *, min_hits: int = 3) -> pd.DataFrame:
     pair, pair_n = np.unique(track_of_hit.astype(np.int64) * len(pids) + pid_of_hit, return_counts=True)
     pair_track, pair_pid = pair // len(pids), pids[pair % len(pids)]
     order = np.lexsort((pair_pid, -pair_n, pair_track))
-    top = order[np.r_[True, pair_track[order][1:] != pair_track[order][:-1]]]  # the majority pair of each track
+    top = order[
+        np.r_[True, pair_track[order][1:] != pair_track[order][:-1]]
+    ]  # the majority pair of each track
     major, n_major, tsize = pair_pid[top], pair_n[top], size[pair_track[top]]
     at = np.searchsorted(particles, major)
     ok = (major > 0) & (tsize >= min_hits)
@@ -99,22 +103,40 @@ def particle_table(labels, pid, pt, eta, *, min_hits: int = 3) -> pd.DataFrame:
     perfect = np.zeros(len(particles), bool)
     dm[at_ok[(n_ok / t_ok >= 0.5) & (n_ok / p_ok > 0.5)]] = True
     perfect[at_ok[(n_ok == t_ok) & (n_ok == p_ok)]] = True
-    table = pd.DataFrame({"pid": particles, "pt": pt[real][first], "eta": eta_mean, "n_hits": psize,
-                          "dm": dm, "perfect": perfect})
+    table = pd.DataFrame(
+        {
+            "pid": particles,
+            "pt": pt[real][first],
+            "eta": eta_mean,
+            "n_hits": psize,
+            "dm": dm,
+            "perfect": perfect,
+        }
+    )
     return table[table["n_hits"] >= min_hits].reset_index(drop=True)
 
 
-def scan_dbscan(events: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], *, eps: Sequence[float],
-                min_samples: Sequence[int], metric: str, pt_min: float,
-                min_hits: int = 3) -> tuple[tuple[float, int], dict[str, float], list[dict[str, float]]]:
+def scan_dbscan(
+    events: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    eps: Sequence[float],
+    min_samples: Sequence[int],
+    metric: str,
+    pt_min: float,
+    min_hits: int = 3,
+) -> tuple[tuple[float, int], dict[str, float], list[dict[str, float]]]:
     """Pick (eps, min_samples) maximising ``metric`` over ``events`` = (coords, keep, pid, pt) per event (ties: the
     first in scan order). Returns the choice, its metrics and one row per tried pair."""
     if metric not in TRACK_METRICS:
         raise ValueError(f"scan metric {metric!r}: expected one of {', '.join(TRACK_METRICS)}")
     rows, best, best_metrics = [], None, {}
     for e, m in itertools.product(eps, min_samples):
-        counts = [event_counts(dbscan_labels(c, eps=e, min_samples=m, keep=k), pid, pt, pt_min=pt_min,
-                               min_hits=min_hits) for c, k, pid, pt in events]
+        counts = [
+            event_counts(
+                dbscan_labels(c, eps=e, min_samples=m, keep=k), pid, pt, pt_min=pt_min, min_hits=min_hits
+            )
+            for c, k, pid, pt in events
+        ]
         metrics = track_metrics(counts)
         rows.append({"eps": float(e), "min_samples": int(m), **metrics})
         value = metrics[metric]
@@ -125,7 +147,10 @@ def scan_dbscan(events: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return best[1], best_metrics, rows
 
 
-def evaluate_tracks(events, label_fn: Callable[..., np.ndarray], *, pt_min: float, min_hits: int = 3) -> dict[str, float]:
+def evaluate_tracks(
+    events, label_fn: Callable[..., np.ndarray], *, pt_min: float, min_hits: int = 3
+) -> dict[str, float]:
     """Track metrics of ``events`` = (coords, keep, pid, pt) with ``label_fn(coords, keep)`` giving the labels."""
-    return track_metrics([event_counts(label_fn(c, k), pid, pt, pt_min=pt_min, min_hits=min_hits)
-                          for c, k, pid, pt in events])
+    return track_metrics(
+        [event_counts(label_fn(c, k), pid, pt, pt_min=pt_min, min_hits=min_hits) for c, k, pid, pt in events]
+    )

@@ -106,8 +106,14 @@ class _Progress:
     train_seconds: float = 0.0
 
 
-def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool = True,
-              splits: tuple[list[Data], list[Data], list[Data]] | None = None) -> TrialResult:
+def run_trial(
+    config: ClusteringTrialConfig,
+    reporter: Reporter,
+    *,
+    workdir: Path,
+    resume: bool = True,
+    splits: tuple[list[Data], list[Data], list[Data]] | None = None,
+) -> TrialResult:
     """Train and evaluate one clustering trial in ``workdir``; ``splits`` = (train, val, test) events in memory
     instead of ``config.data`` through the dataset cache. ``resume=True`` continues from ``workdir/checkpoint``
     (written every ``train.checkpoint_every`` epochs and at the end of every stage; same config required) and ends
@@ -115,7 +121,10 @@ def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Pat
     torch's deterministic algorithms (warn only) for the trial."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     if config.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -124,8 +133,14 @@ def run_trial(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Pat
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
-def _run(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool,
-         splits: tuple[list[Data], list[Data], list[Data]] | None) -> TrialResult:
+def _run(
+    config: ClusteringTrialConfig,
+    reporter: Reporter,
+    *,
+    workdir: Path,
+    resume: bool,
+    splits: tuple[list[Data], list[Data], list[Data]] | None,
+) -> TrialResult:
     tc = config.train
     device = _device(tc.device)
     if device.type == "cuda" and tc.deterministic:
@@ -144,8 +159,10 @@ def _run(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, re
         state = None
     if state is not None:
         if state.get("config_hash") != progress.chash:
-            raise CheckpointMismatchError(f"{workdir / 'checkpoint'} was written by a different trial configuration; "
-                                          "remove it or call run_trial(..., resume=False)")
+            raise CheckpointMismatchError(
+                f"{workdir / 'checkpoint'} was written by a different trial configuration; "
+                "remove it or call run_trial(..., resume=False)"
+            )
         for s, weights in state["models"].items():
             models[s].load_state_dict(weights)
         progress.history = [dict(h) for h in state["history"]]
@@ -171,9 +188,21 @@ def _run(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, re
         val_ev = [infer(trained, g, config).event for g in val]
         offset = len([h for h in progress.history if h["stage"] < index])
         progress.best_epochs[stage] = _train_stage(
-            stage, index, models, train_ev, val_ev, config, reporter=reporter, progress=progress,
-            generator=generator, workdir=workdir, resumed=resumed)
-        last_best = offset + progress.best_epochs[stage]  # the last stage's best epoch in the trial's numbering
+            stage,
+            index,
+            models,
+            train_ev,
+            val_ev,
+            config,
+            reporter=reporter,
+            progress=progress,
+            generator=generator,
+            workdir=workdir,
+            resumed=resumed,
+        )
+        last_best = (
+            offset + progress.best_epochs[stage]
+        )  # the last stage's best epoch in the trial's numbering
         trained[stage] = models[stage]
 
     metrics = _evaluate(trained, val, test, config, workdir=workdir, reporter=reporter)
@@ -187,9 +216,20 @@ def _run(config: ClusteringTrialConfig, reporter: Reporter, *, workdir: Path, re
     return _finish(metrics, progress.history, trained, workdir=workdir, reporter=reporter)
 
 
-def _train_stage(stage: str, index: int, models: dict[str, nn.Module], train_ev: list[Event], val_ev: list[Event],
-                 config: ClusteringTrialConfig, *, reporter: Reporter, progress: _Progress,
-                 generator: torch.Generator, workdir: Path, resumed: dict[str, Any] | None) -> int:
+def _train_stage(
+    stage: str,
+    index: int,
+    models: dict[str, nn.Module],
+    train_ev: list[Event],
+    val_ev: list[Event],
+    config: ClusteringTrialConfig,
+    *,
+    reporter: Reporter,
+    progress: _Progress,
+    generator: torch.Generator,
+    workdir: Path,
+    resumed: dict[str, Any] | None,
+) -> int:
     """Train one stage (from ``resumed``, a checkpoint inside this stage, when given); keep its
     best-validation-loss weights; return that epoch (stage-local, 1-based)."""
     tc = config.train
@@ -200,7 +240,11 @@ def _train_stage(stage: str, index: int, models: dict[str, nn.Module], train_ev:
     first = 1
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
-        best, best_epoch, best_state = float(resumed["best"]), int(resumed["best_epoch"]), resumed["best_state"]
+        best, best_epoch, best_state = (
+            float(resumed["best"]),
+            int(resumed["best_epoch"]),
+            resumed["best_state"],
+        )
         first = int(resumed["epoch"]) + 1
     prefix = PREFIX[stage]
     n_epochs = tc.epochs_of(stage)
@@ -218,8 +262,10 @@ def _train_stage(stage: str, index: int, models: dict[str, nn.Module], train_ev:
             loss, _ = stage_loss(stage, model, ev, data, config, noise_weight=noise_weight)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise NonFiniteLossError(f"stage {stage}: non-finite training loss ({value}) at epoch {epoch}; "
-                                         "lower train.lr or set train.grad_clip")
+                raise NonFiniteLossError(
+                    f"stage {stage}: non-finite training loss ({value}) at epoch {epoch}; "
+                    "lower train.lr or set train.grad_clip"
+                )
             if loss.requires_grad:
                 loss.backward()
                 if tc.grad_clip is not None:
@@ -231,31 +277,54 @@ def _train_stage(stage: str, index: int, models: dict[str, nn.Module], train_ev:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         seconds = time.perf_counter() - t0
         progress.train_seconds += seconds
-        row = {"train_loss": total / max(len(train_ev), 1), "val_loss": val_loss, "stage": float(index),
-               "lr": tc.lr, "epoch_seconds": seconds}
+        row = {
+            "train_loss": total / max(len(train_ev), 1),
+            "val_loss": val_loss,
+            "stage": float(index),
+            "lr": tc.lr,
+            "epoch_seconds": seconds,
+        }
         row[f"{prefix}_train_loss"], row[f"{prefix}_val_loss"] = row["train_loss"], val_loss
         progress.history.append({"epoch": len(progress.history) + 1, **row})
         ckpt = None
         if checkpoint_due(epoch, every=tc.checkpoint_every, finished=epoch == n_epochs):
             done = {s: m.state_dict() for s, m in models.items() if s != stage}
-            ckpt = save_checkpoint(workdir, {
-                "format": 1, "config_hash": progress.chash, "stage": index, "epoch": epoch,
-                "models": {**done, stage: model.state_dict()}, "optimizer": optimizer.state_dict(),
-                "best": best, "best_epoch": best_epoch, "best_state": best_state,
-                "best_epochs": progress.best_epochs, "history": progress.history, "rng": rng_state(generator),
-                "train_seconds": progress.train_seconds})
-        reporter.epoch(epoch=len(progress.history), metrics={k: v for k, v in row.items() if math.isfinite(v)},
-                       checkpoint_dir=ckpt)
+            ckpt = save_checkpoint(
+                workdir,
+                {
+                    "format": 1,
+                    "config_hash": progress.chash,
+                    "stage": index,
+                    "epoch": epoch,
+                    "models": {**done, stage: model.state_dict()},
+                    "optimizer": optimizer.state_dict(),
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "best_epochs": progress.best_epochs,
+                    "history": progress.history,
+                    "rng": rng_state(generator),
+                    "train_seconds": progress.train_seconds,
+                },
+            )
+        reporter.epoch(
+            epoch=len(progress.history),
+            metrics={k: v for k, v in row.items() if math.isfinite(v)},
+            checkpoint_dir=ckpt,
+        )
     model.load_state_dict(best_state)
     model.eval()
     return best_epoch
 
 
 @torch.no_grad()
-def _val_loss(stage: str, model: nn.Module, events: list[Event], config: ClusteringTrialConfig,
-              noise_weight: float) -> float:
+def _val_loss(
+    stage: str, model: nn.Module, events: list[Event], config: ClusteringTrialConfig, noise_weight: float
+) -> float:
     model.eval()
-    values = [float(stage_loss(stage, model, ev, ev.data, config, noise_weight=noise_weight)[0]) for ev in events]
+    values = [
+        float(stage_loss(stage, model, ev, ev.data, config, noise_weight=noise_weight)[0]) for ev in events
+    ]
     return float(np.mean(values)) if values else math.nan
 
 
@@ -296,8 +365,12 @@ def _component_labels(inf: Inference) -> np.ndarray:
     return labels
 
 
-def _tracks_of(infs: list[Inference], config: ClusteringTrialConfig, choice: tuple[float, int] | None,
-               particles: list[pd.DataFrame] | None = None) -> dict[str, float]:
+def _tracks_of(
+    infs: list[Inference],
+    config: ClusteringTrialConfig,
+    choice: tuple[float, int] | None,
+    particles: list[pd.DataFrame] | None = None,
+) -> dict[str, float]:
     """Track metrics of the events ``infs``; with ``particles`` also one :func:`particle_table` per event."""
     ec = config.eval
     counts = []
@@ -348,17 +421,30 @@ def _stage_metrics(infs: list[Inference], config: ClusteringTrialConfig) -> dict
         from tracker.clustering.models.object_condensation import condensation_losses
 
         for inf in infs:
-            for k, v in condensation_losses(inf.coords, inf.beta, inf.event.data.pid, q_min=tc.oc_q_min).items():
+            for k, v in condensation_losses(
+                inf.coords, inf.beta, inf.event.data.pid, q_min=tc.oc_q_min
+            ).items():
                 parts[k].append(float(v))
         mean = {k: float(np.mean(v)) for k, v in parts.items()}
         out.update({f"oc_{k}": v for k, v in mean.items()})
-        out["oc_loss"] = (tc.oc_attr_weight * mean["attractive"] + tc.oc_rep_weight * mean["repulsive"]
-                          + tc.oc_coward_weight * mean["coward"] + tc.oc_bkg_weight * mean["background"])
+        out["oc_loss"] = (
+            tc.oc_attr_weight * mean["attractive"]
+            + tc.oc_rep_weight * mean["repulsive"]
+            + tc.oc_coward_weight * mean["coward"]
+            + tc.oc_bkg_weight * mean["background"]
+        )
     return out
 
 
-def _evaluate(models: dict[str, nn.Module], val: list[Data], test: list[Data], config: ClusteringTrialConfig, *,
-              workdir: Path, reporter: Reporter) -> dict[str, float]:
+def _evaluate(
+    models: dict[str, nn.Module],
+    val: list[Data],
+    test: list[Data],
+    config: ClusteringTrialConfig,
+    *,
+    workdir: Path,
+    reporter: Reporter,
+) -> dict[str, float]:
     ec = config.eval
     val_inf = [infer(models, g, config) for g in val]
     test_inf = [infer(models, g, config) for g in test]
@@ -366,8 +452,14 @@ def _evaluate(models: dict[str, nn.Module], val: list[Data], test: list[Data], c
     choice = None
     val_track = [t for t in (_track_input(i) for i in val_inf) if t is not None]
     if val_track:
-        choice, best, rows = scan_dbscan(val_track, eps=ec.eps, min_samples=ec.min_samples, metric=ec.scan_metric,
-                                         pt_min=ec.pt_min, min_hits=ec.min_hits)
+        choice, best, rows = scan_dbscan(
+            val_track,
+            eps=ec.eps,
+            min_samples=ec.min_samples,
+            metric=ec.scan_metric,
+            pt_min=ec.pt_min,
+            min_hits=ec.min_hits,
+        )
         metrics["dbscan_eps"], metrics["dbscan_min_samples"] = choice
         metrics[f"val_{ec.scan_metric}"] = best[ec.scan_metric]
         _write_table(workdir / "dbscan_scan.csv", pd.DataFrame(rows), reporter)
@@ -402,14 +494,24 @@ def _write_table(path: Path, frame: pd.DataFrame, reporter: Reporter) -> None:
 _ORDER = (*TRACK_METRICS, "gc_efficiency", "gc_purity", "ec_auc", "oc_loss", "n_params", "train_seconds")
 
 
-def _finish(metrics: dict[str, Any], history: list[dict[str, float]], models: dict[str, nn.Module], *,
-            workdir: Path, reporter: Reporter) -> TrialResult:
-    finite = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}  # non-finite values left out
+def _finish(
+    metrics: dict[str, Any],
+    history: list[dict[str, float]],
+    models: dict[str, nn.Module],
+    *,
+    workdir: Path,
+    reporter: Reporter,
+) -> TrialResult:
+    finite = {
+        k: float(v) for k, v in metrics.items() if math.isfinite(float(v))
+    }  # non-finite values left out
     head = {k: finite[k] for k in _ORDER if k in finite}
     ordered = {**head, **{k: finite[k] for k in sorted(finite) if k not in head}}
     _write_table(workdir / "history.csv", pd.DataFrame(history), reporter)
     weights = workdir / "model.pt"
-    torch.save({s: {k: v.detach().cpu() for k, v in m.state_dict().items()} for s, m in models.items()}, weights)
+    torch.save(
+        {s: {k: v.detach().cpu() for k, v in m.state_dict().items()} for s, m in models.items()}, weights
+    )
     reporter.artifact(weights)
     out = workdir / "metrics.json"
     out.write_text(json.dumps(ordered, indent=2))
@@ -418,4 +520,11 @@ def _finish(metrics: dict[str, Any], history: list[dict[str, float]], models: di
     return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
 
 
-__all__ = ["EPOCH_METRICS", "CheckpointMismatchError", "NonFiniteLossError", "TrialResult", "config_hash", "run_trial"]
+__all__ = [
+    "EPOCH_METRICS",
+    "CheckpointMismatchError",
+    "NonFiniteLossError",
+    "TrialResult",
+    "config_hash",
+    "run_trial",
+]

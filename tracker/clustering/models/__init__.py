@@ -23,7 +23,12 @@ from tracker.clustering.models.object_condensation import ObjectCondensation
 #: the stages in pipeline order
 STAGES: tuple[str, ...] = ("noise_classifier", "metric_learning", "edge_classifier", "object_condensation")
 #: short prefixes of each stage's metrics
-PREFIX = {"noise_classifier": "nc", "metric_learning": "ml", "edge_classifier": "ec", "object_condensation": "oc"}
+PREFIX = {
+    "noise_classifier": "nc",
+    "metric_learning": "ml",
+    "edge_classifier": "ec",
+    "object_condensation": "oc",
+}
 
 
 class StageConfigError(ValueError):
@@ -41,30 +46,49 @@ class StageSpec:
 
 
 REGISTRY: dict[str, StageSpec] = {
-    "noise_classifier": StageSpec(NoiseClassifier, noise_classifier.HPARAMS, noise_classifier.PRESETS,
-                                  noise_classifier.param_count),
-    "metric_learning": StageSpec(MetricLearning, metric_learning.HPARAMS, metric_learning.PRESETS,
-                                 metric_learning.param_count),
-    "edge_classifier": StageSpec(EdgeClassifier, edge_classifier.HPARAMS, edge_classifier.PRESETS,
-                                 edge_classifier.param_count),
-    "object_condensation": StageSpec(ObjectCondensation, object_condensation.HPARAMS, object_condensation.PRESETS,
-                                     object_condensation.param_count),
+    "noise_classifier": StageSpec(
+        NoiseClassifier, noise_classifier.HPARAMS, noise_classifier.PRESETS, noise_classifier.param_count
+    ),
+    "metric_learning": StageSpec(
+        MetricLearning, metric_learning.HPARAMS, metric_learning.PRESETS, metric_learning.param_count
+    ),
+    "edge_classifier": StageSpec(
+        EdgeClassifier, edge_classifier.HPARAMS, edge_classifier.PRESETS, edge_classifier.param_count
+    ),
+    "object_condensation": StageSpec(
+        ObjectCondensation,
+        object_condensation.HPARAMS,
+        object_condensation.PRESETS,
+        object_condensation.param_count,
+    ),
 }
 
 #: exact parameter counts: (stage, preset, equivariant) -> count
 PRESET_COUNTS: dict[tuple[str, str, bool], int] = {
-    ("noise_classifier", "tiny", False): 385, ("noise_classifier", "tiny", True): 337,
-    ("noise_classifier", "small", False): 8769, ("noise_classifier", "small", True): 8577,
-    ("noise_classifier", "thesis", False): 330753, ("noise_classifier", "thesis", True): 329985,
-    ("metric_learning", "tiny", False): 436, ("metric_learning", "tiny", True): 388,
-    ("metric_learning", "small", False): 9224, ("metric_learning", "small", True): 9032,
-    ("metric_learning", "thesis", False): 332552, ("metric_learning", "thesis", True): 331784,
-    ("edge_classifier", "tiny", False): 769, ("edge_classifier", "tiny", True): 745,
-    ("edge_classifier", "small", False): 16993, ("edge_classifier", "small", True): 16897,
-    ("edge_classifier", "thesis", False): 107969, ("edge_classifier", "thesis", True): 107777,
-    ("object_condensation", "tiny", False): 805, ("object_condensation", "tiny", True): 781,
-    ("object_condensation", "small", False): 17257, ("object_condensation", "small", True): 17161,
-    ("object_condensation", "thesis", False): 109529, ("object_condensation", "thesis", True): 109337,
+    ("noise_classifier", "tiny", False): 385,
+    ("noise_classifier", "tiny", True): 337,
+    ("noise_classifier", "small", False): 8769,
+    ("noise_classifier", "small", True): 8577,
+    ("noise_classifier", "thesis", False): 330753,
+    ("noise_classifier", "thesis", True): 329985,
+    ("metric_learning", "tiny", False): 436,
+    ("metric_learning", "tiny", True): 388,
+    ("metric_learning", "small", False): 9224,
+    ("metric_learning", "small", True): 9032,
+    ("metric_learning", "thesis", False): 332552,
+    ("metric_learning", "thesis", True): 331784,
+    ("edge_classifier", "tiny", False): 769,
+    ("edge_classifier", "tiny", True): 745,
+    ("edge_classifier", "small", False): 16993,
+    ("edge_classifier", "small", True): 16897,
+    ("edge_classifier", "thesis", False): 107969,
+    ("edge_classifier", "thesis", True): 107777,
+    ("object_condensation", "tiny", False): 805,
+    ("object_condensation", "tiny", True): 781,
+    ("object_condensation", "small", False): 17257,
+    ("object_condensation", "small", True): 17161,
+    ("object_condensation", "thesis", False): 109529,
+    ("object_condensation", "thesis", True): 109337,
 }
 
 _INT_MIN = {"hidden": 1, "depth": 1, "iterations": 1, "emb_dim": 2, "oc_dim": 2, "vectors": 1}
@@ -78,12 +102,16 @@ def resolve_stage(stage: str, **hparams: Any) -> dict[str, Any]:
     preset = hparams.pop("preset", None)
     unknown = sorted(set(hparams) - set(spec.defaults))
     if unknown:
-        raise StageConfigError(f"model.{stage}: unknown hyperparameter(s) {unknown}; accepted: "
-                               f"{', '.join(spec.defaults)}, preset")
+        raise StageConfigError(
+            f"model.{stage}: unknown hyperparameter(s) {unknown}; accepted: "
+            f"{', '.join(spec.defaults)}, preset"
+        )
     out = dict(spec.defaults)
     if preset is not None:
         if preset not in spec.presets:
-            raise StageConfigError(f"model.{stage}: unknown preset {preset!r}; accepted: {', '.join(spec.presets)}")
+            raise StageConfigError(
+                f"model.{stage}: unknown preset {preset!r}; accepted: {', '.join(spec.presets)}"
+            )
         out.update(spec.presets[preset])
     out.update({k: v for k, v in hparams.items() if v is not None})
     for key, value in out.items():
@@ -95,8 +123,10 @@ def resolve_stage(stage: str, **hparams: Any) -> dict[str, Any]:
             raise StageConfigError(f"{where}: expected an integer >= {_INT_MIN[key]}")
     dim = out.get("emb_dim", out.get("oc_dim"))
     if dim is not None and out["equivariant"] and 2 * out["vectors"] > dim:
-        raise StageConfigError(f"model.{stage}.vectors={out['vectors']}: 2·vectors must not exceed the "
-                               f"coordinate dimension {dim}")
+        raise StageConfigError(
+            f"model.{stage}.vectors={out['vectors']}: 2·vectors must not exceed the "
+            f"coordinate dimension {dim}"
+        )
     return out
 
 
@@ -110,5 +140,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["PREFIX", "PRESET_COUNTS", "REGISTRY", "STAGES", "EdgeClassifier", "MetricLearning", "NoiseClassifier",
-           "ObjectCondensation", "StageConfigError", "StageSpec", "build_stage", "count_parameters", "resolve_stage"]
+__all__ = [
+    "PREFIX",
+    "PRESET_COUNTS",
+    "REGISTRY",
+    "STAGES",
+    "EdgeClassifier",
+    "MetricLearning",
+    "NoiseClassifier",
+    "ObjectCondensation",
+    "StageConfigError",
+    "StageSpec",
+    "build_stage",
+    "count_parameters",
+    "resolve_stage",
+]

@@ -31,7 +31,11 @@ HPARAMS: dict[str, Any] = {"hidden": 32, "depth": 3, "emb_dim": 8, "vectors": 1,
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden": 16, "depth": 2, "emb_dim": 4},
     "small": {"hidden": 64, "depth": 3, "emb_dim": 8},
-    "thesis": {"hidden": 256, "depth": 6, "emb_dim": 8},  # GraphConstructionFCNN of seed 003 (depth 6, 256, 8)
+    "thesis": {
+        "hidden": 256,
+        "depth": 6,
+        "emb_dim": 8,
+    },  # GraphConstructionFCNN of seed 003 (depth 6, 256, 8)
 }
 
 
@@ -66,8 +70,16 @@ def interesting_hits(pid: Tensor, pt: Tensor, *, pt_min: float, min_hits: int = 
     return real & torch.nan_to_num(pt, nan=math.inf).gt(pt_min) & (counts[inverse] >= min_hits)
 
 
-def hinge_losses(emb: Tensor, pid: Tensor, pt: Tensor, *, r_emb: float = 1.0, pt_min: float = 0.9,
-                 max_neighbours: int = 64, attractive_pairs: Tensor | None = None) -> dict[str, Tensor]:
+def hinge_losses(
+    emb: Tensor,
+    pid: Tensor,
+    pt: Tensor,
+    *,
+    r_emb: float = 1.0,
+    pt_min: float = 0.9,
+    max_neighbours: int = 64,
+    attractive_pairs: Tensor | None = None,
+) -> dict[str, Tensor]:
     """``attractive``, ``repulsive`` (see the module docstring); a term without pairs is 0."""
     if attractive_pairs is None:
         attractive_pairs = same_particle_pairs(pid, interesting_hits(pid, pt, pt_min=pt_min))

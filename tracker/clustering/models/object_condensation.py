@@ -34,8 +34,14 @@ from tracker.clustering.models.common import (
     radial_frame,
 )
 
-HPARAMS: dict[str, Any] = {"hidden": 32, "depth": 2, "iterations": 3, "oc_dim": 4, "vectors": 1,
-                           "equivariant": False}
+HPARAMS: dict[str, Any] = {
+    "hidden": 32,
+    "depth": 2,
+    "iterations": 3,
+    "oc_dim": 4,
+    "vectors": 1,
+    "equivariant": False,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden": 8, "depth": 1, "iterations": 2, "oc_dim": 4},
     "small": {"hidden": 32, "depth": 2, "iterations": 3, "oc_dim": 8},
@@ -55,8 +61,9 @@ def param_count(*, hidden: int, depth: int, iterations: int, oc_dim: int, equiva
 class ObjectCondensation(nn.Module):
     """``model(data, edge_index) -> (coords [N, oc_dim], beta [N])``."""
 
-    def __init__(self, *, hidden: int, depth: int, iterations: int, oc_dim: int, vectors: int,
-                 equivariant: bool) -> None:
+    def __init__(
+        self, *, hidden: int, depth: int, iterations: int, oc_dim: int, vectors: int, equivariant: bool
+    ) -> None:
         super().__init__()
         self.equivariant, self.vectors = equivariant, vectors if equivariant else 0
         self.node = ResidualMLP(EQUIVARIANT_NODE_DIM if equivariant else PLAIN_NODE_DIM, hidden, depth)
@@ -75,7 +82,9 @@ class ObjectCondensation(nn.Module):
         return coords, beta
 
 
-def condensation_losses(coords: Tensor, beta: Tensor, pid: Tensor, *, q_min: float = 0.01) -> dict[str, Tensor]:
+def condensation_losses(
+    coords: Tensor, beta: Tensor, pid: Tensor, *, q_min: float = 0.01
+) -> dict[str, Tensor]:
     """``attractive``, ``repulsive``, ``coward``, ``background`` of one event (module docstring); 0 when a term
     has nothing to sum over."""
     n = coords.shape[0]
@@ -92,10 +101,13 @@ def condensation_losses(coords: Tensor, beta: Tensor, pid: Tensor, *, q_min: flo
     real_idx = torch.nonzero(real).squeeze(1)
     # condensation point of each object: its hit with the largest β (ties: the first such hit)
     best = torch.full((k,), -1.0, dtype=b.dtype, device=b.device).scatter_reduce(
-        0, obj_of_hit, b[real].detach(), reduce="amax")
+        0, obj_of_hit, b[real].detach(), reduce="amax"
+    )
     is_best = b[real].detach() == best[obj_of_hit]
     cand = torch.where(is_best, real_idx, torch.full_like(real_idx, n))
-    alpha = torch.full((k,), n, dtype=torch.long, device=b.device).scatter_reduce(0, obj_of_hit, cand, reduce="amin")
+    alpha = torch.full((k,), n, dtype=torch.long, device=b.device).scatter_reduce(
+        0, obj_of_hit, cand, reduce="amin"
+    )
     x_a, q_a = coords[alpha], q[alpha]  # [K, d], [K]
     dist = torch.cdist(coords, x_a)  # [N, K]
     member = torch.zeros(n, k, dtype=torch.bool, device=coords.device)
