@@ -46,6 +46,8 @@ class ClusteringTask:
     result_neutral_keys = RESULT_NEUTRAL_KEYS
     added_defaults: dict = {}
     bundling = None
+    #: keys added after a release, at their default left out of config ids (none yet)
+    added_defaults: dict = {}
     #: final metrics of the sweep's results table (name -> column header)
     headline_metrics = {
         "track_dm_eff": "dm_eff",
