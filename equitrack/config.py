@@ -1,5 +1,6 @@
-"""Task-free configuration helpers shared by the science packages and the sweeps: dotted keys, YAML in and out,
-and one way of turning a pydantic validation error into lines that name the key, the value and what is allowed."""
+"""Task-free configuration helpers shared by the science packages and the sweeps: the base classes of trial-file
+sections, dotted keys, YAML in and out, and one way of turning a pydantic validation error into lines that name the
+key, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -9,11 +10,34 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class ConfigError(ValueError):
     """A trial or grid file that does not validate; the message names the file, key and value."""
+
+
+class Section(BaseModel):
+    """A section of a trial file: frozen (configs are values), unknown keys are errors that name the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(BaseModel):
+    """The ``model`` section: a model ``name``, an optional ``preset`` and any further hyperparameters (extra keys
+    allowed: the task's model registry validates them). A task subclasses it to set the default ``name``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    preset: str | None = None
+
+    def hparams(self) -> dict[str, Any]:
+        """All hyperparameters except the name, with a ``None`` preset dropped."""
+        out = {k: v for k, v in self.model_dump().items() if k != "name"}
+        if out.get("preset") is None:
+            out.pop("preset", None)
+        return out
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from tracker.train.config import ConfigError, format_validation_error, read_yaml
+from equitrack.config import ConfigError, ModelSection, Section, format_validation_error, read_yaml
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes (and sweep config ids)
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
@@ -20,11 +20,7 @@ RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"
 Axis = Literal["x", "y", "z"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JetCounts(_Section):
+class JetCounts(Section):
     """Number of jets in each split; the splits are disjoint."""
 
     train: int = Field(10_000, ge=1)
@@ -32,7 +28,7 @@ class JetCounts(_Section):
     test: int = Field(5_000, ge=1)
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where the jets come from (the dataset cache key hashes all of it, and the input files)."""
 
     #: ``generated``: the shipped Pythia 8 sample (or the generated npz at ``path``); ``toptag``: the Top Quark
@@ -52,23 +48,13 @@ class DataConfig(_Section):
         return self
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(ModelSection):
     """Model name plus its hyperparameters; ``jets.models.build_model`` validates the latter."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
     name: str = "lorentznet"
-    preset: str | None = None
-
-    def hparams(self) -> dict[str, Any]:
-        """All hyperparameters except the name, with a ``None`` preset dropped."""
-        out = {k: v for k, v in self.model_dump().items() if k != "name"}
-        if out.get("preset") is None:
-            out.pop("preset", None)
-        return out
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Optimisation: Adam, a per-epoch learning-rate schedule, early stopping on the validation loss."""
 
     epochs: int = Field(35, ge=1)
@@ -106,7 +92,7 @@ def beta_name(beta: float) -> str:
     return f"{round(beta * 100):03d}"
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """Evaluation of the best epoch's model on the test split."""
 
     #: the test split boosted by each β along ``boost_axis``: acc_boost_*, auc_boost_*, boost_spread
@@ -128,7 +114,7 @@ class EvalConfig(_Section):
         return v
 
 
-class JetsTrialConfig(_Section):
+class JetsTrialConfig(Section):
     """One jets trial: the sections a grid cell resolves to."""
 
     data: DataConfig = DataConfig()
@@ -145,7 +131,7 @@ class JetsTrialConfig(_Section):
 
 
 def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> JetsTrialConfig:
-    """Validate a plain dict as a jets trial; raise tracker's :class:`ConfigError` naming ``source`` on failure."""
+    """Validate a plain dict as a jets trial; raise :class:`ConfigError` naming ``source`` on failure."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, got {type(raw).__name__}")
     try:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from equitrack.config import Section
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitSizes(_Section):
+class SplitSizes(Section):
     """Number of events (or graphs) in each split; the splits are disjoint."""
 
     train: int = Field(8, ge=1)
@@ -23,7 +21,7 @@ class SplitSizes(_Section):
     test: int = Field(2, ge=1)
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where the hit graphs come from and how they are built (the dataset cache key hashes all of it)."""
 
     source: Literal["simulated", "trackml", "hitgraphs"] = "simulated"

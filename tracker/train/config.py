@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 # re-exported: trial code and the jets task import these from here
 from equitrack.config import ConfigError, flatten, format_validation_error, read_yaml, yaml_text  # noqa: F401
+from equitrack.config import ModelSection, Section
 from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data section lives in the data layer)
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that
@@ -24,27 +25,13 @@ RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"
 ADDED_DEFAULTS: dict[tuple[str, str], Any] = {("data", "noise_hits"): False, ("model", "fused"): False}
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(BaseModel):
+class ModelConfig(ModelSection):
     """Model name plus its hyperparameters; ``tracker.models.build_model`` validates the latter."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
     name: str = "euclidnet"
-    preset: str | None = None
-
-    def hparams(self) -> dict[str, Any]:
-        """All hyperparameters except the name, with ``None`` preset dropped."""
-        out = {k: v for k, v in self.model_dump().items() if k != "name"}
-        if out.get("preset") is None:
-            out.pop("preset", None)
-        return out
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Optimisation: the paper's protocol by default (SCIENCE.md §5)."""
 
     epochs: int = Field(200, ge=1)
@@ -73,7 +60,7 @@ def _default_rotations() -> list[float]:
     return [float(a) for a in range(0, 181, 20)]
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """Evaluation of the best model on the test split."""
 
     rotations_deg: list[float] = Field(default_factory=_default_rotations)
@@ -84,7 +71,7 @@ class EvalConfig(_Section):
     timing_runs: int = Field(10, ge=1)
 
 
-class TrialConfig(_Section):
+class TrialConfig(Section):
     """One trial: the sections a grid cell resolves to."""
 
     data: DataConfig = DataConfig()
