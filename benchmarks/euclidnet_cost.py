@@ -38,6 +38,8 @@ from tracker.models import interaction_network as new_in  # noqa: E402
 from tracker.train.step import train_step  # noqa: E402
 
 FILES = ("common", "euclidnet", "interaction_network")
+#: the fused path's files (revisions after issue 21 item 4; absent in older ones)
+FUSED_FILES = ("fused/__init__", "fused/kernels", "fused/euclidnet", "fused/interaction_network")
 
 
 def old_models(rev: str, root: Path) -> tuple[ModuleType, ModuleType]:
@@ -46,19 +48,25 @@ def old_models(rev: str, root: Path) -> tuple[ModuleType, ModuleType]:
     folder = root / pkg
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "__init__.py").write_text("")
-    for name in FILES:
-        text = subprocess.run(["git", "show", f"{rev}:tracker/models/{name}.py"], cwd=REPO, check=True,
-                              capture_output=True, text=True).stdout
-        (folder / f"{name}.py").write_text(text.replace("tracker.models.", f"{pkg}."))
+    (folder / "fused").mkdir(exist_ok=True)
+    for name in FILES + FUSED_FILES:
+        shown = subprocess.run(["git", "show", f"{rev}:tracker/models/{name}.py"], cwd=REPO,
+                               capture_output=True, text=True)
+        if shown.returncode != 0 and name in FUSED_FILES:
+            continue
+        shown.check_returncode()
+        (folder / f"{name}.py").write_text(shown.stdout.replace("tracker.models.", f"{pkg}."))
     sys.path.insert(0, str(root))
     return importlib.import_module(f"{pkg}.euclidnet"), importlib.import_module(f"{pkg}.interaction_network")
 
 
 def build(module: ModuleType, kind: str) -> torch.nn.Module:
+    """The model of ``kind`` from ``module``: its fused path where the revision has both (the timed code)."""
     torch.manual_seed(0)
+    extra = {"fused": True} if "fused" in getattr(module, "HPARAMS", {}) else {}
     if kind == "euclidnet":
-        return module.EuclidNet(**module.PRESETS["paper_8"])
-    return module.InteractionNetwork(hidden=16)
+        return module.EuclidNet(**module.PRESETS["paper_8"], **extra)
+    return module.InteractionNetwork(hidden=16, **extra)
 
 
 def same_outputs(a: torch.nn.Module, b: torch.nn.Module, graphs: list[Any]) -> None:

@@ -88,7 +88,7 @@ def bench_batches(graphs: list[Data], args: argparse.Namespace, device: torch.de
     batch = Batch.from_data_list(data).to(device)
     rows = []
     for name, hp in zoo_configs(args.models):
-        model = build_model(name, **hp).to(device).eval()
+        model = build_model(name, **hp, fused=args.fused).to(device).eval()
         with torch.no_grad():
             ms, cpu = time_runs(lambda m=model: m(batch), runs=args.runs, warmup=args.warmup, device=device)
         row = {"model": name, **hp, "n_params": count_parameters(model), "batch": args.batch, **summary(ms, cpu)}
@@ -101,8 +101,10 @@ def bench_batches(graphs: list[Data], args: argparse.Namespace, device: torch.de
 
 def bench_reference(graphs: list[Data], args: argparse.Namespace, device: torch.device) -> list[dict]:
     pairs = {
-        "euclidnet h=8 L=3": (build_model("euclidnet", hidden=8, mlp_depth=3), RefEuclidNet(8, 3, 5, 0.005)),
-        "interaction_network h=16": (build_model("interaction_network", hidden=16), RefInteractionNetwork(16, 3)),
+        "euclidnet h=8 L=3": (build_model("euclidnet", hidden=8, mlp_depth=3, fused=args.fused),
+                              RefEuclidNet(8, 3, 5, 0.005)),
+        "interaction_network h=16": (build_model("interaction_network", hidden=16, fused=args.fused),
+                                     RefInteractionNetwork(16, 3)),
     }
     gs = [copy.copy(g).to(device) for g in graphs[: args.ref_graphs]]  # Data.to is in place: keep `graphs` as is
     und = [torch.cat([g.edge_index, g.edge_index.flip(0)], dim=1) for g in gs]
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ref-graphs", type=int, default=3, help="real graphs in the reference comparison")
     p.add_argument("--ref-runs", type=int, default=10, help="passes over those graphs (samples = graphs × runs)")
     p.add_argument("--skip", nargs="*", default=[], choices=["batch", "reference"])
+    p.add_argument("--fused", action="store_true", help="time the models' fused path (default: the plain one)")
     p.add_argument("--out", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
 

@@ -213,8 +213,8 @@ def test_zoo_is_vmap_supported(splits, name):
 
 
 def test_vmap_members_equal_solo_euclidnet(splits, tmp_root, tmp_path):
-    """EuclidNet's fused LayerNorm+activation (tracker.models.common._NormActFM) is vmap-ready: vmap members
-    equal the same cells trained alone."""
+    """EuclidNet (the default plain path; tests/test_model_paths.py checks that vmap batches the fused one too):
+    vmap members equal the same cells trained alone."""
     from tracker.models import build_model
 
     model = build_model("euclidnet", **_config("euclidnet").model.hparams())
