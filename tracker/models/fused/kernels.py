@@ -28,6 +28,7 @@ from torch_geometric.data import Data
 
 from tracker.models.common import ConcatMLP, NoAffineLayerNorm
 
+
 # -- feature-major aggregation ([C, E] -> [C, N]) ------------------------------------------------------------
 def scatter_sum(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
     """Σ over the columns of ``src`` [C, E] grouped by ``index`` [E] into [C, num_nodes]."""
