@@ -59,11 +59,11 @@ sys.path.insert(0, str(REPO))
 
 from torch_geometric.data import Batch
 
+from equitrack.trial import EarlyStopping
 from tracker.data.hitgraphs import load_npz
 from tracker.models import REGISTRY, build_model, count_parameters
 from tracker.train.config import EvalConfig
 from tracker.train.data import GraphSet
-from tracker.train.early_stopping import EarlyStopping
 from tracker.train.evaluate import final_metrics, final_predictions
 from tracker.train.final import finalise_trial
 from tracker.train.member import EPOCH_METRICS

@@ -34,9 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from equitrack.cache import Built, DatasetCache, DatasetCacheError, cache_root, code_fingerprint  # noqa: F401
+from equitrack.cache import (  # noqa: F401  (DatasetCacheError, cache_root: re-exported)
+    Built,
+    DatasetCache,
+    DatasetCacheError,
+    cache_root,
+    code_fingerprint,
+    sha256_input,
+)
 from equitrack.cache import dataset_key as _key
-from equitrack.cache import sha256_input
 from jets.config import DataConfig
 
 FORMAT_VERSION = 1

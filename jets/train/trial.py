@@ -11,24 +11,27 @@ ends with the same metrics as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
-from equitrack.config import identity
+from equitrack import trial as _core
+from equitrack.trial import (
+    CheckpointMismatchError,
+    EarlyStopping,
+    TrialResult,
+    deterministic,
+    finish_trial,
+    order_metrics,
+    seed_everything,
+)
 from jets.config import RESULT_NEUTRAL_KEYS, JetsTrialConfig
 from jets.data.dataset import JetSet, Splits
 from jets.data.transforms import boost, random_boosts
@@ -49,66 +52,15 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_batch100"})
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(_core.NonFiniteLossError):
     """The loss became NaN or infinite; the trial stops (the message names the epoch)."""
 
-    def __init__(self, epoch: int, what: str, value: float) -> None:
-        self.epoch = epoch
-        super().__init__(f"non-finite {what} ({value}) at epoch {epoch}: the trial stops "
-                         "(lower train.lr, set train.grad_clip, or check the jets for NaN)")
-
-
-class CheckpointMismatchError(ValueError):
-    """``workdir/checkpoint`` belongs to a different trial configuration."""
-
-
-@dataclass
-class TrialResult:
-    """What a trial returns: the final metrics, the folder holding its artifacts, the per-epoch history."""
-
-    metrics: dict[str, float]
-    artifacts_dir: Path
-    history: list[dict[str, float]] = field(default_factory=list)
+    inputs = "the jets"
 
 
 def config_hash(config: JetsTrialConfig) -> str:
     """SHA-256 of the resolved configuration without the result-neutral keys: guards a checkpoint against reuse."""
-    resolved = identity(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS)
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
-
-
-class EarlyStopping:
-    """The lowest val_loss so far, its epoch and weights (CPU copy), and the epochs since it."""
-
-    def __init__(self, patience: int | None) -> None:
-        self.patience = patience
-        self.best: float | None = None
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-
-    def update(self, epoch: int, val_loss: float, model: nn.Module) -> bool:
-        """Record ``epoch``; returns True when training should stop."""
-        if self.best is None or val_loss < self.best:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            self.bad_epochs += 1
-        return self.patience is not None and self.bad_epochs >= self.patience
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                "best_state": self.best_state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.bad_epochs, self.best_state = state["bad_epochs"], state["best_state"]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    return _core.config_hash(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS)
 
 
 def select_fraction(jets: JetSet, fraction: float, *, seed: int) -> JetSet:
@@ -154,14 +106,8 @@ def run_trial(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, res
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    previous_det = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if config.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with deterministic(config.train.deterministic):
         return _run(config, reporter, workdir=workdir, resume=resume, splits=splits)
-    finally:
-        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
 def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: bool, splits) -> TrialResult:
@@ -185,7 +131,7 @@ def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: 
     n_params = int(count_parameters(model))
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     scheduler = _scheduler(optimizer, config)
-    stopper = EarlyStopping(tc.patience)
+    stopper = EarlyStopping("val_loss", tc.patience)  # jets monitor only the validation loss
     generator = torch.Generator().manual_seed(tc.seed)
     train_set, val_set, test_set = (DeviceJets(j, device) for j in (train_jets, val_jets, test_jets))
 
@@ -198,8 +144,7 @@ def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: 
         state = None
     if state is not None:
         if state["config_hash"] != chash:
-            raise CheckpointMismatchError(f"{workdir / 'checkpoint'} was written by a different trial configuration; "
-                                          "remove it or call run_trial(..., resume=False)")
+            raise CheckpointMismatchError.of(workdir)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -247,7 +192,7 @@ def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: 
         metrics = {"train_loss": loss_sum / max(n_jets, 1), "val_loss": val.loss, "val_auc": val.auc(), "lr": lr,
                    "epoch_seconds": seconds}
         history.append({"epoch": epoch, **metrics})
-        stop = stopper.update(epoch, val.loss, model)
+        stop = stopper.update(epoch, metrics, model)
         finished = stop or epoch == tc.epochs
         ckpt = None
         if checkpoint_due(epoch, every=tc.checkpoint_every, finished=finished):
@@ -263,13 +208,6 @@ def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: 
                      config=config, n_params=n_params, workdir=workdir, reporter=reporter)
 
 
-def _write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(rows.to_csv(index=False))
-    tmp.replace(path)
-    reporter.artifact(path)
-
-
 _ORDER = ("accuracy", "auc", "rejection_30", "rejection_50", "ant_factor_v2", "n_params", "test_loss", "threshold",
           "best_epoch", "train_seconds", "seconds_per_epoch", "inference_ms_per_batch100", "on_cuda")
 
@@ -278,28 +216,15 @@ def _finalise(model: nn.Module, *, stopper: EarlyStopping, history: list[dict[st
               test_set: DeviceJets, config: JetsTrialConfig, n_params: int, workdir: Path,
               reporter: Reporter) -> TrialResult:
     """The best epoch's weights evaluated on the test split; artifacts written and reported; ``reporter.finish``."""
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    stopper.restore_best(model)
     metrics, roc, boosts = final_metrics(model, test_set, cfg=config.eval, n_params=n_params)
     metrics["best_epoch"] = float(stopper.best_epoch)
     metrics["train_seconds"] = train_seconds
     metrics["seconds_per_epoch"] = train_seconds / max(len(history), 1)
     metrics["on_cuda"] = float(test_set.device.type == "cuda")
     finite = {k: v for k, v in metrics.items() if math.isfinite(v)}  # non-finite values are left out
-    head = {k: finite[k] for k in _ORDER if k in finite}
-    ordered = {**head, **{k: finite[k] for k in sorted(finite) if k not in head}}
-
-    _write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
-    _write_table(workdir / "roc.csv", roc, reporter)
-    _write_table(workdir / "boost.csv", boosts, reporter)
-    weights = workdir / "model.pt"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    reporter.artifact(weights)
-    out = workdir / "metrics.json"
-    out.write_text(json.dumps(ordered, indent=2))
-    reporter.artifact(out)
-    reporter.finish(metrics=ordered)
-    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
+    return finish_trial(workdir, model=model, metrics=order_metrics(finite, _ORDER), history=history,
+                        epoch_metrics=EPOCH_METRICS, tables={"roc.csv": roc, "boost.csv": boosts}, reporter=reporter)
 
 
 __all__ = ["EPOCH_METRICS", "TIMING_METRICS", "CheckpointMismatchError", "EarlyStopping", "NonFiniteLossError",

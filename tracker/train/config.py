@@ -13,8 +13,15 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 # re-exported: trial code and the jets task import these from here
-from equitrack.config import ConfigError, flatten, format_validation_error, read_yaml, yaml_text  # noqa: F401
-from equitrack.config import ModelSection, Section
+from equitrack.config import (  # noqa: F401
+    ConfigError,
+    ModelSection,
+    Section,
+    flatten,
+    format_validation_error,
+    read_yaml,
+    yaml_text,
+)
 from tracker.data.config import DataConfig, SplitSizes  # noqa: F401  (the data section lives in the data layer)
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes and sweep config ids, so that

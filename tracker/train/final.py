@@ -9,19 +9,15 @@ Either way the metrics come from the same :func:`tracker.train.evaluate.final_me
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
 from torch import nn
 
+from equitrack.trial import EarlyStopping, csv_text, finish_trial, order_metrics, write_table
 from tracker.train.config import EvalConfig
 from tracker.train.data import GraphSet
-from tracker.train.early_stopping import EarlyStopping
 from tracker.train.evaluate import FinalPredictions, final_metrics, final_predictions
 from tracker.train.member import EPOCH_METRICS, MemberResult, MemberState, TrialResult
 from tracker.train.reporter import Reporter
@@ -31,37 +27,6 @@ _ORDER = (
     "auc", "auc_thresholded", "edge_efficiency", "edge_purity", "accuracy", "balanced_accuracy", "f1", "test_loss",
     "n_params", "ant_factor", "threshold", "best_epoch", "train_seconds", "seconds_per_epoch",
 )
-
-
-def _order_metrics(m: dict[str, float]) -> dict[str, float]:
-    """The architecture's order first, then the rest alphabetically (stable tables and JSON)."""
-    head = {k: m[k] for k in _ORDER if k in m}
-    return {**head, **{k: m[k] for k in sorted(m) if k not in head}}
-
-
-def csv_text(rows: pd.DataFrame) -> str:
-    """``rows.to_csv(index=False)``, the same text, ~2x faster for the float64/int64 tables a trial writes.
-
-    Python's ``repr`` of a float is the shortest string that reads back to the same float, as pandas writes it
-    (NaN as an empty field, as pandas' default ``na_rep``). Other column types, names that CSV would quote, and
-    tables of fewer than two columns (where pandas quotes an empty field) go through pandas. A bundle of 100
-    members writes 300 tables at its end, ``roc.csv`` with thousands of rows each, on the trial's one CPU
-    (docs/benchmarks.md, "A member's end").
-    """
-    names = [str(c) for c in rows.columns]
-    plain = len(names) >= 2 and all(dtype in (np.float64, np.int64) for dtype in rows.dtypes)
-    if (not plain or rows.columns.has_duplicates
-            or any(not name or any(ch in name for ch in ',"\n\r') for name in names)):
-        return rows.to_csv(index=False)
-    columns = [["" if v != v else repr(v) for v in rows[c].tolist()] for c in rows.columns]  # v != v: NaN
-    return "\n".join([",".join(names), *map(",".join, zip(*columns))]) + "\n"
-
-
-def write_table(path: Path, rows: pd.DataFrame, reporter: Reporter) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(csv_text(rows))
-    tmp.replace(path)
-    reporter.artifact(path)
 
 
 def finalise_trial(
@@ -92,19 +57,9 @@ def finalise_trial(
     metrics["train_seconds"] = train_seconds
     metrics["seconds_per_epoch"] = train_seconds / max(len(history), 1)
     metrics["on_cuda"] = float(test_set.device.type == "cuda")  # the device it ran on (train.device may fall back)
-    ordered = _order_metrics(metrics)
-
-    write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *EPOCH_METRICS]), reporter)
-    write_table(workdir / "roc.csv", roc, reporter)
-    write_table(workdir / "rotation.csv", rotation, reporter)
-    weights = workdir / "model.pt"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
-    reporter.artifact(weights)
-    out = workdir / "metrics.json"
-    out.write_text(json.dumps(ordered, indent=2))
-    reporter.artifact(out)
-    reporter.finish(metrics=ordered)
-    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
+    return finish_trial(workdir, model=model, metrics=order_metrics(metrics, _ORDER), history=history,
+                        epoch_metrics=EPOCH_METRICS, tables={"roc.csv": roc, "rotation.csv": rotation},
+                        reporter=reporter)
 
 
 def own_predictions(m: MemberState, *, val_set: GraphSet, test_set: GraphSet) -> FinalPredictions:

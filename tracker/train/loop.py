@@ -10,16 +10,16 @@ trial alone). Errors raised by a reporter abort the loop: a re-run resumes each 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch_geometric.data import Data
 
+from equitrack.trial import deterministic
 from tracker.train.config import TrialConfig
 from tracker.train.data import GraphSet, TrainPool, resolve_device
 from tracker.train.errors import BundleError
@@ -38,19 +38,6 @@ def load_trial_splits(config: TrialConfig) -> tuple[list[Data], list[Data], list
     prepare(config.data)
     splits = load_splits(config.data)
     return list(splits.train), list(splits.val), list(splits.test), getattr(splits, "key", None)
-
-
-@contextlib.contextmanager
-def deterministic(on: bool) -> Iterator[None]:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` while training when ``on``, restored after."""
-    previous_det = torch.are_deterministic_algorithms_enabled()
-    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if on:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous_det, warn_only=previous_warn)
 
 
 def _architecture(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype]]:

@@ -6,23 +6,20 @@ a strategy (:mod:`tracker.train.strategies`) trains their epochs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import random
 import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from equitrack.config import identity
+from equitrack import trial as _core
+from equitrack.trial import EarlyStopping, TrialResult, seed_everything
 from tracker.train.checkpoint import (
     checkpoint_due,
     load_checkpoint,
@@ -33,7 +30,6 @@ from tracker.train.checkpoint import (
 )
 from tracker.train.config import ADDED_DEFAULTS, RESULT_NEUTRAL_KEYS, TrialConfig, yaml_text
 from tracker.train.data import GraphSet, PoolView, TrainPool, auto_pos_weight, epoch_plan, select_fraction
-from tracker.train.early_stopping import EarlyStopping
 from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
 from tracker.train.evaluate import SplitPrediction, predict
 from tracker.train.reporter import Reporter
@@ -44,15 +40,6 @@ TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_
 #: the warning StepLR gives when the optimiser's own ``step`` was not called (a stacked strategy updates the
 #: parameters itself, then steps each member's scheduler)
 _STEPPED_OUTSIDE = r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`"
-
-
-@dataclass
-class TrialResult:
-    """What a trial returns: the final metrics, the folder holding its artifacts, the per-epoch history."""
-
-    metrics: dict[str, float]
-    artifacts_dir: Path
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -84,15 +71,7 @@ def config_hash(config: TrialConfig) -> str:
     ``train.checkpoint_every`` is left out: it changes no result, so a trial may resume with another cadence
     (and checkpoints written before the key existed still match).
     """
-    resolved = identity(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS, added=ADDED_DEFAULTS)
-    raw = json.dumps(resolved, sort_keys=True)
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    return _core.config_hash(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS, added=ADDED_DEFAULTS)
 
 
 class MemberState:
@@ -154,10 +133,7 @@ class MemberState:
         if state is None:
             return
         if state["config_hash"] != self.chash:
-            raise CheckpointMismatchError(
-                f"{self.workdir / 'checkpoint'} was written by a different trial configuration; "
-                f"remove it or call {entry}(..., resume=False)"
-            )
+            raise CheckpointMismatchError.of(self.workdir, entry=entry)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from torch_geometric.data import Data
 
+from equitrack.trial import EarlyStopping
 from tracker.train.config import TrialConfig
-from tracker.train.early_stopping import EarlyStopping
 from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
 from tracker.train.final import csv_text, finalise_trial, write_table
 from tracker.train.loop import load_trial_splits, train_members
