@@ -2,52 +2,33 @@
 
 Shows progress, prints the final metrics as a table and writes ``DIR/metrics.json`` with the artifacts
 (config.yaml, history.csv, roc.csv, boost.csv, model.pt) and the checkpoint beside it. Exit status 2 for an
-invalid trial file, 1 when the trial fails.
+invalid trial file, 1 when the trial fails. The flags and exit status are :func:`equitrack.cli.trial_main`'s.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
+from equitrack.cli import TrialCommand, trial_main
 from jets.config import ConfigError, load_trial
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jets.train",
-        description="Run one jets trial without MLflow: progress, a table of the final metrics, DIR/metrics.json.",
-    )
-    parser.add_argument("trial", type=Path, help="trial YAML file (sections data, model, train, eval)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and artifacts")
-    parser.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-
+def _command() -> TrialCommand:
     from jets.models import ModelConfigError, resolve_hparams
-
-    try:
-        config = load_trial(args.trial)
-        resolve_hparams(config.model.name, **config.model.hparams())  # fail fast, before any data is built
-    except (ConfigError, ModelConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-    from jets.train.trial import CheckpointMismatchError, NonFiniteLossError, run_trial
+    from jets.train.trial import run_trial
     from tracker.train.console import ConsoleReporter
 
-    reporter = ConsoleReporter(disable_progress=args.quiet)
-    try:
-        result = run_trial(config, reporter, workdir=args.out, resume=not args.no_resume)
-    except (ConfigError, ModelConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (NonFiniteLossError, CheckpointMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"metrics written to {result.artifacts_dir / 'metrics.json'}")
-    return 0
+    return TrialCommand(
+        load_trial=load_trial,
+        check_model=lambda config: resolve_hparams(config.model.name, **config.model.hparams()),
+        run_trial=run_trial,
+        reporter=lambda quiet: ConsoleReporter(disable_progress=quiet),
+        config_errors=(ConfigError, ModelConfigError),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return trial_main(argv, prog="python -m jets.train", what="jets trial", command=_command)
 
 
 if __name__ == "__main__":
