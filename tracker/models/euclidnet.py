@@ -109,11 +109,10 @@ class EEB(MessagePassing):
         self, h: Tensor, v: Tensor, e: Tensor, edge_index: Tensor, a: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One iteration on h [N, H], v [N, 2], e [E, H] (a [E, 4]); returns the new (h, v, e) and m [E, H]."""
+        n = h.shape[0]
         e, m, dv = self.edge_updater(edge_index, h=h, v=v, e=e, a=a)
-        hidden = m.shape[-1]
-        summed = self.propagate(edge_index, msg=torch.cat([m, dv], dim=-1), size=(h.shape[0], h.shape[0]))
-        sum_m, sum_dv = summed.split([hidden, 2], dim=-1)
-        v = v + self.c * sum_dv  # eq. 3.3
+        v = v + self.c * self.propagate(edge_index, msg=dv, size=(n, n))  # eq. 3.3: x_i + c Σ_j clamp(...)
+        sum_m = self.propagate(edge_index, msg=m, size=(n, n))  # Σ_j m_ij
         h = h + self.c * self.phi_h(torch.cat([h, sum_m], dim=-1))  # eq. 3.4
         return h, v, e, m
 
@@ -127,7 +126,7 @@ class EEB(MessagePassing):
         return e, m, dv
 
     def message(self, msg: Tensor) -> Tensor:
-        """What flows j → i is computed per edge by :meth:`edge_update` (m_ij and the eq. 3.3 summand)."""
+        """What flows j → i was computed per edge by :meth:`edge_update` (m_ij, or the eq. 3.3 summand)."""
         return msg
 
 
