@@ -10,39 +10,45 @@ when the trial fails (a non-finite loss, a checkpoint of another configuration).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from equitrack.config import ConfigError
 from equitrack.trial import CheckpointMismatchError, NonFiniteLossError
 
 
 @dataclass(frozen=True)
 class TrialCommand:
-    """What a task plugs into :func:`trial_main` (made after the flags are parsed, so ``--help`` stays light).
+    """A task's one-trial command. The task's parts are named, not imported (they are imported once the flags are
+    parsed, so ``--help`` stays light, and this module imports no task):
 
-    ``load_trial(path)``: the validated trial config; ``check_model(config)``: raise when its model cannot be
-    built; ``run_trial(config, reporter, *, workdir, resume)``: the task's trial, returning an object with
-    ``artifacts_dir``; ``reporter(quiet)``: the console reporter; ``config_errors``: the exceptions that mean an
-    invalid trial file or model (exit status 2)."""
+    ``prog``: the command line ``--help`` shows; ``what``: what the task calls a trial (``"jets trial"``);
+    ``config``: the module with ``load_trial(path)``; ``models``: the module with ``resolve_hparams(name, **hp)``
+    and ``ModelConfigError``; ``trial``: the module with ``run_trial(config, reporter, *, workdir, resume)``;
+    ``reporter``: ``"module:Class"`` of the console reporter (``Class(disable_progress=...)``)."""
 
-    load_trial: Callable[[Path], Any]
-    check_model: Callable[[Any], None]
-    run_trial: Callable[..., Any]
-    reporter: Callable[[bool], Any]
-    config_errors: tuple[type[Exception], ...]
+    prog: str
+    what: str
+    config: str
+    models: str
+    trial: str
+    reporter: str
 
 
-def trial_main(argv: list[str] | None, *, prog: str, what: str, command: Callable[[], TrialCommand]) -> int:
-    """Parse ``argv``, run one trial of the task ``command()`` describes and return the exit status.
+def _reporter(spec: str, *, quiet: bool) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)(disable_progress=quiet)
 
-    ``prog``: the command line shown in ``--help``; ``what``: what the task calls a trial (``"trial"``, ``"jets
-    trial"``)."""
+
+def trial_main(argv: list[str] | None, command: TrialCommand) -> int:
+    """Parse ``argv``, run one trial of the task ``command`` names and return the exit status."""
     parser = argparse.ArgumentParser(
-        prog=prog,
-        description=f"Run one {what} without MLflow: progress, a table of the final metrics, DIR/metrics.json.",
+        prog=command.prog,
+        description=f"Run one {command.what} without MLflow: progress, a table of the final metrics, "
+                    "DIR/metrics.json.",
     )
     parser.add_argument("trial", type=Path, help="trial YAML file (sections data, model, train, eval)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json and artifacts")
@@ -50,12 +56,14 @@ def trial_main(argv: list[str] | None, *, prog: str, what: str, command: Callabl
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    cmd = command()
+    models = importlib.import_module(command.models)
     try:
-        config = cmd.load_trial(args.trial)
-        cmd.check_model(config)  # fail fast, before any data is built
-        result = cmd.run_trial(config, cmd.reporter(args.quiet), workdir=args.out, resume=not args.no_resume)
-    except cmd.config_errors as err:
+        config = importlib.import_module(command.config).load_trial(args.trial)
+        models.resolve_hparams(config.model.name, **config.model.hparams())  # fail fast, before any data is built
+        run_trial = importlib.import_module(command.trial).run_trial
+        result = run_trial(config, _reporter(command.reporter, quiet=args.quiet), workdir=args.out,
+                           resume=not args.no_resume)
+    except (ConfigError, models.ModelConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (NonFiniteLossError, CheckpointMismatchError) as err:

@@ -10,25 +10,13 @@ from __future__ import annotations
 import sys
 
 from equitrack.cli import TrialCommand, trial_main
-from jets.config import ConfigError, load_trial
 
-
-def _command() -> TrialCommand:
-    from jets.models import ModelConfigError, resolve_hparams
-    from jets.train.trial import run_trial
-    from tracker.train.console import ConsoleReporter
-
-    return TrialCommand(
-        load_trial=load_trial,
-        check_model=lambda config: resolve_hparams(config.model.name, **config.model.hparams()),
-        run_trial=run_trial,
-        reporter=lambda quiet: ConsoleReporter(disable_progress=quiet),
-        config_errors=(ConfigError, ModelConfigError),
-    )
+COMMAND = TrialCommand(prog="python -m jets.train", what="jets trial", config="jets.config", models="jets.models",
+                       trial="jets.train.trial", reporter="tracker.train.console:ConsoleReporter")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return trial_main(argv, prog="python -m jets.train", what="jets trial", command=_command)
+    return trial_main(argv, COMMAND)
 
 
 if __name__ == "__main__":

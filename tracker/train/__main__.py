@@ -10,25 +10,13 @@ from __future__ import annotations
 import sys
 
 from equitrack.cli import TrialCommand, trial_main
-from tracker.train.config import ConfigError, load_trial
 
-
-def _command() -> TrialCommand:
-    from tracker.models import ModelConfigError, resolve_hparams
-    from tracker.train.console import ConsoleReporter
-    from tracker.train.trial import run_trial
-
-    return TrialCommand(
-        load_trial=load_trial,
-        check_model=lambda config: resolve_hparams(config.model.name, **config.model.hparams()),
-        run_trial=run_trial,
-        reporter=lambda quiet: ConsoleReporter(disable_progress=quiet),
-        config_errors=(ConfigError, ModelConfigError),
-    )
+COMMAND = TrialCommand(prog="python -m tracker.train", what="trial", config="tracker.train.config", models="tracker.models",
+                       trial="tracker.train.trial", reporter="tracker.train.console:ConsoleReporter")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return trial_main(argv, prog="python -m tracker.train", what="trial", command=_command)
+    return trial_main(argv, COMMAND)
 
 
 if __name__ == "__main__":
