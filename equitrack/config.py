@@ -7,10 +7,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -38,6 +38,40 @@ class ModelSection(BaseModel):
         if out.get("preset") is None:
             out.pop("preset", None)
         return out
+
+
+class TrialSections(Section):
+    """A task's whole trial (sections ``data``, ``model``, ``train``, ``eval``, …), read from a dict or a YAML file.
+
+    ``model.name`` must be given; the error names :attr:`model_examples`. Bad input raises :class:`ConfigError`
+    naming the source, each bad key and its value, and the allowed keys of an unknown one."""
+
+    #: model names the missing-``model.name`` error suggests
+    model_examples: ClassVar[str] = ""
+
+    @field_validator("model", mode="before", check_fields=False)
+    @classmethod
+    def _model_name_required(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "name" not in v:
+            raise ValueError(f"model.name is required (e.g. {cls.model_examples})")
+        return v
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, source: str = "<dict>") -> Any:
+        """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, "
+                              f"got {type(raw).__name__}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, source=source, root=cls)) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Read and validate a trial YAML file."""
+        path = Path(path)
+        return cls.from_dict(read_yaml(path, what="trial file", error=ConfigError) or {}, source=str(path))
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,12 +7,11 @@ errors that name the key. Config keys and metric names are documented in docs/je
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from equitrack.config import ConfigError, ModelSection, Section, format_validation_error, read_yaml
+from equitrack.config import ConfigError, ModelSection, Section, TrialSections
 
 #: (section, key) pairs that change no result: left out of checkpoint hashes (and sweep config ids)
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
@@ -114,36 +113,21 @@ class EvalConfig(Section):
         return v
 
 
-class JetsTrialConfig(Section):
+class JetsTrialConfig(TrialSections):
     """One jets trial: the sections a grid cell resolves to."""
+
+    model_examples: ClassVar[str] = "lorentznet, pfn, mlp"
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model_name_required(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "name" not in v:
-            raise ValueError("model.name is required (e.g. lorentznet, pfn, mlp)")
-        return v
 
-
-def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> JetsTrialConfig:
-    """Validate a plain dict as a jets trial; raise :class:`ConfigError` naming ``source`` on failure."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, got {type(raw).__name__}")
-    try:
-        return JetsTrialConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=source)) from None
-
-
-def load_trial(path: str | Path) -> JetsTrialConfig:
-    """Read and validate a jets trial YAML file."""
-    path = Path(path)
-    return trial_from_dict(read_yaml(path, what="trial file", error=ConfigError) or {}, source=str(path))
+#: ``trial_from_dict(raw, *, source)``: validate a plain dict as a jets trial (:class:`ConfigError` naming ``source``)
+trial_from_dict = JetsTrialConfig.from_dict
+#: ``load_trial(path)``: read and validate a jets trial YAML file
+load_trial = JetsTrialConfig.load
 
 
 __all__ = [

@@ -7,16 +7,16 @@ the key and list the accepted ones.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field
 
 # re-exported: trial code and the jets task import these from here
 from equitrack.config import (  # noqa: F401
     ConfigError,
     ModelSection,
     Section,
+    TrialSections,
     flatten,
     format_validation_error,
     read_yaml,
@@ -78,33 +78,18 @@ class EvalConfig(Section):
     timing_runs: int = Field(10, ge=1)
 
 
-class TrialConfig(Section):
+class TrialConfig(TrialSections):
     """One trial: the sections a grid cell resolves to."""
+
+    model_examples: ClassVar[str] = "euclidnet, interaction_network"
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _model_name_required(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "name" not in v:
-            raise ValueError("model.name is required (e.g. euclidnet, interaction_network)")
-        return v
 
-
-def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> TrialConfig:
-    """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, got {type(raw).__name__}")
-    try:
-        return TrialConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=source, root=TrialConfig)) from None
-
-
-def load_trial(path: str | Path) -> TrialConfig:
-    """Read and validate a trial YAML file."""
-    path = Path(path)
-    return trial_from_dict(read_yaml(path, what="trial file", error=ConfigError) or {}, source=str(path))
+#: ``trial_from_dict(raw, *, source)``: validate a plain dict as a trial (:class:`ConfigError` naming ``source``)
+trial_from_dict = TrialConfig.from_dict
+#: ``load_trial(path)``: read and validate a trial YAML file
+load_trial = TrialConfig.load
