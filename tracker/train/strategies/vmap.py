@@ -34,7 +34,7 @@ VMAP_MODEL_CHANGE = (
     "every torch.autograd.Function inside the model must support torch.func: move the ctx work of forward() into "
     "a `setup_context(ctx, inputs, output)` staticmethod (forward(xc, eps, act) without ctx; return the saved "
     "intermediates as extra outputs marked non-differentiable, or recompute them in backward) and set "
-    "`generate_vmap_rule = True` (e.g. tracker.models.common._NormActFM)"
+    "`generate_vmap_rule = True` (e.g. tracker.models.fused.kernels._NormActFM)"
 )
 
 
