@@ -23,9 +23,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from filelock import FileLock
 
@@ -103,15 +103,41 @@ class Built:
     files: Mapping[str, Mapping[str, Any]]
 
 
+class DataSection(Protocol):
+    """What the cache needs of a task's ``data`` section: its ``source`` (the key's prefix) and a JSON dump."""
+
+    source: str
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+C = TypeVar("C", bound=DataSection)
+
+
 @dataclass(frozen=True)
-class DatasetCache:
-    """One task's kind of cached dataset: its folder under the cache root (``kind``), the format version its code
-    writes, the split files every dataset holds and the module named when a folder is not one of its datasets."""
+class DatasetCache(Generic[C]):
+    """One task's kind of cached dataset.
+
+    ``kind``: its folder under the cache root; ``format_version``: what its code writes; ``files``: the split files
+    every dataset holds; ``maker``: the module named when a folder is not one of its datasets. Per data section
+    ``cfg``: ``key_config(cfg)`` the fields that change the data, ``inputs(cfg)`` a fingerprint of the input files,
+    ``code(cfg)`` of the code that reads them (:func:`code_fingerprint`), ``describe(cfg)`` further manifest fields
+    (after ``config``), and ``write(cfg, tmp)`` builds the data and writes :attr:`files` into the folder ``tmp``."""
 
     kind: str
     format_version: int
     files: tuple[str, ...]
     maker: str
+    key_config: Callable[[C], Mapping[str, Any]]
+    inputs: Callable[[C], Any]
+    code: Callable[[C], str]
+    write: Callable[[C, Path], Built]
+    describe: Callable[[C], Mapping[str, Any]] = field(default=lambda cfg: {})
+
+    def key(self, cfg: C) -> str:
+        """``<source>-<16 hex>`` (:func:`dataset_key`)."""
+        return dataset_key(cfg.source, format_version=self.format_version, key_config=self.key_config(cfg),
+                           inputs=self.inputs(cfg), code=self.code(cfg))
 
     def folder(self, key: str) -> Path:
         """``cache_root() / kind / key``."""
@@ -144,40 +170,42 @@ class DatasetCache:
                 raise DatasetCacheError(f"{f}: content does not match the sha256 in its manifest; {_HINT}")
         return manifest
 
-    def prepare(self, key: str, *, key_config: Mapping[str, Any], rebuild: bool,
-                header: Callable[[], Mapping[str, Any]], build: Callable[[Path], Built]) -> None:
-        """Make sure the dataset ``key`` is in the cache, building it when missing.
+    def prepare(self, cfg: C, *, rebuild: bool = False) -> str:
+        """Build the dataset of ``cfg`` unless a valid cache exists; return its key.
 
-        ``header()``: the manifest fields that describe the dataset (config, inputs, code; after the key config);
-        ``build(tmp)`` writes :attr:`files` into the temporary folder ``tmp``. A folder that does not verify raises
-        :class:`DatasetCacheError`; with ``rebuild`` it is verified fully (file checksums too) and replaced."""
+        Concurrent callers with the same config wait on one lock: one builds, the others reuse its result. A cache
+        folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
+        verified fully (file checksums too) and replaced when anything is wrong."""
+        key = self.key(cfg)
         folder = self.folder(key)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder.parent / f"{key}.lock")):
             if folder.exists():
                 try:
-                    self.verify(folder, key=key, key_config=key_config, check_files=rebuild)
-                    return
+                    self.verify(folder, key=key, key_config=self.key_config(cfg), check_files=rebuild)
+                    return key
                 except DatasetCacheError:
                     if not rebuild:
                         raise
                     shutil.rmtree(folder)
             for stale in folder.parent.glob(f".tmp-{key}-*"):  # left by a killed build (we hold the lock)
                 shutil.rmtree(stale, ignore_errors=True)
-            self._build_into(folder, key=key, key_config=key_config, header=header, build=build)
+            self._build_into(folder, cfg, key)
+        return key
 
-    def load(self, key: str, *, key_config: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
-        """The folder of the prepared dataset ``key`` and its manifest, verified with the files' checksums."""
+    def load(self, cfg: C) -> tuple[str, Path, dict[str, Any]]:
+        """(key, folder, manifest) of the dataset of ``cfg``, prepared first (a missing cache is built) and
+        verified with the files' checksums."""
+        key = self.prepare(cfg)
         folder = self.folder(key)
-        return folder, self.verify(folder, key=key, key_config=key_config, check_files=True)
+        return key, folder, self.verify(folder, key=key, key_config=self.key_config(cfg), check_files=True)
 
-    def _build_into(self, folder: Path, *, key: str, key_config: Mapping[str, Any],
-                    header: Callable[[], Mapping[str, Any]], build: Callable[[Path], Built]) -> dict[str, Any]:
+    def _build_into(self, folder: Path, cfg: C, key: str) -> dict[str, Any]:
         """Build in a temporary sibling folder, write the manifest, rename the folder to ``folder``."""
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=folder.parent))
         try:
             t0 = time.perf_counter()
-            built = build(tmp)
+            built = self.write(cfg, tmp)
             files = {}
             for name in self.files:
                 p = tmp / name
@@ -185,8 +213,11 @@ class DatasetCache:
             manifest = {
                 "format_version": self.format_version,
                 "key": key,
-                "key_config": _json_roundtrip(key_config),
-                **header(),
+                "key_config": _json_roundtrip(self.key_config(cfg)),
+                "config": cfg.model_dump(mode="json"),
+                **self.describe(cfg),
+                "inputs": self.inputs(cfg),
+                "code": self.code(cfg),
                 "build_id": uuid.uuid4().hex,
                 "created_unix": time.time(),
                 "build_seconds": time.perf_counter() - t0,
@@ -202,5 +233,5 @@ class DatasetCache:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["Built", "DatasetCache", "DatasetCacheError", "cache_root", "code_fingerprint", "dataset_key",
+__all__ = ["Built", "DataSection", "DatasetCache", "DatasetCacheError", "cache_root", "code_fingerprint", "dataset_key",
            "manifest_digest", "sha256_file", "sha256_input", "sha256_json"]

@@ -42,18 +42,12 @@ from equitrack.cache import (  # noqa: F401  (DatasetCacheError, cache_root: re-
     code_fingerprint,
     sha256_input,
 )
-from equitrack.cache import dataset_key as _key
 from jets.config import DataConfig
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 _ARRAYS = ("p4", "mask", "label")
 _CODE = {"generated": ("data/generated.py", "data/dataset.py"), "toptag": ("data/toptag.py", "data/dataset.py")}
-
-
-#: the cache of jet datasets (:mod:`equitrack.cache`): ``<cache root>/jet_datasets/<key>``
-CACHE = DatasetCache(kind="jet_datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.npz" for s in SPLITS),
-                     maker="jets.data.dataset")
 
 
 @dataclass
@@ -128,8 +122,7 @@ def key_config(cfg: DataConfig) -> dict[str, Any]:
 
 def dataset_key(cfg: DataConfig) -> str:
     """``<source>-<16 hex>``: hash of the format version, :func:`key_config`, input files and code."""
-    return _key(cfg.source, format_version=FORMAT_VERSION, key_config=key_config(cfg), inputs=_input_files(cfg),
-                code=_code_fingerprint(cfg.source))
+    return CACHE.key(cfg)
 
 
 def balanced_order(label: np.ndarray, seed: int) -> np.ndarray:
@@ -195,24 +188,22 @@ def _write(cfg: DataConfig, tmp: Path) -> Built:
                  files={f"{s}.npz": {"jets": len(sets[s])} for s in SPLITS})
 
 
-def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
-    """Build the dataset of ``cfg`` unless a valid cache exists; return its key.
+#: the cache of jet datasets (:mod:`equitrack.cache`): ``<cache root>/jet_datasets/<key>``
+CACHE: DatasetCache[DataConfig] = DatasetCache(
+    kind="jet_datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.npz" for s in SPLITS),
+    maker="jets.data.dataset", key_config=key_config, inputs=_input_files,
+    code=lambda cfg: _code_fingerprint(cfg.source), write=_write,
+    describe=lambda cfg: {"source_path": str(source_path(cfg))})
 
-    Concurrent callers with the same config wait on one lock: one builds, the others reuse its result. A cache
-    folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
-    verified fully (file checksums too) and replaced when anything is wrong."""
-    key = dataset_key(cfg)
-    CACHE.prepare(key, key_config=key_config(cfg), rebuild=rebuild,
-                  header=lambda: {"config": cfg.model_dump(mode="json"), "source_path": str(source_path(cfg)),
-                                  "inputs": _input_files(cfg), "code": _code_fingerprint(cfg.source)},
-                  build=lambda tmp: _write(cfg, tmp))
-    return key
+
+def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
+    """Build the jet sets of ``cfg`` unless the cache holds them; their key (:meth:`DatasetCache.prepare`)."""
+    return CACHE.prepare(cfg, rebuild=rebuild)
 
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the train/val/test jets of ``cfg`` (calling :func:`prepare` first, so a missing cache is built)."""
-    key = prepare(cfg)
-    folder, manifest = CACHE.load(key, key_config=key_config(cfg))
+    key, folder, manifest = CACHE.load(cfg)
     sets = {}
     for s in SPLITS:
         with np.load(folder / f"{s}.npz", allow_pickle=False) as f:

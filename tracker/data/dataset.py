@@ -35,7 +35,6 @@ import numpy as np
 from torch_geometric.data import Data
 
 from equitrack.cache import Built, DatasetCache, DatasetCacheError, cache_root, code_fingerprint  # noqa: F401
-from equitrack.cache import dataset_key as _key
 from equitrack.cache import manifest_digest as _manifest_digest  # noqa: F401  (tests forge digests with it)
 from tracker.data.config import DataConfig
 from tracker.graphs.io import from_dict, load_graphs, save_graphs, to_dict
@@ -55,11 +54,6 @@ _CODE = {
     "simulated": ("data/simulate.py", "data/sim_detector.py", "data/sim_propagation.py", "data/trackml.py",
                   "data/geometry.py", "graphs/builder.py", "graphs/io.py"),
 }
-
-
-#: the cache of hit-graph datasets (:mod:`equitrack.cache`): ``<cache root>/datasets/<key>``
-CACHE = DatasetCache(kind="datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.pt" for s in SPLITS),
-                     maker="tracker.data.dataset")
 
 
 @dataclass
@@ -126,8 +120,7 @@ def _code_fingerprint(source: str) -> str:
 
 def dataset_key(cfg: DataConfig) -> str:
     """``<source>-<16 hex>``: hash of the format version, :func:`key_config`, input files and code."""
-    return _key(cfg.source, format_version=FORMAT_VERSION, key_config=key_config(cfg), inputs=_input_files(cfg),
-                code=_code_fingerprint(cfg.source))
+    return CACHE.key(cfg)
 
 
 def dataset_dir(cfg: DataConfig) -> Path:
@@ -258,23 +251,20 @@ def _write(cfg: DataConfig, tmp: Path) -> Built:
                  files={f"{s}.pt": {"graphs": len(graphs[s])} for s in SPLITS})
 
 
-def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
-    """Build the dataset of ``cfg`` unless a valid cache exists; return its key.
+#: the cache of hit-graph datasets (:mod:`equitrack.cache`): ``<cache root>/datasets/<key>``
+CACHE: DatasetCache[DataConfig] = DatasetCache(
+    kind="datasets", format_version=FORMAT_VERSION, files=tuple(f"{s}.pt" for s in SPLITS),
+    maker="tracker.data.dataset", key_config=key_config, inputs=_input_files,
+    code=lambda cfg: _code_fingerprint(cfg.source), write=_write)
 
-    Concurrent callers with the same config wait on one lock: one builds, the others reuse its result. A cache
-    folder that does not verify raises :class:`DatasetCacheError` naming it; with ``rebuild`` the folder is
-    verified fully (file checksums too) and replaced when anything is wrong."""
-    key = dataset_key(cfg)
-    CACHE.prepare(key, key_config=key_config(cfg), rebuild=rebuild,
-                  header=lambda: {"config": cfg.model_dump(mode="json"), "inputs": _input_files(cfg),
-                                  "code": _code_fingerprint(cfg.source)},
-                  build=lambda tmp: _write(cfg, tmp))
-    return key
+
+def prepare(cfg: DataConfig, *, rebuild: bool = False) -> str:
+    """Build the graphs of ``cfg`` unless the cache holds them; their key (:meth:`DatasetCache.prepare`)."""
+    return CACHE.prepare(cfg, rebuild=rebuild)
 
 
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the train/val/test graphs of ``cfg`` (calling :func:`prepare` first, so a missing cache is built)."""
-    key = prepare(cfg)
-    folder, manifest = CACHE.load(key, key_config=key_config(cfg))
+    key, folder, manifest = CACHE.load(cfg)
     graphs = {s: load_graphs(folder / f"{s}.pt") for s in SPLITS}
     return Splits(train=graphs["train"], val=graphs["val"], test=graphs["test"], key=key, manifest=manifest)
