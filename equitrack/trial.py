@@ -26,6 +26,10 @@ from torch import nn
 
 from equitrack.config import identity
 
+#: the per-epoch metrics a trial reports (``reporter.epoch``, the columns of ``history.csv`` after ``epoch``); the
+#: sweeps' scheduler metric is one of them
+EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the trial stops (the message names the epoch and what to check).
@@ -205,6 +209,6 @@ def finish_trial(workdir: Path, *, model: nn.Module, metrics: dict[str, float], 
     return TrialResult(metrics=metrics, artifacts_dir=workdir, history=list(history))
 
 
-__all__ = ["ArtifactReporter", "CheckpointMismatchError", "EarlyStopping", "NonFiniteLossError", "TrialResult",
+__all__ = ["EPOCH_METRICS", "ArtifactReporter", "CheckpointMismatchError", "EarlyStopping", "NonFiniteLossError", "TrialResult",
            "config_hash", "csv_text", "deterministic", "finish_trial", "order_metrics", "seed_everything",
            "write_table"]

@@ -24,6 +24,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits
 
 from equitrack import trial as _core
 from equitrack.trial import (
+    EPOCH_METRICS,
     CheckpointMismatchError,
     EarlyStopping,
     TrialResult,
@@ -47,7 +48,6 @@ from tracker.train.checkpoint import (
 from tracker.train.config import yaml_text
 from tracker.train.reporter import Reporter
 
-EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
 #: final metrics that measure time and so differ between otherwise identical runs
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_batch100"})
 

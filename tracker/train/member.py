@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from equitrack import trial as _core
-from equitrack.trial import EarlyStopping, TrialResult, seed_everything
+from equitrack.trial import EPOCH_METRICS, EarlyStopping, TrialResult, seed_everything
 from tracker.train.checkpoint import (
     checkpoint_due,
     load_checkpoint,
@@ -34,7 +34,6 @@ from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
 from tracker.train.evaluate import SplitPrediction, predict
 from tracker.train.reporter import Reporter
 
-EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "lr", "epoch_seconds")
 #: final metrics that measure time and so differ between otherwise identical runs
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_graph"})
 #: the warning StepLR gives when the optimiser's own ``step`` was not called (a stacked strategy updates the
