@@ -263,3 +263,7 @@ def test_cli_runs_a_trial_file_on_a_generated_sample(tmp_path: Path, monkeypatch
     path.write_text(yaml.safe_dump({**trial, "model": {"name": "nonet"}}))
     assert main([str(path), "--out", str(tmp_path / "out3")]) == 2
     assert "unknown model 'nonet'" in capsys.readouterr().err
+    # the shared command (equitrack.cli) maps the trial's errors to exit status 1: here a checkpoint of another seed
+    path.write_text(yaml.safe_dump({**trial, "train": {"epochs": 1, "device": "cpu", "seed": 1}}))
+    assert main([str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "different trial configuration" in capsys.readouterr().err
