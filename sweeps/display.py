@@ -64,9 +64,11 @@ class Display:
     def cell_epoch(self, st: Any, epoch: int, result: dict[str, Any]) -> None:
         if epoch % self.epoch_every:
             return
-        total = st.cell.trial["train"]["epochs"]
+        total = st.cell.trial.get("train", {}).get("epochs")
+        # a task whose epochs run on past train.epochs (clustering: one count per stage) shows the epoch alone
+        count = f"{epoch}/{total}" if isinstance(total, int) and epoch <= total else str(epoch)
         vals = "  ".join(f"{k}={result[k]:.4g}" for k in ("train_loss", "val_loss", "val_auc") if k in result)
-        self.note(f"[dim]epoch[/]  {st.cell.run_name} {epoch}/{total}  {vals}")
+        self.note(f"[dim]epoch[/]  {st.cell.run_name} {count}  {vals}")
 
     def cell_end(self, st: Any, status: Status, *, error: str | None = None) -> None:
         colour = {Status.FINISHED: "green", Status.PRUNED: "yellow", Status.FAILED: "red",
