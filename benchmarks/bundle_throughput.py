@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from torch_geometric.data import Batch
 
+from equitrack.reporter import NullReporter
 from equitrack.trial import EarlyStopping
 from tracker.data.hitgraphs import load_npz
 from tracker.models import REGISTRY, build_model, count_parameters
@@ -67,7 +68,6 @@ from tracker.train.data import GraphSet
 from tracker.train.evaluate import final_metrics, final_predictions
 from tracker.train.final import finalise_trial
 from tracker.train.member import EPOCH_METRICS
-from tracker.train.reporter import NullReporter
 from tracker.train.step import train_step
 from tracker.train.strategies.stacked import StackedAdam
 from tracker.train.strategies.vmap import PaddedPool, final_predictions_stacked, vmap_supported
@@ -273,9 +273,9 @@ def time_bookkeeping(k: int, *, epochs: int, checkpoint_every: int, train_edges:
     import tracker.train.loop as loop
     import tracker.train.member as member
     import tracker.train.strategies.vmap as vmap
+    from equitrack.reporter import NullReporter
     from tracker.train.config import trial_from_dict
     from tracker.train.evaluate import SplitPrediction
-    from tracker.train.reporter import NullReporter
 
     graphs = [load_npz(p) for p in sorted(PACKAGED.glob("*.npz"))]
     train = [g.edge_subgraph(torch.arange(train_edges)) for g in graphs[:train_graphs]]

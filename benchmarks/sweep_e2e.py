@@ -217,11 +217,11 @@ def profile_epoch(args: argparse.Namespace, rows: int = 15) -> str:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from equitrack.reporter import NullReporter
     from tracker.data.hitgraphs import load_npz
     from tracker.train.config import trial_from_dict
     from tracker.train.data import GraphSet, TrainPool
     from tracker.train.member import MemberState
-    from tracker.train.reporter import NullReporter
     from tracker.train.strategies import make_strategy
 
     torch.set_num_threads(1)

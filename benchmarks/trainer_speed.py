@@ -34,11 +34,11 @@ def time_variants(args: argparse.Namespace) -> dict[str, float]:
     """Seconds of each variant in this process (the trainer of whatever ``tracker`` is importable)."""
     import torch
 
+    from equitrack.reporter import NullReporter
     from tracker.data.hitgraphs import load_npz
     from tracker.train import run_trial
     from tracker.train.bundle import run_bundle
     from tracker.train.config import trial_from_dict
-    from tracker.train.reporter import NullReporter
 
     torch.set_num_threads(args.threads)
     graphs = [load_npz(p) for p in sorted(GRAPHS.glob("*.npz"))]

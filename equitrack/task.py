@@ -9,7 +9,7 @@ A task is an object with the attributes and methods of :class:`Task`, published 
 
 A grid file picks one with ``task: <name>`` (default ``tracking``). ``sweeps`` only ever talks to a task through
 this protocol, so a new task needs no code in ``sweeps`` and no new logging code: its trials report through the
-:class:`tracker.train.reporter.Reporter`-shaped protocol and its metrics are whatever names it reports.
+:class:`equitrack.reporter.Reporter`-shaped protocol and its metrics are whatever names it reports.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class _Injected(RuntimeError):
 
 
 class TuneReporter:
-    """A task's trial reporter (``tracker.train.reporter.Reporter`` protocol) that forwards a cell's life to Ray Tune."""
+    """A task's trial reporter (``equitrack.reporter.Reporter`` protocol) that forwards a cell's life to Ray Tune."""
 
     def __init__(self, *, index: int, cell: Cell, workdir: Path, scratch: Path,
                  fault: list[dict[str, Any]] | None = None) -> None:

@@ -17,11 +17,11 @@ from devices import DEVICES
 import tracker.train.bundle as bundle
 import tracker.train.evaluate as evaluate
 import tracker.train.final as final
+from equitrack.reporter import NullReporter
 from tracker.data.hitgraphs import load_npz
 from tracker.train import run_trial
 from tracker.train.bundle import BundleError, run_bundle, validate_bundle, vmap_supported
 from tracker.train.config import trial_from_dict
-from tracker.train.reporter import NullReporter
 from tracker.train.trial import TIMING_METRICS
 
 ARTIFACTS = ("config.yaml", "history.csv", "roc.csv", "rotation.csv", "model.pt", "metrics.json")

@@ -131,11 +131,11 @@ TINY = ["--set", "data.events={train: 2, val: 1, test: 1}", "--set", "data.pileu
 def test_bundled_sweep_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
+    from equitrack.reporter import NullReporter
     from sweeps.ray_local import shutdown_ray
     from sweeps.run import EXIT_FAILED, main
     from tracker.train import run_trial
     from tracker.train.config import trial_from_dict
-    from tracker.train.reporter import NullReporter
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.chdir(tmp_path)

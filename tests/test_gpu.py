@@ -26,12 +26,12 @@ from test_bundle import MEMBERS, Recorder, _assert_same
 from test_bundle import _config as bundle_config
 from test_train import _config as trial_config
 
+from equitrack.reporter import NullReporter
 from sweeps.run import EXIT_OK, main
 from tracker.data.hitgraphs import load_npz
 from tracker.train import run_trial
 from tracker.train.bundle import run_bundle
 from tracker.train.config import TrialConfig, trial_from_dict
-from tracker.train.reporter import NullReporter
 
 HITGRAPHS = Path(__file__).resolve().parents[1] / "tracker" / "data" / "resources" / "hitgraphs_plus_1GeV5"
 

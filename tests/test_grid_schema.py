@@ -226,7 +226,7 @@ def test_every_shipped_grid_trains_one_step(tmp_path: Path, shared_trackml: Path
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The first cell of every shipped grid (data shrunk, one epoch) goes through its task's real trainer."""
     monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
-    from tracker.train.reporter import NullReporter
+    from equitrack.reporter import NullReporter
 
     for path in GRIDS:
         grid = load_grid(path)

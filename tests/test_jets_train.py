@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from equitrack.reporter import NullReporter
 from jets.config import trial_from_dict
 from jets.data.dataset import JetSet
 from jets.data.generated import pack_constituents, write_generated
@@ -33,7 +34,6 @@ from jets.train.trial import (
     run_trial,
     select_fraction,
 )
-from tracker.train.reporter import NullReporter
 
 # ------------------------------------------------------------------------------------------------ metrics
 

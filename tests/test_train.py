@@ -16,13 +16,13 @@ import torch
 import yaml
 from torch_geometric.data import Batch
 
+from equitrack.checkpoint import checkpoint_path
+from equitrack.reporter import NullReporter
 from tracker.data.hitgraphs import load_npz
 from tracker.data.transforms import rotate
 from tracker.train import CheckpointMismatchError, NonFiniteLossError, run_trial
-from tracker.train.checkpoint import checkpoint_path
 from tracker.train.config import ConfigError, trial_from_dict
 from tracker.train.data import auto_pos_weight, epoch_plan, resolve_device, select_fraction
-from tracker.train.reporter import NullReporter
 from tracker.train.step import rotate_batch
 from tracker.train.trial import TIMING_METRICS, csv_text
 
@@ -257,8 +257,8 @@ def test_a_trial_alone_raises_its_errors_and_reports_no_failure(small, tmp_path)
 
 def test_reporters_implement_fail(capsys):
     """``fail`` is part of the Reporter protocol; the shipped reporters implement it."""
+    from equitrack.reporter import Reporter
     from tracker.train.console import ConsoleReporter
-    from tracker.train.reporter import Reporter
 
     assert "fail" in Reporter.__dict__
     for reporter in (NullReporter(), ConsoleReporter(disable_progress=True)):

@@ -1,6 +1,6 @@
 """One jets trial: train a tagger from a :class:`~jets.config.JetsTrialConfig`, keep the best epoch (lowest
 val_loss), evaluate it on the test split (also boosted), write the artifacts and tell a
-:class:`~tracker.train.reporter.Reporter` what happened — the contract of :func:`tracker.train.run_trial`.
+:class:`~equitrack.reporter.Reporter` what happened — the contract of :func:`tracker.train.run_trial`.
 
 Training: Adam (``train.lr``, ``betas``, ``weight_decay``), the learning rate scheduled per epoch
 (``train.schedule``: cosine by default, or step, or constant), BCE-with-logits loss averaged over jets, early
@@ -23,6 +23,15 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from equitrack import trial as _core
+from equitrack.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainer_state,
+)
+from equitrack.reporter import Reporter
 from equitrack.trial import (
     EPOCH_METRICS,
     CheckpointMismatchError,
@@ -37,16 +46,7 @@ from jets.config import RESULT_NEUTRAL_KEYS, JetsTrialConfig
 from jets.data.dataset import JetSet, Splits
 from jets.data.transforms import boost, random_boosts
 from jets.train.evaluate import DeviceJets, boosted, final_metrics, model_dtype, predict, resolve_device
-from tracker.train.checkpoint import (
-    checkpoint_due,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    trainer_state,
-)
 from tracker.train.config import yaml_text
-from tracker.train.reporter import Reporter
 
 #: final metrics that measure time and so differ between otherwise identical runs
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_batch100"})

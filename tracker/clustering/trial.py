@@ -1,5 +1,5 @@
 """One clustering trial: train the pipeline's stages in order, scan DBSCAN on validation, evaluate on the test
-events (also rotated about z) and report through the :class:`~tracker.train.reporter.Reporter` protocol.
+events (also rotated about z) and report through the :class:`~equitrack.reporter.Reporter` protocol.
 
 Each stage is trained with Adam (``train.lr``), one event per step, for ``train.epochs`` (or
 ``train.stage_epochs[stage]``) epochs; the weights of its epoch with the lowest validation loss are kept before
@@ -32,6 +32,14 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch_geometric.data import Data
 
+from equitrack.checkpoint import (
+    checkpoint_due,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from equitrack.reporter import Reporter
 from tracker.clustering.config import RESULT_NEUTRAL_KEYS, ClusteringTrialConfig
 from tracker.clustering.graphs import edge_truth, gc_counts, gc_metrics
 from tracker.clustering.models import PREFIX, build_stage, count_parameters
@@ -39,15 +47,7 @@ from tracker.clustering.pipeline import Event, Inference, infer, stage_loss
 from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, particle_table, scan_dbscan, track_metrics
 from tracker.data.transforms import rotate
 from tracker.metrics.tracks import connected_tracks, match_event
-from tracker.train.checkpoint import (
-    checkpoint_due,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from tracker.train.config import yaml_text
-from tracker.train.reporter import Reporter
 
 EPOCH_METRICS = ("train_loss", "val_loss", "stage", "lr", "epoch_seconds")
 

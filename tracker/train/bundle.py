@@ -36,11 +36,11 @@ from typing import Any, Literal
 
 from torch_geometric.data import Data
 
+from equitrack.reporter import Reporter
 from tracker.train.config import TrialConfig, flatten
 from tracker.train.errors import BundleError
 from tracker.train.loop import train_members
 from tracker.train.member import MemberResult
-from tracker.train.reporter import Reporter
 from tracker.train.strategies import StrategyName as Strategy
 from tracker.train.strategies import choose_strategy, vmap_supported
 from tracker.train.strategies.stacked import StackedAdam

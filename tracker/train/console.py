@@ -1,4 +1,4 @@
-"""A :class:`~tracker.train.reporter.Reporter` for the terminal: a tqdm bar over epochs and a rich table of the
+"""A :class:`~equitrack.reporter.Reporter` for the terminal: a tqdm bar over epochs and a rich table of the
 final metrics (used by ``python -m tracker.train``)."""
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from torch import nn
 
+from equitrack.reporter import Reporter
 from equitrack.trial import EarlyStopping, csv_text, finish_trial, order_metrics, write_table
 from tracker.train.config import EvalConfig
 from tracker.train.data import GraphSet
 from tracker.train.evaluate import FinalPredictions, final_metrics, final_predictions
 from tracker.train.member import EPOCH_METRICS, MemberResult, MemberState, TrialResult
-from tracker.train.reporter import Reporter
 from tracker.train.strategies.vmap import final_predictions_stacked
 
 _ORDER = (

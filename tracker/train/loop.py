@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
+from equitrack.reporter import Reporter
 from equitrack.trial import deterministic
 from tracker.train.config import TrialConfig
 from tracker.train.data import GraphSet, TrainPool, resolve_device
 from tracker.train.errors import BundleError
 from tracker.train.final import finish_batched, finish_member
 from tracker.train.member import MemberResult, MemberState
-from tracker.train.reporter import Reporter
 from tracker.train.strategies import Strategy, StrategyName, choose_strategy, make_strategy
 
 Splits = tuple[Sequence[Data], Sequence[Data], Sequence[Data]]

@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from equitrack import trial as _core
-from equitrack.trial import EPOCH_METRICS, EarlyStopping, TrialResult, seed_everything
-from tracker.train.checkpoint import (
+from equitrack.checkpoint import (
     checkpoint_due,
     load_checkpoint,
     rng_state,
@@ -28,11 +27,12 @@ from tracker.train.checkpoint import (
     set_rng_state,
     trainer_state,
 )
+from equitrack.reporter import Reporter
+from equitrack.trial import EPOCH_METRICS, EarlyStopping, TrialResult, seed_everything
 from tracker.train.config import ADDED_DEFAULTS, RESULT_NEUTRAL_KEYS, TrialConfig, yaml_text
 from tracker.train.data import GraphSet, PoolView, TrainPool, auto_pos_weight, epoch_plan, select_fraction
 from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
 from tracker.train.evaluate import SplitPrediction, predict
-from tracker.train.reporter import Reporter
 
 #: final metrics that measure time and so differ between otherwise identical runs
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_graph"})

@@ -5,7 +5,7 @@ A trial is a bundle of one: :func:`run_trial` runs the one epoch loop (:mod:`tra
 ``loop`` strategy, the per-member final evaluation and errors raised rather than isolated. The parts live in
 :mod:`tracker.train.member` (trainer state), :mod:`tracker.train.strategies` (the step),
 :mod:`tracker.train.final` (metrics and artifacts), :mod:`tracker.train.data`, :mod:`tracker.train.evaluate`
-and :mod:`tracker.train.checkpoint`; the names other code imports from here are re-exported.
+and :mod:`equitrack.checkpoint`; the names other code imports from here are re-exported.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 
 from torch_geometric.data import Data
 
+from equitrack.reporter import Reporter
 from equitrack.trial import EarlyStopping
 from tracker.train.config import TrialConfig
 from tracker.train.errors import CheckpointMismatchError, NonFiniteLossError
 from tracker.train.final import csv_text, finalise_trial, write_table
 from tracker.train.loop import load_trial_splits, train_members
 from tracker.train.member import EPOCH_METRICS, TIMING_METRICS, TrialResult, config_hash, seed_everything
-from tracker.train.reporter import Reporter
 
 
 def run_trial(

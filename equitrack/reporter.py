@@ -1,7 +1,8 @@
-"""How a trial tells the outside world what happened, without knowing who listens.
+"""How a trial of any task tells the outside world what happened, without knowing who listens.
 
-``tracker`` imports neither Ray nor MLflow: ``sweeps`` implements this protocol to forward epochs to
-Ray Tune (with checkpoints) and runs to MLflow; the CLI uses :class:`ConsoleReporter`.
+The science packages (tracker, jets, tracker.clustering) import neither Ray nor MLflow: ``sweeps`` implements
+this protocol to forward epochs to Ray Tune (with checkpoints) and runs to MLflow; the trial command uses
+``tracker.train.console.ConsoleReporter``.
 """
 
 from __future__ import annotations

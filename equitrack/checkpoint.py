@@ -1,4 +1,5 @@
-"""Per-epoch checkpoints: one file ``state.pt`` inside ``workdir/checkpoint``, replaced atomically.
+"""Per-epoch checkpoints of any task's trial: one file ``state.pt`` inside ``workdir/checkpoint``, replaced
+atomically, with the random states a resumed trial needs to continue as if uninterrupted.
 
 The file holds only tensors and plain Python containers, so it loads with ``torch.load(weights_only=True)``.
 """
