@@ -10,11 +10,11 @@ presets raise ``ModelConfigError`` listing what is accepted. Float32 by default;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from equitrack.registry import BOOL, Choice, Float, Int, ModelRegistry, ModelSpec, count_parameters
 from jets.models import lgn, lorentznet, mlp, particlenet, pelican, pfn, vecnet
 from jets.models.lgn import LGN
 from jets.models.lorentznet import LorentzNet, LorentzNetNonEq
@@ -29,17 +29,8 @@ class ModelConfigError(ValueError):
     """An unknown model name, hyperparameter, preset or an invalid value; the message lists what is accepted."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered tagger: its class, default hyperparameters, size presets and their exact parameter counts."""
-
-    cls: type[nn.Module]
-    defaults: dict[str, Any]
-    presets: dict[str, dict[str, Any]]
-    preset_counts: dict[str, int]
-    equivariant: bool  # logits invariant under SO+(1,3) (vecnet: only with hidden_free = 0, see is_equivariant)
-
-
+# ModelSpec(cls, defaults, presets, preset_counts, equivariant): equivariant means logits invariant under SO+(1,3)
+# (vecnet: only with hidden_free = 0, see is_equivariant)
 REGISTRY: dict[str, ModelSpec] = {
     "lorentznet": ModelSpec(LorentzNet, lorentznet.HPARAMS, lorentznet.PRESETS, lorentznet.PRESET_COUNTS, True),
     "lorentznet_noneq": ModelSpec(
@@ -56,83 +47,50 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
-# value constraints: (kind, minimum or choices)
-_CONSTRAINTS: dict[str, tuple[str, Any]] = {
-    "hidden": ("int", 1),
-    "layers": ("int", 1),
-    "hidden_equivariant": ("int", 0),
-    "hidden_free": ("int", 0),
-    "mlp_depth": ("int", 0),
-    "decoder_depth": ("int", 0),
-    "depth": ("int", 0),
-    "phi_depth": ("int", 0),
-    "f_depth": ("int", 0),
-    "latent": ("int", 1),
-    "n_basis": ("int", 1),
-    "n_constituents": ("int", 1),
-    "k": ("int", 1),
-    "fc": ("int", 1),
-    "c": ("float", 0.0),
-    "scale": ("float", 1e-12),
-    "dropout": ("float", 0.0),
-    "beams": ("bool", None),
-    "x_update": ("choice", lorentznet.X_UPDATES),
-    "act": ("choice", ("relu", "silu", "gelu", "tanh", "leaky_relu")),
-}
+
+def _check_widths(name: str, hp: dict[str, Any]) -> None:
+    if name == "vecnet" and hp["hidden_equivariant"] + hp["hidden_free"] == 0:
+        raise ModelConfigError(f"model {name!r}: hidden_equivariant + hidden_free must be >= 1 (both are 0)")
 
 
-def _check_value(model: str, key: str, value: Any) -> Any:
-    kind, arg = _CONSTRAINTS.get(key, ("any", None))
-    where = f"model {model!r}: hyperparameter {key}={value!r}"
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ModelConfigError(f"{where}: expected true or false")
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < arg:
-            raise ModelConfigError(f"{where}: expected an integer >= {arg}")
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < arg:
-            raise ModelConfigError(f"{where}: expected a number >= {arg}")
-        if key == "dropout" and value >= 1.0:
-            raise ModelConfigError(f"{where}: expected a number in [0, 1)")
-        value = float(value)
-    elif kind == "choice" and value not in arg:
-        raise ModelConfigError(f"{where}: expected one of {list(arg)}")
-    return value
+#: the taggers: REGISTRY with the value constraints of their hyperparameters
+MODELS = ModelRegistry(
+    REGISTRY,
+    {
+        "hidden": Int(1),
+        "layers": Int(1),
+        "hidden_equivariant": Int(0),
+        "hidden_free": Int(0),
+        "mlp_depth": Int(0),
+        "decoder_depth": Int(0),
+        "depth": Int(0),
+        "phi_depth": Int(0),
+        "f_depth": Int(0),
+        "latent": Int(1),
+        "n_basis": Int(1),
+        "n_constituents": Int(1),
+        "k": Int(1),
+        "fc": Int(1),
+        "c": Float(0.0),
+        "scale": Float(1e-12),
+        "dropout": Float(0.0, below=1.0),
+        "beams": BOOL,
+        "x_update": Choice(lorentznet.X_UPDATES),
+        "act": Choice(("relu", "silu", "gelu", "tanh", "leaky_relu")),
+    },
+    error=ModelConfigError,
+    check=_check_widths,
+)
 
 
 def resolve_hparams(name: str, **hparams: Any) -> dict[str, Any]:
     """The full, validated hyperparameters ``build_model(name, **hparams)`` would use (preset resolved)."""
-    if name not in REGISTRY:
-        raise ModelConfigError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")
-    spec = REGISTRY[name]
-    preset = hparams.pop("preset", None)
-    unknown = sorted(set(hparams) - set(spec.defaults))
-    if unknown:
-        raise ModelConfigError(
-            f"model {name!r}: unknown hyperparameter(s) {unknown}; accepted: {', '.join(spec.defaults)}, preset"
-        )
-    resolved = dict(spec.defaults)
-    if preset is not None:
-        if preset not in spec.presets:
-            raise ModelConfigError(
-                f"model {name!r}: unknown preset {preset!r}; accepted: {', '.join(spec.presets)}"
-            )
-        resolved.update(spec.presets[preset])
-    resolved.update(hparams)
-    resolved = {k: _check_value(name, k, v) for k, v in resolved.items()}
-    if name == "vecnet" and resolved["hidden_equivariant"] + resolved["hidden_free"] == 0:
-        raise ModelConfigError(f"model {name!r}: hidden_equivariant + hidden_free must be >= 1 (both are 0)")
-    return resolved
+    return MODELS.resolve(name, **hparams)
 
 
 def build_model(name: str, **hparams: Any) -> nn.Module:
     """Build a tagger by registry name; see the module docstring and docs/jets_models.md."""
-    preset = hparams.get("preset")
-    resolved = resolve_hparams(name, **hparams)
-    model = REGISTRY[name].cls(**resolved)
-    model.preset = preset
-    return model
+    return MODELS.build(name, **hparams)
 
 
 def is_equivariant(name: str, **hparams: Any) -> bool:
@@ -146,11 +104,6 @@ def is_equivariant(name: str, **hparams: Any) -> bool:
     return REGISTRY[name].equivariant
 
 
-def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters, each shared tensor counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 __all__ = [
     "LGN",
     "MODEL_NAMES",
@@ -158,6 +111,7 @@ __all__ = [
     "REGISTRY",
     "LorentzNet",
     "LorentzNetNonEq",
+    "MODELS",
     "MLPTagger",
     "ModelConfigError",
     "ModelSpec",

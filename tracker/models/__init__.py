@@ -14,11 +14,11 @@ Every model has two paths with the same parameters and function: plain PyTorch /
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from equitrack.registry import BOOL, Choice, Float, Int, ModelRegistry, ModelSpec, count_parameters
 from tracker.models import egnn, euclidnet, hybrid, interaction_network
 from tracker.models.egnn import EGNN
 from tracker.models.euclidnet import EuclidNet, EuclidNetNonEq
@@ -30,17 +30,8 @@ class ModelConfigError(ValueError):
     """An unknown model name, hyperparameter, preset or an invalid value; the message lists what is accepted."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: its class, default hyperparameters, size presets and their exact parameter counts."""
-
-    cls: type[nn.Module]
-    defaults: dict[str, Any]
-    presets: dict[str, dict[str, Any]]
-    preset_counts: dict[str, int]
-    equivariant: bool  # edge scores invariant to rotations about z (for hybrid: only with hidden_free = 0)
-
-
+# ModelSpec(cls, defaults, presets, preset_counts, equivariant): equivariant means edge scores invariant to
+# rotations about z (for hybrid: only with hidden_free = 0)
 REGISTRY: dict[str, ModelSpec] = {
     "euclidnet": ModelSpec(EuclidNet, euclidnet.HPARAMS, euclidnet.PRESETS, euclidnet.PRESET_COUNTS, True),
     "interaction_network": ModelSpec(
@@ -55,80 +46,38 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
-# value constraints: (kind, minimum or choices); None allowed where the default is None
-_CONSTRAINTS: dict[str, tuple[str, Any]] = {
-    "hidden": ("int", 1),
-    "hidden_equivariant": ("int", 1),
-    "hidden_free": ("int", 0),
-    "mlp_depth": ("int", 1),
-    "decoder_depth": ("int", 0),
-    "iterations": ("int", 1),
-    "c": ("float", 0.0),
-    "length_scale": ("float", 1e-12),
-    "shared_block": ("bool", None),
-    "shared_weights": ("bool", None),
-    "use_r": ("bool", None),
-    "edge_attr": ("bool", None),
-    "undirected": ("bool", None),
-    "fused": ("bool", None),
-    "node_features": ("choice", interaction_network.NODE_FEATURES),
-}
-
-
-def _check_value(model: str, key: str, value: Any, default: Any) -> Any:
-    kind, arg = _CONSTRAINTS.get(key, ("any", None))
-    where = f"model {model!r}: hyperparameter {key}={value!r}"
-    if value is None and default is None:
-        return None
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ModelConfigError(f"{where}: expected true or false")
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < arg:
-            raise ModelConfigError(f"{where}: expected an integer >= {arg}")
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < arg:
-            raise ModelConfigError(f"{where}: expected a number >= {arg}")
-        value = float(value)
-    elif kind == "choice" and value not in arg:
-        raise ModelConfigError(f"{where}: expected one of {list(arg)}")
-    return value
+#: the zoo: REGISTRY with the value constraints of its hyperparameters (None allowed where the default is None)
+MODELS = ModelRegistry(
+    REGISTRY,
+    {
+        "hidden": Int(1),
+        "hidden_equivariant": Int(1),
+        "hidden_free": Int(0),
+        "mlp_depth": Int(1),
+        "decoder_depth": Int(0),
+        "iterations": Int(1),
+        "c": Float(0.0),
+        "length_scale": Float(1e-12),
+        "shared_block": BOOL,
+        "shared_weights": BOOL,
+        "use_r": BOOL,
+        "edge_attr": BOOL,
+        "undirected": BOOL,
+        "fused": BOOL,
+        "node_features": Choice(interaction_network.NODE_FEATURES),
+    },
+    error=ModelConfigError,
+)
 
 
 def resolve_hparams(name: str, **hparams: Any) -> dict[str, Any]:
     """The full, validated hyperparameters ``build_model(name, **hparams)`` would use (preset resolved)."""
-    if name not in REGISTRY:
-        raise ModelConfigError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")
-    spec = REGISTRY[name]
-    preset = hparams.pop("preset", None)
-    unknown = sorted(set(hparams) - set(spec.defaults))
-    if unknown:
-        raise ModelConfigError(
-            f"model {name!r}: unknown hyperparameter(s) {unknown}; accepted: {', '.join(spec.defaults)}, preset"
-        )
-    resolved = dict(spec.defaults)
-    if preset is not None:
-        if preset not in spec.presets:
-            accepted = ", ".join(spec.presets) or "none (this model has no presets)"
-            raise ModelConfigError(f"model {name!r}: unknown preset {preset!r}; accepted: {accepted}")
-        resolved.update(spec.presets[preset])
-    resolved.update(hparams)
-    return {k: _check_value(name, k, v, spec.defaults[k]) for k, v in resolved.items()}
+    return MODELS.resolve(name, **hparams)
 
 
 def build_model(name: str, **hparams: Any) -> nn.Module:
     """Build a zoo model by registry name; see the module docstring and docs/models.md."""
-    preset = hparams.get("preset")
-    model = REGISTRY[name].cls(**resolve_hparams(name, **hparams)) if name in REGISTRY else None
-    if model is None:  # resolve_hparams raised for unknown names already; kept for type checkers
-        raise ModelConfigError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")
-    model.preset = preset
-    return model
-
-
-def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters, each shared tensor counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return MODELS.build(name, **hparams)
 
 
 __all__ = [
@@ -139,6 +88,7 @@ __all__ = [
     "EuclidNetNonEq",
     "Hybrid",
     "InteractionNetwork",
+    "MODELS",
     "ModelConfigError",
     "ModelSpec",
     "build_model",
