@@ -8,12 +8,11 @@ and equivariant), which the tests check against the built modules and the closed
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from equitrack.registry import BOOL, Int, ModelRegistry, ModelSpec, count_parameters
 from tracker.clustering.models import edge_classifier, metric_learning, noise_classifier, object_condensation
 from tracker.clustering.models.edge_classifier import EdgeClassifier
 from tracker.clustering.models.metric_learning import MetricLearning
@@ -35,31 +34,31 @@ class StageConfigError(ValueError):
     """An unknown stage, hyperparameter, preset or a bad value; the message names it and lists what is accepted."""
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """A stage: its class, default hyperparameters, presets and closed-form parameter count."""
-
-    cls: type[nn.Module]
-    defaults: dict[str, Any]
-    presets: dict[str, dict[str, Any]]
-    param_count: Callable[..., int]
-
-
-REGISTRY: dict[str, StageSpec] = {
-    "noise_classifier": StageSpec(
-        NoiseClassifier, noise_classifier.HPARAMS, noise_classifier.PRESETS, noise_classifier.param_count
+#: the stages: class, defaults, presets and closed-form parameter count (``ModelSpec.param_count``)
+REGISTRY: dict[str, ModelSpec] = {
+    "noise_classifier": ModelSpec(
+        NoiseClassifier,
+        noise_classifier.HPARAMS,
+        noise_classifier.PRESETS,
+        param_count=noise_classifier.param_count,
     ),
-    "metric_learning": StageSpec(
-        MetricLearning, metric_learning.HPARAMS, metric_learning.PRESETS, metric_learning.param_count
+    "metric_learning": ModelSpec(
+        MetricLearning,
+        metric_learning.HPARAMS,
+        metric_learning.PRESETS,
+        param_count=metric_learning.param_count,
     ),
-    "edge_classifier": StageSpec(
-        EdgeClassifier, edge_classifier.HPARAMS, edge_classifier.PRESETS, edge_classifier.param_count
+    "edge_classifier": ModelSpec(
+        EdgeClassifier,
+        edge_classifier.HPARAMS,
+        edge_classifier.PRESETS,
+        param_count=edge_classifier.param_count,
     ),
-    "object_condensation": StageSpec(
+    "object_condensation": ModelSpec(
         ObjectCondensation,
         object_condensation.HPARAMS,
         object_condensation.PRESETS,
-        object_condensation.param_count,
+        param_count=object_condensation.param_count,
     ),
 }
 
@@ -91,53 +90,48 @@ PRESET_COUNTS: dict[tuple[str, str, bool], int] = {
     ("object_condensation", "thesis", True): 109337,
 }
 
-_INT_MIN = {"hidden": 1, "depth": 1, "iterations": 1, "emb_dim": 2, "oc_dim": 2, "vectors": 1}
+
+def _check_vectors(stage: str, hp: dict[str, Any]) -> None:
+    dim = hp.get("emb_dim", hp.get("oc_dim"))
+    if dim is not None and hp["equivariant"] and 2 * hp["vectors"] > dim:
+        raise StageConfigError(
+            f"model.{stage}.vectors={hp['vectors']}: 2·vectors must not exceed the coordinate dimension {dim}"
+        )
+
+
+#: the stages with the value constraints of their hyperparameters
+STAGE_REGISTRY = ModelRegistry(
+    REGISTRY,
+    {
+        "hidden": Int(1),
+        "depth": Int(1),
+        "iterations": Int(1),
+        "emb_dim": Int(2),
+        "oc_dim": Int(2),
+        "vectors": Int(1),
+        "equivariant": BOOL,
+    },
+    error=StageConfigError,
+    noun="stage",
+    label="model.{name}",
+    where="model.{name}.{key}={value!r}",
+    check=_check_vectors,
+)
+
+
+def _given(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a trial file sets (``None`` leaves the preset's or default value)."""
+    return {k: v for k, v in hparams.items() if v is not None}
 
 
 def resolve_stage(stage: str, **hparams: Any) -> dict[str, Any]:
     """The full, validated hyperparameters of ``stage`` (preset resolved, explicit values override it)."""
-    if stage not in REGISTRY:
-        raise StageConfigError(f"unknown stage {stage!r}; accepted: {', '.join(STAGES)}")
-    spec = REGISTRY[stage]
-    preset = hparams.pop("preset", None)
-    unknown = sorted(set(hparams) - set(spec.defaults))
-    if unknown:
-        raise StageConfigError(
-            f"model.{stage}: unknown hyperparameter(s) {unknown}; accepted: "
-            f"{', '.join(spec.defaults)}, preset"
-        )
-    out = dict(spec.defaults)
-    if preset is not None:
-        if preset not in spec.presets:
-            raise StageConfigError(
-                f"model.{stage}: unknown preset {preset!r}; accepted: {', '.join(spec.presets)}"
-            )
-        out.update(spec.presets[preset])
-    out.update({k: v for k, v in hparams.items() if v is not None})
-    for key, value in out.items():
-        where = f"model.{stage}.{key}={value!r}"
-        if key == "equivariant":
-            if not isinstance(value, bool):
-                raise StageConfigError(f"{where}: expected true or false")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < _INT_MIN[key]:
-            raise StageConfigError(f"{where}: expected an integer >= {_INT_MIN[key]}")
-    dim = out.get("emb_dim", out.get("oc_dim"))
-    if dim is not None and out["equivariant"] and 2 * out["vectors"] > dim:
-        raise StageConfigError(
-            f"model.{stage}.vectors={out['vectors']}: 2·vectors must not exceed the "
-            f"coordinate dimension {dim}"
-        )
-    return out
+    return STAGE_REGISTRY.resolve(stage, **_given(hparams))
 
 
 def build_stage(stage: str, **hparams: Any) -> nn.Module:
     """Build one stage by name (see the module docstring)."""
-    return REGISTRY[stage].cls(**resolve_stage(stage, **hparams))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, each tensor once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return STAGE_REGISTRY.build(stage, **_given(hparams))
 
 
 __all__ = [
@@ -145,12 +139,12 @@ __all__ = [
     "PRESET_COUNTS",
     "REGISTRY",
     "STAGES",
+    "STAGE_REGISTRY",
     "EdgeClassifier",
     "MetricLearning",
     "NoiseClassifier",
     "ObjectCondensation",
     "StageConfigError",
-    "StageSpec",
     "build_stage",
     "count_parameters",
     "resolve_stage",
