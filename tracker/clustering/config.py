@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from equitrack.config import ConfigError, format_validation_error, read_yaml
+from equitrack.config import ConfigError, Section, format_validation_error, read_yaml
 from tracker.clustering.models import STAGES, StageConfigError, resolve_stage
 from tracker.data.config import DataConfig
 
@@ -19,11 +19,7 @@ Stage = Literal["noise_classifier", "metric_learning", "edge_classifier", "objec
 RESULT_NEUTRAL_KEYS: tuple[tuple[str, str], ...] = (("train", "checkpoint_every"),)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     """Which stages run, in pipeline order, and how one stage's output feeds the next."""
 
     stages: list[Stage] = Field(
@@ -48,7 +44,7 @@ class PipelineConfig(_Section):
         return v
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """``name``: ``plain`` (no stage equivariant), ``so2`` (every stage SO(2)-equivariant) or ``mixed`` (the stages
     listed in ``equivariant``); ``preset``: a size for every stage; per-stage mappings override all of it
     (``model.object_condensation.oc_dim``, ``model.edge_classifier.equivariant``)."""
@@ -85,7 +81,7 @@ class ModelConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Adam per stage, one event per step; the loss weights of every stage."""
 
     epochs: int = Field(20, ge=1)  # per stage
@@ -127,7 +123,7 @@ class TrainConfig(_Section):
         return int(self.stage_epochs.get(stage, self.epochs))
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """DBSCAN scan on validation, the track metrics' particle cut, rotated test events."""
 
     eps: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 0.8])
@@ -154,7 +150,7 @@ class EvalConfig(_Section):
         return v
 
 
-class ClusteringTrialConfig(_Section):
+class ClusteringTrialConfig(Section):
     """One clustering trial (``task: clustering``)."""
 
     pipeline: PipelineConfig = PipelineConfig()

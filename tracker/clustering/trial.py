@@ -14,11 +14,9 @@ ends with the metrics of an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch_geometric.data import Data
 
+from equitrack import trial as _core
 from equitrack.checkpoint import (
     checkpoint_due,
     load_checkpoint,
@@ -39,7 +38,16 @@ from equitrack.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from equitrack.config import yaml_text
 from equitrack.reporter import Reporter
+from equitrack.trial import (
+    CheckpointMismatchError,
+    TrialResult,
+    deterministic,
+    order_metrics,
+    seed_everything,
+    write_table,
+)
 from tracker.clustering.config import RESULT_NEUTRAL_KEYS, ClusteringTrialConfig
 from tracker.clustering.graphs import edge_truth, gc_counts, gc_metrics
 from tracker.clustering.models import PREFIX, build_stage, count_parameters
@@ -47,38 +55,20 @@ from tracker.clustering.pipeline import Event, Inference, infer, stage_loss
 from tracker.clustering.tracks import TRACK_METRICS, dbscan_labels, particle_table, scan_dbscan, track_metrics
 from tracker.data.transforms import rotate
 from tracker.metrics.tracks import connected_tracks, match_event
-from tracker.train.config import yaml_text
 
 EPOCH_METRICS = ("train_loss", "val_loss", "stage", "lr", "epoch_seconds")
 
 
-class CheckpointMismatchError(ValueError):
-    """``workdir/checkpoint`` belongs to a different trial configuration."""
-
-
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(_core.NonFiniteLossError):
     """A stage's loss became NaN or infinite; the message names the stage and epoch."""
 
-
-@dataclass
-class TrialResult:
-    """The final metrics, the folder of the artifacts and the per-epoch history."""
-
-    metrics: dict[str, float]
-    artifacts_dir: Path
-    history: list[dict[str, float]] = field(default_factory=list)
+    inputs = "the events' hits (x, pid, pt)"
 
 
 def _device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _load_events(config: ClusteringTrialConfig) -> tuple[list[Data], list[Data], list[Data]]:
@@ -90,10 +80,7 @@ def _load_events(config: ClusteringTrialConfig) -> tuple[list[Data], list[Data],
 
 def config_hash(config: ClusteringTrialConfig) -> str:
     """SHA-256 of the resolved config without its result-neutral keys: a checkpoint belongs to exactly one config."""
-    resolved = config.model_dump(mode="json")
-    for section, key in RESULT_NEUTRAL_KEYS:
-        resolved[section].pop(key, None)
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
+    return _core.config_hash(config.model_dump(mode="json"), neutral=RESULT_NEUTRAL_KEYS)
 
 
 @dataclass
@@ -121,16 +108,8 @@ def run_trial(
     torch's deterministic algorithms (warn only) for the trial."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    if config.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    with deterministic(config.train.deterministic):
         return _run(config, reporter, workdir=workdir, resume=resume, splits=splits)
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
 def _run(
@@ -147,7 +126,7 @@ def _run(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     train, val, test = splits if splits is not None else _load_events(config)
     train, val, test = ([g.to(device) for g in split] for split in (train, val, test))
-    _seed(tc.seed)
+    seed_everything(tc.seed)
     stages = list(config.pipeline.stages)
     models = {s: build_stage(s, **config.model.stage_hparams(s)).to(device) for s in stages}
     n_params = {s: count_parameters(m) for s, m in models.items()}
@@ -159,10 +138,7 @@ def _run(
         state = None
     if state is not None:
         if state.get("config_hash") != progress.chash:
-            raise CheckpointMismatchError(
-                f"{workdir / 'checkpoint'} was written by a different trial configuration; "
-                "remove it or call run_trial(..., resume=False)"
-            )
+            raise CheckpointMismatchError.of(workdir)
         for s, weights in state["models"].items():
             models[s].load_state_dict(weights)
         progress.history = [dict(h) for h in state["history"]]
@@ -262,10 +238,7 @@ def _train_stage(
             loss, _ = stage_loss(stage, model, ev, data, config, noise_weight=noise_weight)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"stage {stage}: non-finite training loss ({value}) at epoch {epoch}; "
-                    "lower train.lr or set train.grad_clip"
-                )
+                raise NonFiniteLossError(epoch, f"training loss of stage {stage}", value)
             if loss.requires_grad:
                 loss.backward()
                 if tc.grad_clip is not None:
@@ -462,12 +435,12 @@ def _evaluate(
         )
         metrics["dbscan_eps"], metrics["dbscan_min_samples"] = choice
         metrics[f"val_{ec.scan_metric}"] = best[ec.scan_metric]
-        _write_table(workdir / "dbscan_scan.csv", pd.DataFrame(rows), reporter)
+        write_table(workdir / "dbscan_scan.csv", pd.DataFrame(rows), reporter)
     if "noise_classifier" in config.pipeline.stages and len(config.pipeline.stages) == 1:
         return metrics  # a noise classifier alone builds no tracks
     tables: list[pd.DataFrame] = []
     metrics.update(_tracks_of(test_inf, config, choice, tables))
-    _write_table(workdir / "particles.csv", pd.concat(tables, ignore_index=True), reporter)
+    write_table(workdir / "particles.csv", pd.concat(tables, ignore_index=True), reporter)
     if ec.rotations_deg:
         rows = []
         for deg in ec.rotations_deg:
@@ -480,15 +453,8 @@ def _evaluate(
         dm = [r["track_dm_eff"] for r in rows if math.isfinite(r["track_dm_eff"])]
         if dm:
             metrics["track_dm_eff_rot_spread"] = max(dm) - min(dm)
-        _write_table(workdir / "rotation.csv", pd.DataFrame(rows), reporter)
+        write_table(workdir / "rotation.csv", pd.DataFrame(rows), reporter)
     return metrics
-
-
-def _write_table(path: Path, frame: pd.DataFrame, reporter: Reporter) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(frame.to_csv(index=False))
-    tmp.replace(path)
-    reporter.artifact(path)
 
 
 _ORDER = (*TRACK_METRICS, "gc_efficiency", "gc_purity", "ec_auc", "oc_loss", "n_params", "train_seconds")
@@ -505,9 +471,8 @@ def _finish(
     finite = {
         k: float(v) for k, v in metrics.items() if math.isfinite(float(v))
     }  # non-finite values left out
-    head = {k: finite[k] for k in _ORDER if k in finite}
-    ordered = {**head, **{k: finite[k] for k in sorted(finite) if k not in head}}
-    _write_table(workdir / "history.csv", pd.DataFrame(history), reporter)
+    ordered = order_metrics(finite, _ORDER)
+    write_table(workdir / "history.csv", pd.DataFrame(history), reporter)
     weights = workdir / "model.pt"
     torch.save(
         {s: {k: v.detach().cpu() for k, v in m.state_dict().items()} for s, m in models.items()}, weights
