@@ -189,18 +189,26 @@ def order_metrics(metrics: Mapping[str, float], head: Sequence[str]) -> dict[str
     return {**first, **{k: metrics[k] for k in sorted(metrics) if k not in first}}
 
 
-def finish_trial(workdir: Path, *, model: nn.Module, metrics: dict[str, float], history: list[dict[str, float]],
-                 epoch_metrics: Sequence[str], tables: Mapping[str, pd.DataFrame],
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def finish_trial(workdir: Path, *, model: nn.Module | Mapping[str, nn.Module], metrics: dict[str, float],
+                 history: list[dict[str, float]], epoch_metrics: Sequence[str], tables: Mapping[str, pd.DataFrame],
                  reporter: ArtifactReporter) -> TrialResult:
     """Write a finished trial's artifacts into ``workdir`` and report them, then ``reporter.finish(metrics)``.
 
     ``history.csv`` (columns ``epoch`` and ``epoch_metrics``), each of ``tables`` (file name -> rows, in order),
-    ``model.pt`` (``model``'s state dict on the CPU), ``metrics.json`` (``metrics`` as given, already ordered)."""
+    ``model.pt`` (``model``'s state dict on the CPU; for named modules, such as a pipeline's stages, one state dict
+    per name), ``metrics.json`` (``metrics`` as given, already ordered)."""
     write_table(workdir / "history.csv", pd.DataFrame(history, columns=["epoch", *epoch_metrics]), reporter)
     for name, rows in tables.items():
         write_table(workdir / name, rows, reporter)
     weights = workdir / "model.pt"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+    if isinstance(model, nn.Module):
+        torch.save(_cpu_state(model), weights)
+    else:
+        torch.save({name: _cpu_state(m) for name, m in model.items()}, weights)
     reporter.artifact(weights)
     out = workdir / "metrics.json"
     out.write_text(json.dumps(metrics, indent=2))

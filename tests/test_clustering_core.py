@@ -34,3 +34,44 @@ def test_clustering_errors_and_result_are_the_cores():
         "non-finite training loss of stage edge_classifier (nan) at epoch 4: the trial stops"
     )
     assert "check the events' hits (x, pid, pt) for NaN" in str(err)
+
+
+def test_artifacts_keep_their_format(tmp_path, monkeypatch):
+    """history.csv is the text pandas writes for the history (every stage's loss columns), model.pt one state dict
+    per stage, metrics.json the finite metrics: what dashboards and earlier runs read."""
+    import pandas as pd
+    import torch
+
+    from equitrack.reporter import NullReporter
+    from equitrack.task import get_task
+
+    monkeypatch.setenv("EQUITRACK_CACHE", str(tmp_path / "cache"))
+    task = get_task("clustering")
+    cfg = task.config_type.model_validate(
+        {
+            "pipeline": {"stages": ["noise_classifier", "metric_learning"]},
+            "data": {
+                "source": "simulated",
+                "events": {"train": 2, "val": 1, "test": 1},
+                "pileup": 10,
+                "noise_hits": True,
+            },
+            "model": {"name": "so2", "preset": "tiny"},
+            "train": {"epochs": 2},
+            "eval": {"eps": [0.4], "min_samples": [1]},
+        }
+    )
+    task.prepare_data(cfg)
+    result = task.run_trial(cfg, NullReporter(), workdir=tmp_path / "w")
+    history = (tmp_path / "w" / "history.csv").read_text()
+    assert history == pd.DataFrame(result.history).to_csv(index=False)
+    assert history.splitlines()[0] == (
+        "epoch,train_loss,val_loss,stage,lr,epoch_seconds,nc_train_loss,nc_val_loss,ml_train_loss,ml_val_loss"
+    )
+    weights = torch.load(tmp_path / "w" / "model.pt", weights_only=True)
+    assert list(weights) == ["noise_classifier", "metric_learning"]
+    assert all(
+        isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in weights["metric_learning"].values()
+    )
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert metrics == result.metrics and list(metrics)[0] == "track_dm_eff"

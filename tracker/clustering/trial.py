@@ -14,7 +14,6 @@ ends with the metrics of an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import shutil
@@ -44,6 +43,7 @@ from equitrack.trial import (
     CheckpointMismatchError,
     TrialResult,
     deterministic,
+    finish_trial,
     order_metrics,
     seed_everything,
     write_table,
@@ -468,21 +468,19 @@ def _finish(
     workdir: Path,
     reporter: Reporter,
 ) -> TrialResult:
-    finite = {
-        k: float(v) for k, v in metrics.items() if math.isfinite(float(v))
-    }  # non-finite values left out
-    ordered = order_metrics(finite, _ORDER)
-    write_table(workdir / "history.csv", pd.DataFrame(history), reporter)
-    weights = workdir / "model.pt"
-    torch.save(
-        {s: {k: v.detach().cpu() for k, v in m.state_dict().items()} for s, m in models.items()}, weights
+    """The artifacts of a finished trial (:func:`equitrack.trial.finish_trial`; ``model.pt`` holds every stage's
+    state dict); non-finite metrics are left out."""
+    finite = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+    per_stage = [f"{PREFIX[s]}_{k}" for s in models for k in ("train_loss", "val_loss")]
+    return finish_trial(
+        workdir,
+        model=models,
+        metrics=order_metrics(finite, _ORDER),
+        history=history,
+        epoch_metrics=[*EPOCH_METRICS, *per_stage],
+        tables={},
+        reporter=reporter,
     )
-    reporter.artifact(weights)
-    out = workdir / "metrics.json"
-    out.write_text(json.dumps(ordered, indent=2))
-    reporter.artifact(out)
-    reporter.finish(metrics=ordered)
-    return TrialResult(metrics=ordered, artifacts_dir=workdir, history=list(history))
 
 
 __all__ = [
