@@ -43,16 +43,19 @@ class ModelSection(BaseModel):
 class TrialSections(Section):
     """A task's whole trial (sections ``data``, ``model``, ``train``, ``eval``, …), read from a dict or a YAML file.
 
-    ``model.name`` must be given; the error names :attr:`model_examples`. Bad input raises :class:`ConfigError`
-    naming the source, each bad key and its value, and the allowed keys of an unknown one."""
+    ``model.name`` must be given (unless :attr:`model_name_required` is off: a task whose model section has a
+    default name); the error names :attr:`model_examples`. Bad input raises :class:`ConfigError` naming the source,
+    each bad key and its value, and the allowed keys of an unknown one."""
 
     #: model names the missing-``model.name`` error suggests
     model_examples: ClassVar[str] = ""
+    #: whether a trial must name its model
+    model_name_required: ClassVar[bool] = True
 
     @field_validator("model", mode="before", check_fields=False)
     @classmethod
     def _model_name_required(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "name" not in v:
+        if cls.model_name_required and isinstance(v, dict) and "name" not in v:
             raise ValueError(f"model.name is required (e.g. {cls.model_examples})")
         return v
 
@@ -60,7 +63,7 @@ class TrialSections(Section):
     def from_dict(cls, raw: Any, *, source: str = "<dict>") -> Any:
         """Validate a plain dict as a trial; raise :class:`ConfigError` naming ``source`` on failure."""
         if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a mapping with sections data/model/train/eval, "
+            raise ConfigError(f"{source}: expected a mapping with sections {'/'.join(cls.model_fields)}, "
                               f"got {type(raw).__name__}")
         try:
             return cls.model_validate(raw)

@@ -75,3 +75,24 @@ def test_artifacts_keep_their_format(tmp_path, monkeypatch):
     )
     metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
     assert metrics == result.metrics and list(metrics)[0] == "track_dm_eff"
+
+
+def test_clustering_trial_file_is_core_trial_sections(tmp_path):
+    """The clustering trial loads through equitrack.config.TrialSections; its model name keeps its default."""
+    import pytest
+
+    from equitrack.config import ConfigError, TrialSections
+    from tracker.clustering.config import ClusteringTrialConfig, load_trial
+
+    assert issubclass(ClusteringTrialConfig, TrialSections)
+    assert trial_from_dict({}).model.name == "plain"
+    path = tmp_path / "trial.yaml"
+    path.write_text("model: {preset: tiny}\ntrian: {epochs: 2}\n")
+    with pytest.raises(
+        ConfigError, match=r"trial.yaml: invalid configuration\n  trian: unknown key; allowed: data"
+    ):
+        load_trial(path)
+    with pytest.raises(
+        ConfigError, match="expected a mapping with sections pipeline/data/model/train/eval, got list"
+    ):
+        trial_from_dict([])

@@ -6,11 +6,11 @@ track metrics, rotated test events). Frozen pydantic sections, unknown keys are 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from equitrack.config import ConfigError, Section, format_validation_error, read_yaml
+from equitrack.config import Section, TrialSections
 from tracker.clustering.models import STAGES, StageConfigError, resolve_stage
 from tracker.data.config import DataConfig
 
@@ -150,8 +150,10 @@ class EvalConfig(Section):
         return v
 
 
-class ClusteringTrialConfig(Section):
-    """One clustering trial (``task: clustering``)."""
+class ClusteringTrialConfig(TrialSections):
+    """One clustering trial (``task: clustering``); ``model.name`` defaults to ``plain``."""
+
+    model_name_required: ClassVar[bool] = False
 
     pipeline: PipelineConfig = PipelineConfig()
     data: DataConfig = DataConfig()
@@ -160,20 +162,11 @@ class ClusteringTrialConfig(Section):
     eval: EvalConfig = EvalConfig()
 
 
-def trial_from_dict(raw: dict[str, Any], *, source: str = "<dict>") -> ClusteringTrialConfig:
+def trial_from_dict(raw: Any, *, source: str = "<dict>") -> ClusteringTrialConfig:
     """Validate a plain dict as a clustering trial; :class:`ConfigError` naming ``source`` on failure."""
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping with sections pipeline/data/model/train/eval, "
-            f"got {type(raw).__name__}"
-        )
-    try:
-        return ClusteringTrialConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source=source, root=ClusteringTrialConfig)) from None
+    return ClusteringTrialConfig.from_dict(raw, source=source)
 
 
 def load_trial(path: str | Path) -> ClusteringTrialConfig:
     """Read and validate a clustering trial YAML file."""
-    path = Path(path)
-    return trial_from_dict(read_yaml(path, what="trial file", error=ConfigError) or {}, source=str(path))
+    return ClusteringTrialConfig.load(path)
