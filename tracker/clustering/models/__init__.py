@@ -36,30 +36,13 @@ class StageConfigError(ValueError):
 
 #: the stages: class, defaults, presets and closed-form parameter count (``ModelSpec.param_count``)
 REGISTRY: dict[str, ModelSpec] = {
-    "noise_classifier": ModelSpec(
-        NoiseClassifier,
-        noise_classifier.HPARAMS,
-        noise_classifier.PRESETS,
-        param_count=noise_classifier.param_count,
-    ),
-    "metric_learning": ModelSpec(
-        MetricLearning,
-        metric_learning.HPARAMS,
-        metric_learning.PRESETS,
-        param_count=metric_learning.param_count,
-    ),
-    "edge_classifier": ModelSpec(
-        EdgeClassifier,
-        edge_classifier.HPARAMS,
-        edge_classifier.PRESETS,
-        param_count=edge_classifier.param_count,
-    ),
-    "object_condensation": ModelSpec(
-        ObjectCondensation,
-        object_condensation.HPARAMS,
-        object_condensation.PRESETS,
-        param_count=object_condensation.param_count,
-    ),
+    stage: ModelSpec(cls, module.HPARAMS, module.PRESETS, param_count=module.param_count)
+    for stage, cls, module in (
+        ("noise_classifier", NoiseClassifier, noise_classifier),
+        ("metric_learning", MetricLearning, metric_learning),
+        ("edge_classifier", EdgeClassifier, edge_classifier),
+        ("object_condensation", ObjectCondensation, object_condensation),
+    )
 }
 
 #: exact parameter counts: (stage, preset, equivariant) -> count
