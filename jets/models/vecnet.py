@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jets.models.common import P4_SCALE, Graph, JetTagger, compact, minkowski, mlp, psi
+from jets.models.common import INVARIANT_SCALE, Graph, JetTagger, compact, minkowski, mlp, psi
 
 HPARAMS: dict[str, Any] = {
     "hidden": 16,
@@ -33,7 +33,7 @@ HPARAMS: dict[str, Any] = {
     "layers": 2,
     "mlp_depth": 1,
     "c": 1e-3,
-    "scale": P4_SCALE,
+    "scale": INVARIANT_SCALE,
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden": 8, "hidden_equivariant": 4, "hidden_free": 2, "layers": 2},
@@ -96,7 +96,7 @@ class VecNet(JetTagger):
     name = "vecnet"
 
     def __init__(self, *, hidden: int = 16, hidden_equivariant: int = 8, hidden_free: int = 4, layers: int = 2,
-                 mlp_depth: int = 1, c: float = 1e-3, scale: float = P4_SCALE) -> None:
+                 mlp_depth: int = 1, c: float = 1e-3, scale: float = INVARIANT_SCALE) -> None:
         super().__init__()
         if hidden_equivariant + hidden_free == 0:
             raise ValueError("vecnet: hidden_equivariant + hidden_free must be >= 1")

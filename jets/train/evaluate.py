@@ -98,6 +98,40 @@ def predict(model: nn.Module, jets: DeviceJets, *, beta: float = 0.0, axis: str 
 
 
 @torch.no_grad()
+@torch.no_grad()
+def precise_batch_norm(model: nn.Module, jets: DeviceJets, *, batch_size: int, max_jets: int = 2000) -> bool:
+    """Recompute every batch norm's running statistics for the current weights ("precise BN").
+
+    Running statistics are exponential averages over training steps taken with ever-changing weights; for the
+    small, fast-moving taggers of a CPU sweep, and for batch norms fed the tiny pairwise invariants of collinear
+    constituents (LorentzNet), they stay far from the statistics of the final weights, and an eval-mode model
+    can rank jets worse than chance while the same weights in train mode rank them well. So before every
+    evaluation the statistics are reset and re-measured, as an equal-weight average over training batches (the
+    first ``max_jets`` training jets in file order: deterministic, so a resumed trial gets the same numbers).
+    Returns whether the model has a batch norm (nothing is done otherwise).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    dtype = model_dtype(model)
+    try:
+        for p4, mask, _, idx in jets.batches(None, batch_size):
+            if int(idx[0]) >= max_jets:
+                break
+            model(p4.to(dtype), mask)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return True
+
+
 def inference_ms_per_batch(model: nn.Module, jets: DeviceJets, *, runs: int, batch: int = EVAL_BATCH) -> float:
     """Mean forward time (ms, no grad, eval mode) of one batch of the first ``batch`` test jets, after a warm-up;
     CUDA work is waited for with ``torch.cuda.synchronize``."""

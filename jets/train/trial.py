@@ -45,7 +45,15 @@ from equitrack.trial import (
 from jets.config import RESULT_NEUTRAL_KEYS, JetsTrialConfig
 from jets.data.dataset import JetSet, Splits
 from jets.data.transforms import boost, random_boosts
-from jets.train.evaluate import DeviceJets, boosted, final_metrics, model_dtype, predict, resolve_device
+from jets.train.evaluate import (
+    DeviceJets,
+    boosted,
+    final_metrics,
+    model_dtype,
+    precise_batch_norm,
+    predict,
+    resolve_device,
+)
 from tracker.train.config import yaml_text
 
 #: final metrics that measure time and so differ between otherwise identical runs
@@ -184,6 +192,7 @@ def _run(config: JetsTrialConfig, reporter: Reporter, *, workdir: Path, resume: 
             loss_sum += value * len(idx)
             n_jets += len(idx)
         scheduler.step()
+        precise_batch_norm(model, train_set, batch_size=tc.batch_size)  # eval-mode statistics of these weights
         val = predict(model, val_set)
         if not math.isfinite(val.loss):
             raise NonFiniteLossError(epoch, "validation loss", val.loss)
