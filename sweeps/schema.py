@@ -403,15 +403,6 @@ def run_name(trial: dict[str, Any], seed: int, varied: list[str], *, task: str =
     return "-".join([*parts, f"s{seed}"]).replace("/", "_")
 
 
-def _get_dotted(d: dict[str, Any], key: str) -> Any:
-    node: Any = d
-    for p in key.split("."):
-        if not isinstance(node, dict) or p not in node:
-            return None
-        node = node[p]
-    return node
-
-
 def base_trial(grid: GridFile, overrides: dict[str, Any]) -> dict[str, Any]:
     """The raw trial dict of one cell before validation: shared sections, model defaults, then the overrides."""
     raw: dict[str, Any] = {

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dashboard_cli import dashboard_args
 
 pytest.importorskip("mlflow")
 
@@ -215,20 +216,6 @@ def backend(tmp_path_factory):
     return {"uri": uri, "client": client, "root": root, "ids": ids, "work": work}
 
 
-def _args(backend, experiment, out, *extra):
-    return [
-        "--experiment",
-        experiment,
-        "--out",
-        str(out),
-        "--tracking-uri",
-        backend["uri"],
-        "--cache-dir",
-        str(backend["root"] / "cache"),
-        *extra,
-    ]
-
-
 def _logged(backend, parent) -> set[str]:
     return {f.path for f in backend["client"].list_artifacts(parent, "dashboards")}
 
@@ -278,7 +265,7 @@ def test_aggregate_matches_hand_computation(backend):
 
 def test_size_vs_auc_table1_and_figures(backend, tmp_path, capsys):
     out = tmp_path / "s"
-    assert size_vs_auc.main(_args(backend, "table", out, "--paper")) == 0
+    assert size_vs_auc.main(dashboard_args(backend, "table", out, "--paper")) == 0
     for name in ("size_vs_auc.png", "size_vs_auc.pdf", "table1.md", "table1.csv"):
         assert (out / name).stat().st_size > 0, name
     t = pd.read_csv(out / "table1.csv")
@@ -353,7 +340,7 @@ def test_paper_overlay_is_drawn_against_the_thresholded_auc(backend, tmp_path, m
     assert [ax.get_ylabel() for ax in plain.axes] == ["ROC AUC"]
 
 def test_no_log_flag_does_not_log(backend, tmp_path):
-    assert rotation.main(_args(backend, "table", tmp_path, "--no-log")) == 0
+    assert rotation.main(dashboard_args(backend, "table", tmp_path, "--no-log")) == 0
     assert "dashboards/rotation.png" not in _logged(backend, backend["ids"]["table_parent"])
 
 
@@ -362,7 +349,7 @@ def test_no_log_flag_does_not_log(backend, tmp_path):
 
 def test_rotation_curves_per_training_angle(backend, tmp_path):
     out = tmp_path / "r"
-    assert rotation.main(_args(backend, "rot", out, "--equivariance")) == 0
+    assert rotation.main(dashboard_args(backend, "rot", out, "--equivariance")) == 0
     for name in ("rotation.png", "rotation.pdf", "equivariance.png", "equivariance.pdf"):
         assert (out / name).stat().st_size > 0, name
     t = pd.read_csv(out / "rotation.csv")
@@ -381,7 +368,7 @@ def test_rotation_curves_per_training_angle(backend, tmp_path):
 def test_compare_groups_and_paired_difference(backend, tmp_path, capsys):
     out = tmp_path / "c"
     code = compare.main(
-        _args(
+        dashboard_args(
             backend,
             "table",
             out,
@@ -416,7 +403,7 @@ def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys)
 
     code = run_main(
         compare.main,
-        _args(
+        dashboard_args(
             backend,
             "table",
             tmp_path,
@@ -439,7 +426,7 @@ def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys)
         "model=euclidnet",
         "model=interaction_network",
     ]
-    assert run_main(compare.main, _args(backend, "table", out, *args)) == 0
+    assert run_main(compare.main, dashboard_args(backend, "table", out, *args)) == 0
     paired = pd.read_csv(out / "paired.csv")
     d = [auc_of("euclidnet", h, s) - auc_of("interaction_network", 2 * h, s) for h in (8, 16) for s in SEEDS]
     assert paired.loc[0, "n_pairs"] == 6 and paired.loc[0, "mean_diff"] == pytest.approx(
@@ -447,7 +434,7 @@ def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys)
     )
     code = run_main(
         compare.main,
-        _args(
+        dashboard_args(
             backend,
             "table",
             tmp_path,
@@ -466,7 +453,7 @@ def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys)
 
 def test_importance_csv_and_chart(backend, tmp_path):
     out = tmp_path / "i"
-    assert importance.main(_args(backend, "table", out, "--evaluator", "fanova")) == 0
+    assert importance.main(dashboard_args(backend, "table", out, "--evaluator", "fanova")) == 0
     t = pd.read_csv(out / "importance.csv")
     assert {"model.name", "model.hidden"} <= set(t["param"])
     assert "train.seed" not in set(t["param"])
@@ -476,7 +463,7 @@ def test_importance_csv_and_chart(backend, tmp_path):
 
 def test_report_writes_every_figure(backend, tmp_path):
     out = tmp_path / "rep"
-    assert report.main(_args(backend, "table", out, "--paper")) == 0
+    assert report.main(dashboard_args(backend, "table", out, "--paper")) == 0
     names = [
         "size_vs_auc",
         "pareto",
@@ -512,16 +499,16 @@ def test_pareto_front_by_hand():
 def test_unknown_experiment_and_sweep(backend, tmp_path, capsys):
     from dashboards.cli import run_main
 
-    assert run_main(size_vs_auc.main, _args(backend, "nope", tmp_path)) == 2
+    assert run_main(size_vs_auc.main, dashboard_args(backend, "nope", tmp_path)) == 2
     err = capsys.readouterr().err
     assert "unknown experiment 'nope'" in err and "rot" in err and "table" in err
-    assert run_main(size_vs_auc.main, _args(backend, "table", tmp_path, "--sweep", "zzz")) == 2
+    assert run_main(size_vs_auc.main, dashboard_args(backend, "table", tmp_path, "--sweep", "zzz")) == 2
     err = capsys.readouterr().err
     assert "unknown sweep 'zzz'" in err and "tbl (paper_table1)" in err
     assert (
         run_main(
             size_vs_auc.main,
-            _args(backend, "table", tmp_path)[:-4]
+            dashboard_args(backend, "table", tmp_path)[:-4]
             + ["--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"],
         )
         == 2

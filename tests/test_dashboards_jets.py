@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dashboard_cli import dashboard_args
 
 pytest.importorskip("mlflow")
 
@@ -214,20 +215,6 @@ def backend(tmp_path_factory):
     return {"uri": uri, "client": client, "root": root, "ids": ids}
 
 
-def _args(backend, experiment, out, *extra):
-    return [
-        "--experiment",
-        experiment,
-        "--out",
-        str(out),
-        "--tracking-uri",
-        backend["uri"],
-        "--cache-dir",
-        str(backend["root"] / "cache"),
-        *extra,
-    ]
-
-
 def _load(backend, experiment) -> RunSet:
     return load_runs(experiment=experiment, tracking_uri=backend["uri"], cache_dir=backend["root"] / "cache")
 
@@ -328,7 +315,7 @@ def test_boost_figure_one_curve_per_model_and_mode_with_seed_means(backend):
 
 def test_boost_files_and_summary_table(backend, tmp_path):
     out = tmp_path / "boost"
-    assert boost.main(_args(backend, "jets-boost", out, "--no-log")) == 0
+    assert boost.main(dashboard_args(backend, "jets-boost", out, "--no-log")) == 0
     for name in ("boost.png", "boost.pdf", "boost.csv", "boost.md"):
         assert (out / name).stat().st_size > 100, name
     md = (out / "boost.md").read_text()
@@ -440,7 +427,7 @@ def test_report_of_a_jets_experiment_has_jets_sections_only(backend, tmp_path, m
 
     monkeypatch.setattr(figures, "save", keep)
     out = tmp_path / "rep"
-    assert report.main(_args(backend, "jets-boost", out)) == 0
+    assert report.main(dashboard_args(backend, "jets-boost", out)) == 0
     md = (out / "report.md").read_text()
     for section in (
         "## Model size: AUC and background rejection",
@@ -521,4 +508,4 @@ def test_jets_commands_as_modules(backend, tmp_path):
     assert "## data_efficiency" in proc.stdout
     from dashboards import cli
 
-    assert cli.run_main(jets_tables.main, _args(backend, "nope", tmp_path / "x")) == 2  # unknown experiment
+    assert cli.run_main(jets_tables.main, dashboard_args(backend, "nope", tmp_path / "x")) == 2  # unknown experiment
