@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_cli import dashboard_args
+from dashboard_helpers import dashboard_args, figures_of, runset
 
 pytest.importorskip("mlflow")
 
@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from dashboards import compare, importance, report, rotation, size_vs_auc
-from dashboards.data import RunSet, add_derived, aggregate
+from dashboards.data import aggregate
 from dashboards.loading import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -293,13 +293,6 @@ def test_size_vs_auc_table1_and_figures(backend, tmp_path, capsys):
 
 
 
-def _runset(rows: list[dict]) -> RunSet:
-    """A RunSet of finished trial runs with the given params and metrics (no MLflow needed for the aggregation)."""
-    runs = add_derived(pd.DataFrame([{"status": "FINISHED", "tags.status": "finished", **r} for r in rows]))
-    return RunSet(experiment_name="x", experiment_id="1", tracking_uri="sqlite://", sweep_ids=["s"], runs=runs,
-                  parents=pd.DataFrame())
-
-
 def test_table1_never_puts_two_sizes_of_one_model_under_one_label():
     """The IN at h = 8 (not a paper size) and at h = 16 (the paper's "8") get different size labels."""
     rows = [
@@ -310,13 +303,13 @@ def test_table1_never_puts_two_sizes_of_one_model_under_one_label():
                            ("euclidnet", 8, None, 1874), ("euclidnet", 8, "paper_8", 967)]
         for s in (0, 1)
     ]
-    t = size_vs_auc.table1(_runset(rows))
+    t = size_vs_auc.table1(runset(rows))
     assert len(t) == 4 and not t.duplicated(["model", "size"]).any()
     by = {(r["model"], r["config"]): r["size"] for _, r in t.iterrows()}
     assert by[("interaction_network", "h=16")] == "8" and by[("euclidnet", "paper_8")] == "8"
     assert by[("interaction_network", "h=8")] == "h=8*" and by[("euclidnet", "h=8")] == "h=8*"
     assert list(t["auc_thresholded_mean"]) == pytest.approx([0.805] * 4)
-    md = size_vs_auc.table1_markdown(t, _runset(rows))
+    md = size_vs_auc.table1_markdown(t, runset(rows))
     assert "| h=8* | Interaction Network | h=8 |" in md and "| 8 | Interaction Network | h=16 |" in md
     assert "not one of the paper's" in md
 
@@ -579,67 +572,6 @@ def test_acceptance_commands_as_modules(backend, tmp_path, monkeypatch):
 # ---- issue 22: configurations kept apart, colours, gaps, legends, error bars ----------------------------------
 
 
-def _figures_of(monkeypatch, module) -> list:
-    """The figures ``module`` saves, kept open for inspection."""
-    drawn: list = []
-    save = module.figures.save
-    monkeypatch.setattr(module.figures, "save", lambda fig, out, name, **kw: drawn.append(fig) or save(fig, out, name))
-    return drawn
-
-
-def _rot_rows(*, missing: dict[str, int] | None = None) -> list[dict]:
-    """EuclidNet and the IN, trained at 0°, 3 seeds, auc_rot_XXX and equivariance_dev_XXX at every angle except
-    ``missing[model]``."""
-    rows = []
-    for model, hidden, n in (("euclidnet", 8, 967), ("interaction_network", 16, 1432)):
-        for seed in SEEDS:
-            row = {"run_id": f"{model}-{seed}", "params.model.name": model, "params.model.hidden": hidden,
-                   "params.train.seed": seed,
-                   "params.train.train_rotation_deg": 0.0, "tags.config_id": f"{model}-{hidden}",
-                   "metrics.n_params": n, "metrics.auc": 0.99}
-            for a in ANGLES:
-                if (missing or {}).get(model) == a:
-                    continue
-                row[f"metrics.auc_rot_{a:03d}"] = rot_auc(0.99, 0.0, a)
-                row[f"metrics.equivariance_dev_{a:03d}"] = 1e-6 * (1 + a) + 1e-8 * seed
-            rows.append(row)
-    return rows
-
-
-def test_rotation_draws_each_model_in_its_colour(tmp_path, monkeypatch):
-    """rotation.png: the EuclidNet panel's curve is EuclidNet blue, the IN's is IN orange (docs/dashboards.md)."""
-    from matplotlib.colors import to_rgb
-
-    drawn = _figures_of(monkeypatch, rotation)
-    rotation.figure(_runset(_rot_rows()), tmp_path)
-    (fig,) = drawn
-    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.lines}
-    assert len(panels) == 2
-    for model, title in (("euclidnet", "EuclidNet"), ("interaction_network", "Interaction Network")):
-        ax = next(a for t, a in panels.items() if t.startswith(title))
-        assert to_rgb(ax.lines[0].get_color()) == pytest.approx(to_rgb(rotation.figures.color(model)))
-    blue, orange = (rotation.figures.color(m) for m in ("euclidnet", "interaction_network"))
-    assert blue != orange
-
-
-def test_equivariance_leaves_a_gap_at_a_missing_angle(tmp_path, monkeypatch):
-    """equivariance.png (and rotation.png): an angle a model has no value at is a break in its line (NaN), not
-    a straight line from the angle before to the angle after."""
-    import math
-
-    drawn = _figures_of(monkeypatch, rotation)
-    rs = _runset(_rot_rows(missing={"interaction_network": 90}))
-    rotation.equivariance_figure(rs, tmp_path)
-    rotation.figure(rs, tmp_path)
-    equi, rot = drawn
-    (line,) = [ln for ln in equi.axes[0].lines if "Interaction Network" in str(ln.get_label())]
-    assert list(line.get_xdata()) == list(ANGLES)
-    y = list(line.get_ydata())
-    assert math.isnan(y[ANGLES.index(90)]) and not any(math.isnan(v) for i, v in enumerate(y) if ANGLES[i] != 90)
-    (in_ax,) = [ax for ax in rot.axes if ax.get_title().startswith("Interaction Network")]
-    assert math.isnan(list(in_ax.lines[0].get_ydata())[ANGLES.index(90)])
-
-
 def _overlaps(fig, legend, ax) -> bool:
     fig.canvas.draw()
     return legend.get_window_extent().overlaps(ax.get_window_extent())
@@ -648,7 +580,7 @@ def _overlaps(fig, legend, ax) -> bool:
 def test_legends_sit_beside_the_points(backend, tmp_path, monkeypatch):
     """size_vs_auc.png and pareto.png: the legend is drawn outside the axes, so it covers no point."""
     rs = load_runs(experiment="table", sweep="tbl", tracking_uri=backend["uri"], cache_dir=backend["root"] / "c1")
-    drawn = _figures_of(monkeypatch, size_vs_auc)
+    drawn = figures_of(monkeypatch, size_vs_auc)
     size_vs_auc.figure(rs, tmp_path, paper=True)
     report.pareto_figure(rs, tmp_path)
     for fig in drawn:
@@ -656,36 +588,6 @@ def test_legends_sit_beside_the_points(backend, tmp_path, monkeypatch):
             legend = ax.get_legend()
             assert legend is not None
             assert not _overlaps(fig, legend, ax)
-
-
-def _bar_ends(ax) -> list[float]:
-    """The y ends of every error bar on ``ax``."""
-    from matplotlib.container import ErrorbarContainer
-
-    ends = []
-    for cont in ax.containers:
-        if isinstance(cont, ErrorbarContainer):
-            for coll in cont.lines[2]:
-                ends += [float(y) for seg in coll.get_segments() for _, y in seg]
-    return ends
-
-
-def test_error_bars_stay_inside_auc_and_log_ranges(tmp_path, monkeypatch):
-    """An AUC bar (mean ± std) stops at 1; on the ant factor's log axis every bar's lower end stays positive."""
-    rows = [{"params.model.name": "euclidnet", "params.model.preset": "paper_8", "params.model.hidden": 8,
-             "params.train.seed": s, "tags.config_id": "a", "metrics.n_params": 967, "metrics.auc": auc,
-             "metrics.auc_thresholded": auc, "metrics.ant_factor": ant}
-            for s, auc, ant in ((0, 0.97, 1.0), (1, 1.0, 200.0), (2, 1.0, 2.0))]
-    rs = _runset(rows)
-    drawn = _figures_of(monkeypatch, size_vs_auc)
-    size_vs_auc.figure(rs, tmp_path, paper=True)
-    report.ant_figure(rs, tmp_path)
-    auc_fig, ant_fig = drawn
-    for ax in auc_fig.axes:
-        ends = _bar_ends(ax)
-        assert ends and max(ends) <= 1.0 and min(ends) >= 0.0
-    ends = _bar_ends(ant_fig.axes[0])
-    assert ant_fig.axes[0].get_yscale() == "log" and ends and min(ends) > 0
 
 
 def test_a_changed_setting_is_not_pooled_with_the_old_configuration(tmp_path):

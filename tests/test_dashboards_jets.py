@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_cli import dashboard_args
+from dashboard_helpers import dashboard_args
 
 pytest.importorskip("mlflow")
 
