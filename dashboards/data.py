@@ -417,27 +417,3 @@ def tracking_path(uri: str) -> str:
     if parsed.password:
         return uri.replace(parsed.password, "***")
     return uri
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dashboards.data``: load (and cache) the runs, print what was found, write runs.parquet/csv."""
-    from dashboards import cli
-
-    p = cli.parser("data", "Load an experiment's trial runs from MLflow into a typed table (Parquet cache).")
-    args = p.parse_args(argv)
-    rs = cli.load(args)
-    out = cli.out_dir(args, "data")
-    counts = rs.runs.groupby([c for c in ("tags.sweep_id", "outcome") if c in rs.runs], dropna=False).size()
-    print(counts.to_string())
-    rs.runs.to_parquet(out / "runs.parquet", index=False)
-    rs.runs.to_csv(out / "runs.csv", index=False)
-    print(
-        f"wrote {out / 'runs.parquet'} and {out / 'runs.csv'} ({len(rs.runs)} runs, {len(rs.runs.columns)} columns)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    from dashboards.cli import run_main
-
-    raise SystemExit(run_main(main))

@@ -28,7 +28,7 @@ def fit(grid: GridFile, plan: Plan, tracker: Any, states: dict[str, CellState], 
 
     from sweeps.callback import SweepCallback
     from sweeps.display import Display
-    from sweeps.optuna_search import searcher
+    from sweeps.optuna_searcher import searcher
     from sweeps.trainable import sweep_trainable
 
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # epoch and final reports carry different metrics

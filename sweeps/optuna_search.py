@@ -60,16 +60,6 @@ def sampler(grid: GridFile) -> optuna.samplers.BaseSampler:
     return sampler_spec(grid).build()
 
 
-def searcher(grid: GridFile) -> Any:
-    """Ray Tune's ``OptunaSearch`` over the grid's space and objectives, with the sampler built lazily."""
-    from sweeps.optuna_searcher import LazySamplerOptunaSearch
-
-    objs = grid.search.objectives
-    metric: Any = [o.metric for o in objs] if len(objs) > 1 else objs[0].metric
-    mode: Any = [o.mode for o in objs] if len(objs) > 1 else objs[0].mode
-    return LazySamplerOptunaSearch(spec=sampler_spec(grid), space=distributions(grid), metric=metric, mode=mode)
-
-
 def _parse(value: str) -> Any:
     try:
         return json.loads(value)

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.optuna_search import SamplerSpec
+from sweeps.optuna_search import SamplerSpec, distributions, sampler_spec
+from sweeps.schema import GridFile
 
 _STUDY_KEYS = ("_ot_study", "_sampler", "_ot_trials")
 
@@ -71,3 +72,11 @@ class LazySamplerOptunaSearch(OptunaSearch):
 
         with open(checkpoint_path, "rb") as inp:
             self.__setstate__(pickle.load(inp))
+
+
+def searcher(grid: GridFile) -> Any:
+    """Ray Tune's ``OptunaSearch`` over the grid's space and objectives, with the sampler built lazily."""
+    objs = grid.search.objectives
+    metric: Any = [o.metric for o in objs] if len(objs) > 1 else objs[0].metric
+    mode: Any = [o.mode for o in objs] if len(objs) > 1 else objs[0].mode
+    return LazySamplerOptunaSearch(spec=sampler_spec(grid), space=distributions(grid), metric=metric, mode=mode)

@@ -8,7 +8,7 @@ restores the interrupted cell's trainer checkpoint, so training continues from t
 
 A trial's ``config`` is ``{"bundle": i}`` for a grid (cells = ``plan.bundles[i]``) or the values Optuna
 suggested (cells = one per seed). Several pending cells of one Ray trial are trained together by
-:func:`sweeps.bundling.train_bundle` (``bundle:`` in the grid), else one after another; the report protocol is the
+:func:`train_bundle` (``bundle:`` in the grid), else one after another; the report protocol is the
 same either way.
 """
 
@@ -18,11 +18,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from equitrack.task import get_task
 from sweeps.protocol import Event
 from sweeps.schema import Cell, GridFile, grid_overrides, make_cells
 
@@ -194,11 +196,67 @@ def _restore(plan: Plan, cells: list[Cell]) -> int:
         return index
 
 
+def train_bundle(members: Sequence[tuple[int, Cell]], *, plan: Any, scratch: Path) -> list[dict[str, float]]:
+    """Train ``(index, cell)`` pairs of one Ray trial together; every member reports as its own cell.
+
+    Members' epoch reports carry no Ray checkpoint: each member's resumable state is its trainer checkpoint in its
+    own workdir (``plan.workdir(cell)``, on the driver's file system or shared storage), which a retried bundle
+    resumes from; only each member's final report carries a checkpoint (its artifacts, uploaded by the driver).
+    The members' epochs of one round go to the driver as one ``epochs`` report (Ray holds the trial until the
+    driver has taken each report, so K reports per epoch would cost K round trips); a member's ``fail`` or
+    ``finish`` report first sends the epochs before it. Returns the final metrics of the members that finished.
+    """
+    from ray import tune
+
+    task = get_task(plan.grid.task)
+    run_bundle = task.bundling.run  # type: ignore[union-attr]
+
+    pending: list[dict[str, Any]] = []  # the round's epoch results, in the order the members reported them
+
+    def flush() -> None:
+        if pending:
+            tune.report({"event": Event.EPOCHS, "members": list(pending), "epoch": max(r["epoch"] for r in pending)})
+            pending.clear()
+
+    class MemberReporter(TuneReporter):
+        """A cell's TuneReporter inside a bundle: buffered epoch reports without Ray checkpoints, member failures."""
+
+        def epoch(self, *, epoch: int, metrics: Any, checkpoint_dir: Path | None) -> None:
+            pending.append(self.epoch_result(epoch, metrics))
+
+        def finish(self, *, metrics: Any) -> None:
+            flush()
+            super().finish(metrics=metrics)
+
+        def fail(self, *, error: BaseException) -> None:
+            flush()
+            tune.report({"event": Event.FAIL, "cell": self.index, "cell_key": cell_key(self.cell),
+                         "error": f"{type(error).__name__}: {error}", "epoch": self.last_epoch})
+
+    configs, reporters, workdirs = [], [], []
+    for index, cell in members:
+        wd = plan.workdir(cell)
+        wd.mkdir(parents=True, exist_ok=True)
+        configs.append(cell.config)
+        reporters.append(MemberReporter(index=index, cell=cell, workdir=wd, scratch=scratch, fault=plan.fault))
+        workdirs.append(wd)
+
+    def log(line: str) -> None:  # how the bundle runs (strategy, final evaluation, CUDA graph), beside each member
+        stamp = datetime.now().isoformat(sep=" ", timespec="milliseconds")
+        for wd in workdirs:
+            with (wd / "bundle.log").open("a") as fh:
+                fh.write(f"{stamp} {line}\n")
+
+    results = run_bundle(configs, reporters, workdirs=workdirs, strategy=plan.grid.bundle_strategy, resume=True,
+                         log=log, final_eval=plan.grid.bundle_final_eval, on_round_end=flush,
+                         cuda_graphs=plan.grid.bundle_cuda_graphs)
+    flush()
+    return [dict(r.metrics) for r in results if r.status == "FINISHED"]
+
+
 def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     """Ray Tune entry point (wrapped with ``tune.with_parameters(sweep_trainable, plan=plan)``)."""
     from ray import tune
-
-    from equitrack.task import get_task
 
     task = get_task(plan.grid.task)
     os.environ.update(plan.env)
@@ -210,8 +268,6 @@ def sweep_trainable(config: dict[str, Any], *, plan: Plan) -> None:
     try:
         pending = [(i, c) for i, c in enumerate(cells) if cell_key(c) not in plan.done]
         if len(pending) > 1 and _bundled(plan):
-            from sweeps.bundling import train_bundle
-
             for index, cell in enumerate(cells):
                 if cell_key(cell) in plan.done:
                     final = plan.done[cell_key(cell)]

@@ -92,8 +92,7 @@ def test_a_bundle_reports_once_per_round(tmp_path: Path, monkeypatch: pytest.Mon
     import ray
     from ray import tune
 
-    from sweeps.bundling import train_bundle
-    from sweeps.trainable import Plan, cell_key
+    from sweeps.trainable import Plan, cell_key, train_bundle
 
     assert not ray.is_initialized()
 

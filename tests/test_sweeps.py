@@ -366,7 +366,7 @@ def test_optuna_multi_objective_searcher_survives_rays_pickles(tmp_path: Path) -
 
     import ray.cloudpickle
 
-    from sweeps.optuna_search import searcher
+    from sweeps.optuna_searcher import searcher
 
     grid = load_grid(REPO / "sweeps/grids/optuna_pareto.yaml")
     search = searcher(grid)

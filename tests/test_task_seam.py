@@ -126,3 +126,51 @@ def test_sweeps_import_no_science_package() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("tracker", "jets")]
     assert found == []
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports, at module level or inside functions."""
+    packages = ("equitrack", "tracker", "jets", "sweeps", "dashboards")
+    modules = {}
+    for path in REPO.rglob("*.py"):
+        rel = path.relative_to(REPO)
+        if rel.parts[0] in packages:
+            modules[".".join(rel.with_suffix("").parts).removesuffix(".__init__")] = path
+
+    def owner(name: str) -> str:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            graph[mod] |= {o for t in targets if (o := owner(t)) and o != mod and not mod.startswith(o + ".")}
+    return graph
+
+
+def test_no_import_circles_top_level_or_function_local() -> None:
+    graph = _import_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(mod: str, path: list[str]) -> None:
+        state[mod] = 1
+        for dep in sorted(graph[mod]):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[mod] = 2
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [mod])
+    assert cycles == []
+    assert not {d for d in graph["equitrack.task"] | graph["equitrack.config"] if not d.startswith("equitrack")}
