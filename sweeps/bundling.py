@@ -11,7 +11,7 @@ child run (config_id, seed, metrics, artifacts, status): every member reports th
 Grid keys (top level, all optional)::
 
     bundle: auto                         # default: seed + the varied bundleable axes; `none` = one cell per trial
-    bundle: [seed, train_rotation_deg]   # or an explicit list (short names or dotted keys)
+    bundle: [seed, lr]                   # or an explicit list (short names or dotted keys)
     max_bundle_size: 25                  # cells per Ray trial at most, split evenly; default min(25, ceil(cells /
                                          # (2 x concurrent trials))): about two bundles per slot, for balance
     bundle_strategy: auto                # auto | loop | vmap (tracking: see tracker.train.bundle)

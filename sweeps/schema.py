@@ -300,7 +300,7 @@ def load_grid(path: str | Path, *, overrides: list[str] | None = None) -> GridFi
 def apply_override(raw: dict[str, Any], key: str, value: Any, *, source: str = "<grid>") -> None:
     """Set one ``--set`` key in a raw grid mapping.
 
-    A key is dotted into the file (``train.epochs``, ``models.euclidnet.hidden``), except where the file's own keys
+    A key is dotted into the file (``train.epochs``, ``models.<name>.hidden``), except where the file's own keys
     contain dots: grid axes and search dimensions are named by dotted trial keys, so everything after ``grid.`` is
     one axis key and everything after ``search.space.`` one dimension key:
 
@@ -398,7 +398,7 @@ def config_id(trial: dict[str, Any], *, task: str = DEFAULT_TASK) -> str:
 
 
 def run_name(trial: dict[str, Any], seed: int, varied: list[str], *, task: str = DEFAULT_TASK) -> str:
-    """``euclidnet-paper_8-c0.005-rot045-s3``: the task's run-name parts (model, size, varied axes), the seed."""
+    """``<model>-<size>-<axis label><value>…-s<seed>``: the task's run-name parts (model, size, varied axes), the seed."""
     parts = get_task(task).run_name_parts(trial, varied)
     return "-".join([*parts, f"s{seed}"]).replace("/", "_")
 
