@@ -65,6 +65,9 @@ def scaled_grid(args: argparse.Namespace, *, variant: str, root: Path) -> Path:
     raw["seeds"] = args.seeds_unbundled if one_cell and args.seeds_unbundled else args.seeds
     if args.models:
         raw["grid"]["model.name"] = list(args.models)
+    if args.fused:  # the models' fused kernels (model hyperparameter fused: true), the only path before it existed
+        for defaults in raw["models"].values():
+            defaults["fused"] = True
     gpus = args.gpus_unbundled if one_cell else args.gpus_bundled
     raw["resources"] = {"cpus_per_trial": 1, "gpus_per_trial": gpus, "max_concurrent": args.concurrent}
     raw["ray"] = {"num_cpus": args.concurrent, "storage_path": str(root / "ray"), "workdir": str(root / "trials")}
@@ -287,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="*", default=["bundled", "unbundled", "naive"],
                     choices=["bundled", "unbundled", "naive"])
     ap.add_argument("--models", nargs="*", default=None, help="only these of the grid's models (model.name axis)")
+    ap.add_argument("--fused", action="store_true", help="run the models on their fused kernels (fused: true)")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each variant, alternating; the fastest counts")
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the runs (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=None, help="JSON summary")
