@@ -37,7 +37,7 @@ def test_end_to_end_variants_differ_only_in_bundles_and_worker_processes(tmp_pat
 
     args = argparse.Namespace(train_events=2, epochs=2, deterministic="grid", seeds=5, seeds_unbundled=None,
                               models=None, gpus_bundled=0.0, gpus_unbundled=0.0, concurrent=2, max_bundle_size=None,
-                              device="cpu")
+                              device="cpu", fused=False)
     grids = {}
     for variant in ("bundled", "unbundled", "naive"):
         (tmp_path / variant).mkdir()
@@ -47,3 +47,7 @@ def test_end_to_end_variants_differ_only_in_bundles_and_worker_processes(tmp_pat
     assert (grids["naive"].bundle, grids["naive"].ray.reuse_actors) == ("none", False)
     for g in grids.values():
         assert g.train == grids["bundled"].train and g.grid == grids["bundled"].grid and g.seeds == [0, 1, 2, 3, 4]
+    fused = load_grid(scaled_grid(argparse.Namespace(**{**vars(args), "fused": True}), variant="bundled",
+                                  root=tmp_path / "bundled"))
+    assert all(m.get("fused") is True for m in fused.models.values())  # --fused: every model on its fused kernels
+    assert all("fused" not in m for m in grids["bundled"].models.values())
