@@ -77,6 +77,17 @@ def synthetic_jets(n_jets: int, seed: int, n_min: int = 20, n_max: int = 80) -> 
     return torch.from_numpy(p4 * mask[..., None]), torch.from_numpy(mask)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (records carry no machine's absolute paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return Path(path).name
+
+
 def load_jets(sample: str | None, n_jets: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Jets from a generated-sample npz (``jets.data.generated``) if given/shipped, else synthetic ones."""
     from jets.data import generated
@@ -85,7 +96,7 @@ def load_jets(sample: str | None, n_jets: int, seed: int) -> tuple[torch.Tensor,
     if path.is_file():
         p4, mask, _ = generated.load_generated(path)
         idx = np.random.default_rng(seed).permutation(len(p4))[:n_jets]
-        return torch.from_numpy(p4[idx]).double(), torch.from_numpy(mask[idx]), str(path)
+        return torch.from_numpy(p4[idx]).double(), torch.from_numpy(mask[idx]), _shown(path)
     p4, mask = synthetic_jets(n_jets, seed)
     return p4, mask, "synthetic (1-400 GeV, 20-80 constituents)"
 
