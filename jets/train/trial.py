@@ -31,6 +31,7 @@ from equitrack.checkpoint import (
     set_rng_state,
     trainer_state,
 )
+from equitrack.config import yaml_text
 from equitrack.reporter import Reporter
 from equitrack.trial import (
     EPOCH_METRICS,
@@ -54,7 +55,6 @@ from jets.train.evaluate import (
     predict,
     resolve_device,
 )
-from tracker.train.config import yaml_text
 
 #: final metrics that measure time and so differ between otherwise identical runs
 TIMING_METRICS = frozenset({"train_seconds", "seconds_per_epoch", "inference_ms_per_batch100"})

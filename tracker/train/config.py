@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-# re-exported: trial code and the jets task import these from here
+# re-exported: tracker's trial code and tests import these from here
 from equitrack.config import (  # noqa: F401
     ConfigError,
     ModelSection,
