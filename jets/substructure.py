@@ -18,7 +18,7 @@ import numpy as np
 R0 = 0.8
 
 
-def _fastjet():
+def require_fastjet():
     """The ``fastjet`` module, or an ImportError saying how to install it."""
     try:
         import fastjet
@@ -62,7 +62,7 @@ def tau_from_axes(p4: np.ndarray, axes: np.ndarray, *, r0: float = R0) -> float:
 
 def exclusive_kt_axes(p4: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` exclusive-kT subjets (E, px, py, pz) [n', 4] of constituents ``p4``; n' = min(n, constituents)."""
-    fj = _fastjet()
+    fj = require_fastjet()
     p4 = np.asarray(p4, dtype=np.float64)
     p4 = p4[p4[:, 0] > 0]
     if len(p4) <= n:

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from jets.data.digitize import Histogram, digitize, notebook_png
+from jets.substructure import require_fastjet
 
 #: the shipped digitised histograms (provenance in REFERENCE.md beside it)
 REFERENCE_PATH = Path(__file__).resolve().parent / "resources" / "reference" / "toptag_mass_tau32.csv"
@@ -130,9 +131,7 @@ def binned_auc(signal: Histogram, background: Histogram, *, low_is_signal: bool)
 def tau32_reference_recipe(p4: np.ndarray) -> float:
     """tau3/tau2 of one jet's (E, px, py, pz) constituents as the reference histograms computed it (module
     docstring): exclusive kT (R = 0.4) axes, unwrapped azimuth differences. NaN when tau2 = 0."""
-    from jets.substructure import _fastjet
-
-    fj = _fastjet()
+    fj = require_fastjet()
     p4 = np.asarray(p4, dtype=np.float64)
     p4 = p4[p4[:, 0] > 0]
     pt = np.hypot(p4[:, 1], p4[:, 2])
