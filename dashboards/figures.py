@@ -99,17 +99,33 @@ def footnote(fig, text: str) -> None:
     fig.text(0.01, -0.02, textwrap.fill(text, width_chars), fontsize=8, color="0.4", ha="left", va="top")
 
 
-def legend(ax, *, outside: bool = False, **kwargs) -> None:
+def legend(ax, *, outside: bool | str = False, **kwargs) -> None:
     """A legend only when something is labelled (an empty one draws a warning and a box).
 
-    ``outside``: right of the axes, where it cannot hide a point (the constrained layout makes room for it)."""
+    ``outside``: off the axes, where it cannot hide a point (the constrained layout makes room for it): ``True``
+    or ``"right"`` beside them, ``"below"`` under the x label (panels side by side keep their width)."""
     _handles, labels = ax.get_legend_handles_labels()
     if not labels:
         return
     if outside:
         kwargs.pop("loc", None)
-        kwargs.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        if outside == "below":
+            kwargs.update(loc="upper center", bbox_to_anchor=(0.5, -0.16), borderaxespad=0.0)
+        else:
+            kwargs.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.legend(**kwargs)
+
+
+def parameter_axis(ax, *, axis: str = "x") -> None:
+    """A log-scale parameter-count axis labelled at 1, 2 and 5 times powers of ten in plain numbers (1,000,
+    2,000, 5,000): over the one or two decades a size sweep spans, matplotlib's default minor labels collide."""
+    from matplotlib import ticker
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    target.set_minor_formatter(ticker.NullFormatter())
 
 
 def shades(base: Sequence[float], n: int) -> list[tuple[float, float, float]]:

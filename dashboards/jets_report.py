@@ -44,7 +44,7 @@ def size_figure(rs: RunSet, out: Path, *, name: str = "jets_size") -> tuple[list
     fig, axes = figures.new_figure(len(SIZE_PANELS), 1, width=6.4, height=4.8)
     for ax, (metric, log_y) in zip(axes[0], SIZE_PANELS):
         drawn = size_vs_auc._ours(ax, frame, models, metric)
-        ax.set_xscale("log")
+        figures.parameter_axis(ax)
         if log_y and drawn:
             ax.set_yscale("log")
         ax.set_xlabel("trainable parameters (log scale)")

@@ -98,7 +98,7 @@ def pareto_figure(rs: RunSet, out: Path) -> tuple[list[Path], pd.DataFrame]:
         figures.legend(ax, outside=True)  # beside the axes: a legend inside hid points
     else:
         ax.text(0.5, 0.5, "no finished runs with auc and n_params", transform=ax.transAxes, ha="center")
-    ax.set_xscale("log")
+    figures.parameter_axis(ax)
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("ROC AUC (mean over seeds)")
     ax.set_title("AUC–size Pareto front")

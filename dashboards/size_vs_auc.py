@@ -145,7 +145,7 @@ def figure(
         drawn = _ours(ax, ok, models, col)
         if paper and col == THRESHOLDED:
             _paper_points(ax, models)
-        ax.set_xscale("log")
+        figures.parameter_axis(ax)
         ax.set_xlabel("trainable parameters (log scale)")
         ax.set_ylabel(label(col))
         title = "Model size vs " + label(col)
@@ -157,7 +157,7 @@ def figure(
         if not drawn:
             ax.text(0.5, 0.5, "no finished runs with n_params and " + label(col), transform=ax.transAxes,
                     ha="center")
-        figures.legend(ax, outside=True)  # beside the axes: a legend inside hid points
+        figures.legend(ax, outside="below")  # off the axes: a legend inside hid points
     figures.footnote(
         fig,
         "error bars: ± sample std over seeds; labels: preset or hidden width (n finished runs). "

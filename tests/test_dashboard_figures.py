@@ -99,3 +99,22 @@ def test_error_bars_stay_inside_auc_and_log_ranges(tmp_path, monkeypatch):
         assert ends and max(ends) <= 1.0 and min(ends) >= 0.0
     ends = _bar_ends(ant_fig.axes[0])
     assert ant_fig.axes[0].get_yscale() == "log" and ends and min(ends) > 0
+
+
+def test_parameter_axis_labels_plain_counts_and_legends_sit_below(tmp_path, monkeypatch):
+    """size_vs_auc over 967-4392 parameters: x ticks read 1,000 / 2,000 (no colliding 10^3 minor labels), and with
+    two panels side by side each legend sits under its axes, not on the points."""
+    rows = [{"params.model.name": m, "params.model.hidden": h, "params.train.seed": s, "tags.config_id": f"{m}{h}",
+             "metrics.n_params": n, "metrics.auc": 0.9, "metrics.auc_thresholded": 0.85}
+            for m, h, n in (("euclidnet", 8, 967), ("interaction_network", 32, 4392)) for s in SEEDS]
+    drawn = figures_of(monkeypatch, size_vs_auc)
+    size_vs_auc.figure(runset(rows), tmp_path, paper=True)
+    (fig,) = drawn
+    fig.canvas.draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        shown = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi and t.get_text()]
+        assert shown and set(shown) <= {"1,000", "2,000", "5,000", "10,000"}, shown
+        assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+        legend = ax.get_legend().get_window_extent()
+        assert legend.y1 < ax.get_window_extent().y0  # wholly below the axes
