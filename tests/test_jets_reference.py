@@ -35,7 +35,13 @@ from jets.data.toptag import LABEL, columns  # noqa: E402
 def _figure(blue: np.ndarray, red: np.ndarray, bins) -> tuple[np.ndarray, list[float], list[float], list, tuple]:
     """A PNG (as RGB array) in the style of the reference notebook: two hist calls, blue then red, alpha 0.5,
     8x8 inches, drawn inline at 100 dpi with a tight bounding box; the visible tick values; the true bins; and
-    the data units of one pixel along x and y."""
+    the data units of one pixel along x and y. Drawn in matplotlib's default style, as the notebook was (other
+    tests' figures may have changed the global rcParams, e.g. turned grid lines on)."""
+    with plt.style.context("default"):
+        return _draw(blue, red, bins)
+
+
+def _draw(blue: np.ndarray, red: np.ndarray, bins) -> tuple[np.ndarray, list[float], list[float], list, tuple]:
     fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
     nb, eb, _ = ax.hist(blue, bins=bins, label="signal", alpha=0.5, color="blue")
     nr, er, _ = ax.hist(red, bins=bins, label="background", alpha=0.5, color="red")
@@ -89,6 +95,10 @@ def test_digitize_rejects_images_that_are_not_such_figures():
     img, xt, yt, _, _ = _figure(blue, red, np.arange(0.0, 360.0, 10.0))
     with pytest.raises(DigitizeError, match="tick marks"):
         digitize(img, x_ticks=xt[:-1], y_ticks=yt, edges=np.arange(0.0, 360.0, 10.0))
+    with plt.style.context({"axes.grid": True}):  # grid lines over the bars would cut them short
+        img, xt, yt, _, _ = _draw(blue, red, np.arange(0.0, 360.0, 10.0))
+    with pytest.raises(DigitizeError, match="grid lines"):
+        digitize(img, x_ticks=xt, y_ticks=yt, edges=np.arange(0.0, 360.0, 10.0))
 
 
 def test_shipped_reference_histograms_are_the_published_jets():

@@ -122,6 +122,12 @@ def column_heights(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, 
         while r >= 0 and col[r] != 0:
             codes.append(int(col[r]))
             r -= 1
+        if r >= 0 and left + 1 < x < right - 1 and img[top + 1 + r, x].min() < 0.97:  # spines' antialiasing aside
+            # the fill ends on something that is neither white nor a fill: a grid line or text over the bars
+            raise DigitizeError(
+                f"column {x}: the bars are interrupted at row {top + 1 + r} by something drawn over them "
+                f"(grid lines?); expected bars on a white axes"
+            )
         if not codes:
             continue
         n_both = next((i for i, c in enumerate(codes) if c != 3), len(codes))
