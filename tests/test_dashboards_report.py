@@ -58,19 +58,11 @@ def test_compare_groups_and_paired_difference(backend, tmp_path, capsys):
 def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys):
     from dashboards.cli import run_main
 
-    code = run_main(
-        compare.main,
-        dashboard_args(
-            backend,
-            "table",
-            tmp_path,
-            "--by",
-            "model,hidden",
-            "--pair",
-            "model=euclidnet,hidden=8",
-            "model=interaction_network,hidden=32",
-        ),
-    )
+    def pair(a: str, b: str) -> int:
+        """``compare --by model,hidden --pair a b`` into tmp_path; the exit code."""
+        return run_main(compare.main, dashboard_args(backend, "table", tmp_path, "--by", "model,hidden", "--pair", a, b))
+
+    code = pair("model=euclidnet,hidden=8", "model=interaction_network,hidden=32")
     assert code == 0  # both selectors fix every --by key: matched on seed only
     # the paper's rows: EuclidNet paper_N against the IN at the same paper size label (h = 16 -> 8, 32 -> 16)
     out = tmp_path / "paper"
@@ -89,19 +81,7 @@ def test_compare_pair_without_shared_seed_is_an_error(backend, tmp_path, capsys)
     assert paired.loc[0, "n_pairs"] == 6 and paired.loc[0, "mean_diff"] == pytest.approx(
         statistics.mean(d), abs=1e-9
     )
-    code = run_main(
-        compare.main,
-        dashboard_args(
-            backend,
-            "table",
-            tmp_path,
-            "--by",
-            "model,hidden",
-            "--pair",
-            "model=euclidnet",
-            "model=nosuchmodel",
-        ),
-    )
+    code = pair("model=euclidnet", "model=nosuchmodel")
     assert code == 2 and "matches no finished run" in capsys.readouterr().err
 
 
